@@ -1,0 +1,16 @@
+// lib/base: the bottom layer. Raw system calls, locks, lists, bit operations,
+// formatting and logging over write(2), configuration, the metadata bump
+// allocator, sysfs parsing and rseq. Nothing here calls libc malloc.
+#pragma once
+
+#include "lib/base/bitops.h"
+#include "lib/base/boot_alloc.h"
+#include "lib/base/compiler.h"
+#include "lib/base/config.h"
+#include "lib/base/format.h"
+#include "lib/base/list.h"
+#include "lib/base/lock.h"
+#include "lib/base/log.h"
+#include "lib/base/rseq.h"
+#include "lib/base/syscall.h"
+#include "lib/base/sysfs.h"

@@ -1,0 +1,18 @@
+// The allocator's own metadata allocator, the kernel's memblock: a bump
+// allocator over raw anonymous mappings. Node, zone and per-CPU structures are
+// carved from it once at start-up and live for the whole process; nothing is
+// ever freed. Returned memory is zeroed (fresh anonymous pages) and aligned to
+// at least a cache line.
+#pragma once
+
+#include <cstddef>
+
+namespace numaslub {
+
+// Returns zeroed memory, or nullptr when the OS refuses (ENOMEM).
+void* boot_alloc(std::size_t size, std::size_t align = 64);
+
+// Bytes handed out so far (for the stats views).
+std::size_t boot_alloc_bytes();
+
+}  // namespace numaslub

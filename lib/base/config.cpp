@@ -1,0 +1,230 @@
+#include "lib/base/config.h"
+
+#include <atomic>
+#include <cstring>
+
+#include "lib/base/format.h"
+#include "lib/base/lock.h"
+#include "lib/base/log.h"
+#include "lib/base/syscall.h"
+
+extern char** environ;
+
+namespace numaslub {
+namespace {
+
+enum class Type { kBool, kUint, kSize, kPercpu };
+
+struct Option {
+  const char* name;
+  Type type;
+  std::size_t offset;
+  const char* def;
+  const char* help;
+};
+
+#define NS_OPT(field, type, def, help) \
+  { #field, type, offsetof(Config, field), def, help }
+// The one table of options. Keep defaults in sync with Config's initializers
+// (a test checks that parsing every default reproduces Config{}).
+constexpr Option kOptions[] = {
+    NS_OPT(fake_numa, Type::kUint, "0",
+           "split the CPUs of the machine into N fake NUMA nodes (0: use the real topology)"),
+    NS_OPT(arena_size, Type::kSize, "64G",
+           "address space reserved per node; shrunk to fit RLIMIT_AS"),
+    NS_OPT(section_size, Type::kSize, "16M",
+           "granule in which a node's range is onlined (power of two, >= 4M)"),
+    NS_OPT(mbind, Type::kBool, "1", "bind each onlined section to its node with mbind"),
+    NS_OPT(pcp, Type::kBool, "1", "per-CPU page lists for orders 0..3 in front of the zone lock"),
+    NS_OPT(pcp_high, Type::kUint, "64", "blocks a per-CPU page list holds before draining"),
+    NS_OPT(pcp_batch, Type::kUint, "16", "blocks moved between a per-CPU list and its zone"),
+    NS_OPT(watermark_scale, Type::kUint, "10",
+           "gap between min/low/high watermarks in 1/10000 of the zone (kernel's default 10)"),
+    NS_OPT(percpu, Type::kPercpu, "auto", "per-CPU caches: auto, rseq or thread"),
+    NS_OPT(verbose, Type::kBool, "0", "log topology and arena decisions at start-up"),
+};
+#undef NS_OPT
+
+bool parse_uint(const char* s, std::size_t n, std::uint64_t* out, bool allow_suffix) {
+  if (n == 0) return false;
+  std::uint64_t v = 0;
+  std::size_t i = 0;
+  for (; i < n && s[i] >= '0' && s[i] <= '9'; ++i) {
+    if (v > (~0ULL - 9) / 10) return false;
+    v = v * 10 + static_cast<unsigned>(s[i] - '0');
+  }
+  if (i == 0) return false;
+  if (i < n) {
+    if (!allow_suffix || i + 1 != n) return false;
+    unsigned shift;
+    switch (s[i] | 0x20) {
+      case 'k':
+        shift = 10;
+        break;
+      case 'm':
+        shift = 20;
+        break;
+      case 'g':
+        shift = 30;
+        break;
+      case 't':
+        shift = 40;
+        break;
+      default:
+        return false;
+    }
+    if (v > (~0ULL >> shift)) return false;
+    v <<= shift;
+  }
+  *out = v;
+  return true;
+}
+
+bool eq(const char* s, std::size_t n, const char* lit) {
+  return std::strlen(lit) == n && std::memcmp(s, lit, n) == 0;
+}
+
+bool apply(Config* c, const Option& o, const char* v, std::size_t n) {
+  char* field = reinterpret_cast<char*>(c) + o.offset;
+  std::uint64_t u;
+  switch (o.type) {
+    case Type::kBool:
+      if (eq(v, n, "1") || eq(v, n, "on") || eq(v, n, "true") || eq(v, n, "yes")) {
+        *reinterpret_cast<bool*>(field) = true;
+        return true;
+      }
+      if (eq(v, n, "0") || eq(v, n, "off") || eq(v, n, "false") || eq(v, n, "no")) {
+        *reinterpret_cast<bool*>(field) = false;
+        return true;
+      }
+      return false;
+    case Type::kUint:
+      if (!parse_uint(v, n, &u, false) || u > 0xffffffffu) return false;
+      *reinterpret_cast<std::uint32_t*>(field) = static_cast<std::uint32_t>(u);
+      return true;
+    case Type::kSize:
+      if (!parse_uint(v, n, &u, true)) return false;
+      *reinterpret_cast<std::uint64_t*>(field) = u;
+      return true;
+    case Type::kPercpu: {
+      PercpuMode m;
+      if (eq(v, n, "auto"))
+        m = PercpuMode::kAuto;
+      else if (eq(v, n, "rseq"))
+        m = PercpuMode::kRseq;
+      else if (eq(v, n, "thread"))
+        m = PercpuMode::kThread;
+      else
+        return false;
+      *reinterpret_cast<PercpuMode*>(field) = m;
+      return true;
+    }
+  }
+  return false;
+}
+
+Config g_config;
+std::atomic<bool> g_config_ready{false};
+Mutex g_config_lock;
+
+// Big enough for a large environment; lives in .bss, so it costs no memory
+// unless the early path has to read /proc/self/environ.
+char g_environ_buf[64 << 10];
+
+}  // namespace
+
+int Config::parse(const char* text, bool warn) {
+  int bad = 0;
+  const char* p = text;
+  while (p && *p) {
+    const char* end = p;
+    while (*end && *end != ',') ++end;
+    const char* eqp = p;
+    while (eqp < end && *eqp != '=') ++eqp;
+    std::size_t klen = static_cast<std::size_t>(eqp - p);
+    const char* v = eqp < end ? eqp + 1 : end;
+    std::size_t vlen = static_cast<std::size_t>(end - v);
+    if (klen > 0) {
+      const Option* hit = nullptr;
+      for (const Option& o : kOptions)
+        if (eq(p, klen, o.name)) hit = &o;
+      // A bare boolean key ("verbose") means "on".
+      bool ok = hit && (eqp < end ? apply(this, *hit, v, vlen)
+                                  : hit->type == Type::kBool && apply(this, *hit, "1", 1));
+      if (!ok) {
+        ++bad;
+        if (warn) {
+          char key[64] = {};
+          std::memcpy(key, p, klen < 63 ? klen : 63);
+          log_msg(hit ? "NUMASLUB_CONF: bad value for '%s' (ignored)"
+                      : "NUMASLUB_CONF: unknown option '%s' (ignored)",
+                  key);
+        }
+      }
+    }
+    p = *end ? end + 1 : end;
+  }
+  return bad;
+}
+
+const char* env_lookup(const char* name) {
+  std::size_t n = std::strlen(name);
+  if (environ) {
+    for (char** e = environ; *e; ++e)
+      if (std::strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+    return nullptr;
+  }
+  // Called before libc set environ up (a malloc from the dynamic loader).
+  static std::size_t len = 0;
+  if (len == 0) {
+    long fd = sys::open("/proc/self/environ", 0 /*O_RDONLY*/);
+    if (fd < 0) return nullptr;
+    long r;
+    while (len < sizeof g_environ_buf - 1 &&
+           (r = sys::read(static_cast<int>(fd), g_environ_buf + len,
+                          sizeof g_environ_buf - 1 - len)) > 0)
+      len += static_cast<std::size_t>(r);
+    sys::close(static_cast<int>(fd));
+    g_environ_buf[len] = '\0';
+  }
+  for (std::size_t i = 0; i < len; i += std::strlen(g_environ_buf + i) + 1)
+    if (std::strncmp(g_environ_buf + i, name, n) == 0 && g_environ_buf[i + n] == '=')
+      return g_environ_buf + i + n + 1;
+  return nullptr;
+}
+
+const Config& config() {
+  if (NS_LIKELY(g_config_ready.load(std::memory_order_acquire))) return g_config;
+  LockGuard<Mutex> g(g_config_lock);
+  if (!g_config_ready.load(std::memory_order_relaxed)) {
+    if (const char* s = env_lookup("NUMASLUB_CONF")) g_config.parse(s);
+    g_config_ready.store(true, std::memory_order_release);
+  }
+  return g_config;
+}
+
+void config_set_for_test(const Config& c) {
+  g_config = c;
+  g_config_ready.store(true, std::memory_order_release);
+}
+
+void config_print_help(int fd) {
+  for (const Option& o : kOptions) {
+    char line[256];
+    const char* type = o.type == Type::kBool   ? "bool"
+                       : o.type == Type::kSize ? "size"
+                       : o.type == Type::kUint ? "uint"
+                                               : "enum";
+    std::size_t n = format(line, sizeof line, "%-16s %-5s %-6s %s\n", o.name, type, o.def, o.help);
+    write_all(fd, line, n);
+  }
+}
+
+// Used by the test that keeps the table's defaults and Config{} in sync.
+int config_parse_defaults(Config* c) {
+  int bad = 0;
+  for (const Option& o : kOptions) bad += apply(c, o, o.def, std::strlen(o.def)) ? 0 : 1;
+  return bad;
+}
+
+}  // namespace numaslub

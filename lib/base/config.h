@@ -1,0 +1,51 @@
+// Run-time options: NUMASLUB_CONF="key=value,key=value,...".
+//
+// One declarative table (config.cpp) gives each option its type, default and
+// description; the README's table is generated from the same text by
+// `numaslub-info --config-help`. Parsing never allocates: the environment is
+// read from `environ` or, before libc has set it up, from /proc/self/environ.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace numaslub {
+
+enum class PercpuMode : std::uint8_t { kAuto, kRseq, kThread };
+
+struct Config {
+  std::uint32_t fake_numa = 0;               // split CPUs into N fake nodes (0: off)
+  std::uint64_t arena_size = 64ULL << 30;    // address space reserved per node
+  std::uint64_t section_size = 16ULL << 20;  // unit of onlining ("memory hotplug")
+  bool mbind = true;                         // bind onlined sections to their node
+  bool pcp = true;                           // per-CPU page lists in front of zones
+  std::uint32_t pcp_high = 64;               // blocks kept per CPU per order
+  std::uint32_t pcp_batch = 16;              // blocks moved per refill / drain
+  std::uint32_t watermark_scale = 10;        // watermark gap, 1/10000 of the zone
+  PercpuMode percpu = PercpuMode::kAuto;     // per-CPU cache mode
+  bool verbose = false;                      // log decisions at init
+
+  // Applies "key=value,..." on top of the current values. Returns the number
+  // of entries that could not be applied (each is logged when `warn`).
+  int parse(const char* text, bool warn = true);
+};
+
+// The process-wide configuration, parsed from NUMASLUB_CONF on first use.
+// Idempotent and thread-safe; never allocates.
+const Config& config();
+
+// Replace the process-wide configuration (tests, tools). Not thread-safe.
+void config_set_for_test(const Config& c);
+
+// Writes "key  type  default  description" lines for every option to fd.
+void config_print_help(int fd);
+
+// Finds NAME's value in the process environment without allocating, or null.
+const char* env_lookup(const char* name);
+
+}  // namespace numaslub
+
+namespace numaslub {
+// Applies every option's documented default to *c; returns how many failed.
+int config_parse_defaults(Config* c);
+}  // namespace numaslub

@@ -1,0 +1,134 @@
+#include "lib/buddy/page_alloc.h"
+
+#include <atomic>
+#include <cstring>
+#include <new>
+
+#include "lib/base/boot_alloc.h"
+#include "lib/base/log.h"
+#include "lib/base/rseq.h"
+
+namespace numaslub {
+
+int PageAllocator::init(const Config& cfg, const Topology& topo, const OsMem& os) {
+  topo_ = &topo;
+  if (int e = arena_.init(topo, cfg, os)) return e;
+  unsigned nodes = arena_.nr_nodes();
+  nr_cpus_ = topo.nr_cpus ? topo.nr_cpus : 1;
+  zones_ = static_cast<Zone*>(boot_alloc(sizeof(Zone) * nodes));
+  node_stats_ = static_cast<NodeStats*>(boot_alloc(sizeof(NodeStats) * nodes));
+  zonelists_ = static_cast<std::uint16_t*>(boot_alloc(sizeof(std::uint16_t) * nodes * nodes));
+  if (!zones_ || !node_stats_ || !zonelists_) return 12;
+  for (unsigned n = 0; n < nodes; ++n) {
+    Zone* z = new (&zones_[n]) Zone();
+    NodeRange& r = arena_.node(n);
+    z->watermark_scale = cfg.watermark_scale;
+    z->init(n, r.base, arena_.pfn_to_page(r.pfn_start), r.pages, grow_zone, this);
+    new (&node_stats_[n]) NodeStats();
+    topo.fallback_order(n, zonelists_ + n * nodes);
+  }
+  if (cfg.pcp && cfg.pcp_high > 0) {
+    pcp_ = static_cast<PerCpuPages*>(boot_alloc(sizeof(PerCpuPages) * nr_cpus_ * nodes));
+    if (!pcp_) return 12;
+    std::uint32_t high = cfg.pcp_high < kPcpCapacity ? cfg.pcp_high : kPcpCapacity - 1;
+    std::uint32_t batch = cfg.pcp_batch ? cfg.pcp_batch : 1;
+    if (batch > high) batch = high;
+    for (unsigned i = 0; i < nr_cpus_ * nodes; ++i) {
+      PerCpuPages* p = new (&pcp_[i]) PerCpuPages();
+      p->high = high;
+      p->batch = batch;
+    }
+  }
+  return 0;
+}
+
+bool PageAllocator::grow_zone(void* self, Zone* zone) {
+  auto* pa = static_cast<PageAllocator*>(self);
+  std::size_t pfn, n;
+  if (pa->arena_.online_section(zone->nid(), &pfn, &n) != 0) return false;
+  zone->online_locked(pfn - pa->arena_.node(zone->nid()).pfn_start, n);
+  return true;
+}
+
+int PageAllocator::local_node() const {
+  return topo_->node_of_cpu(current_cpu());
+}
+
+Page* PageAllocator::alloc_from(unsigned nid, int cpu, unsigned order, unsigned gfp) {
+  if (pcp_ && order < kPcpOrders && !(gfp & kGfpZero))
+    if (Page* p = pcp(static_cast<unsigned>(cpu), nid)->alloc(zones_[nid], order)) return p;
+  return zones_[nid].alloc(order, gfp & kGfpZero);
+}
+
+Page* PageAllocator::alloc_pages(int nid, unsigned order, unsigned gfp) {
+  if (order > kMaxOrder) return nullptr;
+  int cpu = current_cpu();
+  if (static_cast<unsigned>(cpu) >= nr_cpus_) cpu = 0;
+  unsigned want = nid < 0 ? topo_->node_of_cpu(cpu) : static_cast<unsigned>(nid);
+  if (want >= arena_.nr_nodes()) return nullptr;
+  unsigned nodes = arena_.nr_nodes();
+  Page* p = nullptr;
+  for (int attempt = 0; attempt < 2 && !p; ++attempt) {
+    if (attempt == 1 && drain_all_pcp() == 0) break;
+    const std::uint16_t* zl = zonelists_ + want * nodes;
+    unsigned tries = (gfp & kGfpThisNode) ? 1 : nodes;
+    for (unsigned i = 0; i < tries && !p; ++i) {
+      p = alloc_from(zl[i], cpu, order, gfp);
+      if (p) ++(zl[i] == want ? node_stats_[want].alloc_local : node_stats_[want].alloc_fallback);
+    }
+  }
+  if (!p) {
+    ++node_stats_[want].alloc_fail;
+    return nullptr;
+  }
+  if ((gfp & kGfpZero) && !(p->flags & PG_clean)) {
+    std::memset(arena_.page_to_virt(p), 0, kPageSize << order);
+    p->flags |= PG_clean;
+  }
+  return p;
+}
+
+void PageAllocator::free_pages(Page* page, unsigned order) {
+  unsigned nid = page_to_nid(page);
+  if (pcp_ && order < kPcpOrders) {
+    int cpu = current_cpu();
+    if (static_cast<unsigned>(cpu) >= nr_cpus_) cpu = 0;
+    pcp(static_cast<unsigned>(cpu), nid)->free(zones_[nid], page, order);
+    return;
+  }
+  page->flags &= ~PG_clean;
+  zones_[nid].free(page, order, false);
+}
+
+std::size_t PageAllocator::drain_all_pcp() {
+  if (!pcp_) return 0;
+  std::size_t moved = 0;
+  for (unsigned c = 0; c < nr_cpus_; ++c)
+    for (unsigned n = 0; n < arena_.nr_nodes(); ++n) moved += pcp(c, n)->drain(zones_[n]);
+  return moved;
+}
+
+namespace {
+std::atomic<PageAllocator*> g_page_allocator{nullptr};
+std::atomic<bool> g_page_allocator_failed{false};
+Mutex g_init_lock;
+}  // namespace
+
+PageAllocator* page_allocator() {
+  if (PageAllocator* pa = g_page_allocator.load(std::memory_order_acquire)) return pa;
+  if (g_page_allocator_failed.load(std::memory_order_relaxed)) return nullptr;
+  LockGuard<Mutex> g(g_init_lock);
+  if (PageAllocator* pa = g_page_allocator.load(std::memory_order_relaxed)) return pa;
+  void* mem = boot_alloc(sizeof(PageAllocator));
+  if (!mem) return nullptr;
+  auto* pa = new (mem) PageAllocator();
+  if (int e = pa->init(config(), topology(), os_mem_linux())) {
+    log_msg("cannot reserve the heap (errno %d)", e);
+    g_page_allocator_failed.store(true, std::memory_order_relaxed);
+    return nullptr;
+  }
+  g_page_allocator.store(pa, std::memory_order_release);
+  return pa;
+}
+
+}  // namespace numaslub

@@ -1,0 +1,94 @@
+// The page allocator: every node's zone, the per-CPU page lists in front of
+// them, and the node fallback order (the kernel's zonelist).
+//
+// alloc_pages(nid, order) looks, in order: the calling CPU's list for that
+// node's zone (orders 0..3), the zone's buddy lists, a new section onlined
+// into the zone, then the other nodes by distance (unless kGfpThisNode), and
+// finally drains every CPU's lists and tries once more (the kernel's
+// drain_all_pages on the way to direct reclaim). Only then does it fail.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "lib/base/config.h"
+#include "lib/buddy/pcp.h"
+#include "lib/buddy/zone.h"
+#include "lib/numa/arena.h"
+#include "lib/numa/topology.h"
+
+namespace numaslub {
+
+enum Gfp : unsigned {
+  kGfpZero = 1u << 0,      // the block must read as zero
+  kGfpThisNode = 1u << 1,  // no fallback to other nodes
+};
+
+inline constexpr int kNumaNoNode = -1;
+
+struct NodeStats {
+  std::uint64_t alloc_local = 0;     // served by the requested node
+  std::uint64_t alloc_fallback = 0;  // served by another node (the kernel's numa_miss)
+  std::uint64_t alloc_fail = 0;      // no node could serve
+};
+
+class PageAllocator {
+ public:
+  // Builds zones over a reserved arena for topo's nodes. Returns 0 or errno.
+  int init(const Config& cfg, const Topology& topo, const OsMem& os);
+
+  // Returns the head page of a 2^order block, or nullptr (out of memory).
+  // nid == kNumaNoNode means the calling CPU's node. The head's PG_clean
+  // tells whether the block reads as zero (always, with kGfpZero).
+  Page* alloc_pages(int nid, unsigned order, unsigned gfp = 0);
+  void free_pages(Page* page, unsigned order);
+
+  void* alloc_block(int nid, unsigned order, unsigned gfp = 0) {
+    Page* p = alloc_pages(nid, order, gfp);
+    return p ? arena_.page_to_virt(p) : nullptr;
+  }
+
+  // Returns every per-CPU list's blocks to their zones; pages moved.
+  std::size_t drain_all_pcp();
+
+  Page* virt_to_page(const void* p) const { return arena_.virt_to_page(p); }
+  void* page_address(const Page* p) const { return arena_.page_to_virt(p); }
+  unsigned page_to_nid(const Page* p) const { return arena_.nid_of_pfn(arena_.page_to_pfn(p)); }
+  bool owns(const void* p) const { return arena_.is_online(p); }
+
+  unsigned nr_nodes() const { return arena_.nr_nodes(); }
+  unsigned nr_cpus() const { return nr_cpus_; }
+  Zone& zone(unsigned nid) { return zones_[nid]; }
+  const Zone& zone(unsigned nid) const { return zones_[nid]; }
+  Arena& arena() { return arena_; }
+  const Arena& arena() const { return arena_; }
+  const Topology& topo() const { return *topo_; }
+  PerCpuPages* pcp(unsigned cpu, unsigned nid) const {
+    return pcp_ ? &pcp_[cpu * arena_.nr_nodes() + nid] : nullptr;
+  }
+  NodeStats& node_stats(unsigned nid) { return node_stats_[nid]; }
+  int local_node() const;
+
+  // Text views in the kernel's layouts; write into buf (always terminated)
+  // and return the length. buddyinfo: "Node N, zone   Normal  n0 .. n10".
+  std::size_t buddyinfo(char* buf, std::size_t cap);
+  std::size_t zoneinfo(char* buf, std::size_t cap);
+
+ private:
+  static bool grow_zone(void* self, Zone* zone);
+  Page* alloc_from(unsigned nid, int cpu, unsigned order, unsigned gfp);
+
+  Arena arena_;
+  const Topology* topo_ = nullptr;
+  Zone* zones_ = nullptr;
+  PerCpuPages* pcp_ = nullptr;  // [cpu][node]
+  NodeStats* node_stats_ = nullptr;
+  std::uint16_t* zonelists_ = nullptr;  // [node][nr_nodes]
+  unsigned nr_cpus_ = 0;
+};
+
+// The process-wide page allocator over the process topology and config(),
+// initialized on first use; nullptr if no heap could be reserved.
+PageAllocator* page_allocator();
+
+}  // namespace numaslub

@@ -1,0 +1,153 @@
+#include "lib/buddy/zone.h"
+
+#include "lib/base/bitops.h"
+#include "lib/base/log.h"
+
+namespace numaslub {
+
+void Zone::init(unsigned nid, std::uintptr_t base, Page* map, std::size_t spanned, GrowFn grow,
+                void* grow_ctx) {
+  NS_CHECK(base % kMaxBlockSize == 0, "zone base %p is not aligned to %zu", (void*)base,
+           kMaxBlockSize);
+  nid_ = nid;
+  base_ = base;
+  map_ = map;
+  spanned_pages = spanned;
+  grow_ = grow;
+  grow_ctx_ = grow_ctx;
+  for (FreeArea& a : free_area) {
+    a.dirty.init();
+    a.clean.init();
+    a.nr_free = a.nr_clean = 0;
+  }
+}
+
+void Zone::add_block(Page* p, unsigned order, bool clean) {
+  FreeArea& a = free_area[order];
+  p->flags = PG_buddy | (clean ? PG_clean : 0u);
+  p->order = static_cast<std::uint8_t>(order);
+  (clean ? a.clean : a.dirty).push_front(&p->lru);
+  ++a.nr_free;
+  free_pages += std::size_t{1} << order;
+  if (clean) {
+    ++a.nr_clean;
+    clean_pages += std::size_t{1} << order;
+  }
+}
+
+void Zone::del_block(Page* p, unsigned order) {
+  FreeArea& a = free_area[order];
+  ListNode::unlink(&p->lru);
+  --a.nr_free;
+  free_pages -= std::size_t{1} << order;
+  if (p->flags & PG_clean) {
+    --a.nr_clean;
+    clean_pages -= std::size_t{1} << order;
+  }
+  p->flags &= ~PG_buddy;
+}
+
+Page* Zone::take_block(unsigned order, bool want_clean, unsigned* got_order) {
+  for (unsigned o = order; o < kNrOrders; ++o) {
+    FreeArea& a = free_area[o];
+    if (!a.nr_free) continue;
+    // Reuse resident memory first (no page faults), unless the caller wants
+    // zeroed memory, which a clean block gives for free.
+    ListNode* first = want_clean ? &a.clean : &a.dirty;
+    ListNode* second = want_clean ? &a.dirty : &a.clean;
+    ListNode* n = !first->empty() ? first->next : second->next;
+    Page* p = list_entry<Page>(n, offsetof(Page, lru));
+    del_block(p, o);
+    *got_order = o;
+    return p;
+  }
+  return nullptr;
+}
+
+Page* Zone::alloc_locked(unsigned order, bool want_clean) {
+  NS_CHECK(order <= kMaxOrder, "alloc of order %u", order);
+  unsigned o;
+  Page* p = take_block(order, want_clean, &o);
+  if (!p && grow_) {
+    if (grow_(grow_ctx_, this)) {
+      ++stats.grow;
+      p = take_block(order, want_clean, &o);
+    }
+  }
+  if (!p) {
+    ++stats.grow_fail;
+    return nullptr;
+  }
+  bool clean = p->flags & PG_clean;
+  // Split: keep the lower half, give the upper half back at each step.
+  while (o > order) {
+    --o;
+    add_block(p + (std::size_t{1} << o), o, clean);
+    ++stats.splits;
+  }
+  p->flags = clean ? PG_clean : 0u;
+  p->order = static_cast<std::uint8_t>(order);
+  ++stats.alloc[order];
+  return p;
+}
+
+void Zone::free_locked(Page* page, unsigned order, bool clean) {
+  std::size_t pfn = this->pfn(page);
+  NS_CHECK(contains(page) && order <= kMaxOrder && (pfn & ((std::size_t{1} << order) - 1)) == 0,
+           "free of bad page block %p (order %u)", address(page), order);
+  NS_CHECK(!(page->flags & (PG_buddy | PG_pcp)), "double free of page block %p (order %u)",
+           address(page), order);
+  ++stats.free[order];
+  while (order < kMaxOrder) {
+    std::size_t buddy_pfn = pfn ^ (std::size_t{1} << order);
+    if (buddy_pfn >= spanned_pages) break;
+    Page* buddy = map_ + buddy_pfn;
+    if (!(buddy->flags & PG_buddy) || buddy->order != order) break;
+    clean = clean && (buddy->flags & PG_clean);
+    del_block(buddy, order);
+    pfn &= buddy_pfn;
+    ++order;
+    ++stats.merges;
+  }
+  add_block(map_ + pfn, order, clean);
+}
+
+Page* Zone::alloc(unsigned order, bool want_clean) {
+  LockGuard<Mutex> g(lock);
+  return alloc_locked(order, want_clean);
+}
+
+void Zone::free(Page* page, unsigned order, bool clean) {
+  LockGuard<Mutex> g(lock);
+  free_locked(page, order, clean);
+}
+
+void Zone::online_locked(std::size_t pfn, std::size_t n) {
+  NS_CHECK(pfn + n <= spanned_pages, "online beyond zone span");
+  present_pages += n;
+  while (n) {
+    unsigned order = kMaxOrder;
+    if (pfn)
+      order = __builtin_ctzll(pfn) < static_cast<int>(kMaxOrder)
+                  ? static_cast<unsigned>(__builtin_ctzll(pfn))
+                  : kMaxOrder;
+    while ((std::size_t{1} << order) > n) --order;
+    Page* p = map_ + pfn;
+    p->flags = 0;
+    free_locked(p, order, true);
+    --stats.free[order];  // onlining is not a free
+    pfn += std::size_t{1} << order;
+    n -= std::size_t{1} << order;
+  }
+  update_watermarks();
+}
+
+void Zone::update_watermarks() {
+  std::size_t gap = present_pages * watermark_scale / 10000;
+  if (gap < 256) gap = 256;  // at least 1 MiB between marks
+  wmark_min = gap;
+  wmark_low = 2 * gap;
+  wmark_high = 3 * gap;
+}
+
+}  // namespace numaslub

@@ -1,0 +1,109 @@
+// A zone: one node's pages run by the binary buddy allocator.
+//
+// The buddy algorithm (as in the kernel's __free_one_page): every free block
+// has 2^order pages and starts on a page number that is a multiple of
+// 2^order, relative to the zone base, which is aligned to the largest block.
+// A block's buddy is the block of the same order it was split from the other
+// half of: pfn ^ (1 << order). On free, while the buddy is itself free and
+// of the same order, the two merge into one block of order + 1. On
+// allocation, the smallest free block large enough is split in halves until
+// it has the requested order; the unused halves go back onto the lists.
+//
+// Invariants (zone lock held to read or change any of them):
+// - PG_buddy is set on a page iff it heads a block on free_area[order] of
+//   this zone with page->order == order; no tail of a free block has it.
+// - A free block is on free_area[o].clean iff PG_clean is set: all its pages
+//   read as zero (never touched since onlining, or released with
+//   MADV_DONTNEED). A merge is clean only if both halves were; a split keeps
+//   the parent's state in both halves.
+// - free_pages == sum over orders of nr_free[o] << o; clean_pages likewise
+//   over the clean lists.
+//
+// Lock order: a per-CPU page list lock may be held when taking the zone lock,
+// never the reverse. The grow hook runs with the zone lock held and takes the
+// node's hotplug lock.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "lib/base/list.h"
+#include "lib/base/lock.h"
+#include "lib/numa/page.h"
+
+namespace numaslub {
+
+struct FreeArea {
+  ListNode dirty;            // resident blocks, most recently freed first
+  ListNode clean;            // blocks that read as zero
+  std::size_t nr_free = 0;   // blocks on both lists
+  std::size_t nr_clean = 0;  // blocks on the clean list
+};
+
+struct ZoneStats {
+  std::uint64_t alloc[kNrOrders] = {};  // blocks handed out by the buddy lists, per order
+  std::uint64_t free[kNrOrders] = {};   // blocks given back, per order
+  std::uint64_t splits = 0;
+  std::uint64_t merges = 0;
+  std::uint64_t grow = 0;       // sections onlined into this zone
+  std::uint64_t grow_fail = 0;  // allocations that found no block and could not grow
+};
+
+class Zone {
+ public:
+  // Brings more memory into the zone (with the zone lock held): calls
+  // online_locked() and returns true, or returns false when none can be had.
+  using GrowFn = bool (*)(void* ctx, Zone* zone);
+
+  // base: address of zone pfn 0, aligned to kMaxBlockSize; map: descriptors
+  // for the zone's pfns [0, spanned). No memory is free until onlined.
+  void init(unsigned nid, std::uintptr_t base, Page* map, std::size_t spanned,
+            GrowFn grow = nullptr, void* grow_ctx = nullptr);
+
+  // Allocate / free one block (takes the lock). alloc returns the head page
+  // with PG_clean set iff the block reads as zero, or nullptr.
+  Page* alloc(unsigned order, bool want_clean = false);
+  void free(Page* page, unsigned order, bool clean = false);
+
+  // The same with the lock already held.
+  Page* alloc_locked(unsigned order, bool want_clean);
+  void free_locked(Page* page, unsigned order, bool clean);
+
+  // Memory hotplug: hand zone pfns [pfn, pfn + n) to the buddy lists as
+  // clean blocks, as large as their alignment allows.
+  void online_locked(std::size_t pfn, std::size_t n);
+
+  std::size_t pfn(const Page* p) const { return static_cast<std::size_t>(p - map_); }
+  Page* pfn_to_page(std::size_t pfn) const { return map_ + pfn; }
+  void* address(const Page* p) const {
+    return reinterpret_cast<void*>(base_ + (pfn(p) << kPageShift));
+  }
+  bool contains(const Page* p) const { return p >= map_ && p < map_ + spanned_pages; }
+  unsigned nid() const { return nid_; }
+
+  Mutex lock;
+  FreeArea free_area[kNrOrders];
+  std::size_t spanned_pages = 0;  // pages the zone may grow to
+  std::size_t present_pages = 0;  // pages onlined
+  std::size_t free_pages = 0;     // pages on the buddy lists
+  std::size_t clean_pages = 0;    // of those, pages that read as zero
+  // Watermarks over free resident ("dirty") pages, for reclaim: above high
+  // the zone caches too much; min/low/high are 1x/2x/3x the scaled gap.
+  std::size_t wmark_min = 0, wmark_low = 0, wmark_high = 0;
+  std::uint32_t watermark_scale = 10;
+  ZoneStats stats;
+
+ private:
+  Page* take_block(unsigned order, bool want_clean, unsigned* got_order);
+  void add_block(Page* p, unsigned order, bool clean);
+  void del_block(Page* p, unsigned order);
+  void update_watermarks();
+
+  unsigned nid_ = 0;
+  std::uintptr_t base_ = 0;
+  Page* map_ = nullptr;
+  GrowFn grow_ = nullptr;
+  void* grow_ctx_ = nullptr;
+};
+
+}  // namespace numaslub

@@ -1,0 +1,118 @@
+#include "lib/numa/arena.h"
+
+#include <new>
+
+#include "lib/base/bitops.h"
+#include "lib/base/boot_alloc.h"
+#include "lib/base/log.h"
+#include "lib/base/syscall.h"
+
+namespace numaslub {
+
+namespace {
+
+constexpr int kRlimitAs = 9;  // RLIMIT_AS
+constexpr int kENOSPC = 28, kEINVAL = 22, kENOMEM = 12;
+
+// Address space this process may still map under RLIMIT_AS, or ~0.
+std::uint64_t address_space_left() {
+  sys::Rlimit lim{};
+  if (sys::getrlimit(kRlimitAs, &lim) != 0 || lim.cur == ~0ULL) return ~0ULL;
+  char buf[4096];
+  std::uint64_t vm_kb = 0;
+  if (read_text_file("/proc/self/status", buf, sizeof buf) > 0)
+    find_kb_field(buf, "VmSize", &vm_kb);
+  std::uint64_t used = vm_kb << 10;
+  return lim.cur > used ? lim.cur - used : 0;
+}
+
+std::size_t section_bytes(const Config& cfg) {
+  std::uint64_t s = cfg.section_size;
+  if (s < kMaxBlockSize) s = kMaxBlockSize;
+  return static_cast<std::size_t>(pow2_floor(s));
+}
+
+}  // namespace
+
+std::size_t arena_node_size(const Config& cfg, unsigned nr_nodes) {
+  std::size_t section = section_bytes(cfg);
+  std::uint64_t want = cfg.arena_size < section ? section : cfg.arena_size;
+  std::uint64_t left = address_space_left();
+  if (left != ~0ULL) {
+    // Take at most half of what is left, so the program and its large
+    // mappings keep room; the heap needs its size plus 1/64 for descriptors
+    // and one section of alignment slack per reservation.
+    std::uint64_t budget = left / 2;
+    std::uint64_t slack = 2 * section;
+    std::uint64_t per_node = budget > slack ? (budget - slack) / nr_nodes : 0;
+    per_node = per_node * 64 / 65;
+    if (per_node < want) want = per_node;
+  }
+  if (want < section) return 0;
+  return static_cast<std::size_t>(pow2_floor(want));
+}
+
+int Arena::init(const Topology& topo, const Config& cfg, const OsMem& os) {
+  os_ = &os;
+  nr_nodes_ = topo.nr_nodes ? topo.nr_nodes : 1;
+  bind_ = cfg.mbind;
+  std::size_t section = section_bytes(cfg);
+  std::size_t per_node = arena_node_size(cfg, nr_nodes_);
+  if (per_node == 0) return kENOMEM;
+  section_pages_ = section >> kPageShift;
+  node_shift_ = ilog2(per_node >> kPageShift);
+  size_ = per_node * nr_nodes_;
+
+  void* heap = nullptr;
+  if (int e = os.reserve(size_, section, &heap)) return e;
+  std::size_t map_bytes = (size_ >> kPageShift) * sizeof(Page);
+  void* map = nullptr;
+  if (int e = os.reserve(map_bytes, kPageSize, &map)) return e;
+  base_ = reinterpret_cast<std::uintptr_t>(heap);
+  mem_map_ = static_cast<Page*>(map);
+
+  nodes_ = static_cast<NodeRange*>(boot_alloc(sizeof(NodeRange) * nr_nodes_));
+  if (!nodes_) return kENOMEM;
+  for (unsigned n = 0; n < nr_nodes_; ++n) {
+    NodeRange* r = new (&nodes_[n]) NodeRange();
+    r->pfn_start = std::size_t{n} << node_shift_;
+    r->pages = std::size_t{1} << node_shift_;
+    r->base = base_ + (r->pfn_start << kPageShift);
+    r->phys_node = topo.phys_node[n];
+  }
+  if (cfg.verbose)
+    log_msg("arena: %u node(s) x %zu MiB at %p, sections of %zu MiB, descriptors at %p", nr_nodes_,
+            per_node >> 20, heap, section >> 20, map);
+  return 0;
+}
+
+int Arena::online_section(unsigned nid, std::size_t* first_pfn, std::size_t* npages) {
+  if (nid >= nr_nodes_) return kEINVAL;
+  NodeRange& n = nodes_[nid];
+  LockGuard<Mutex> g(n.hotplug_lock);
+  std::size_t off = n.online_pages.load(std::memory_order_relaxed);
+  if (off + section_pages_ > n.pages) return kENOSPC;
+  std::size_t pfn = n.pfn_start + off;
+  Page* desc = mem_map_ + pfn;
+  std::size_t desc_bytes = section_pages_ * sizeof(Page);
+  int e = os_->commit(desc, desc_bytes);
+  if (!e) {
+    e = os_->commit(pfn_to_virt(pfn), section_pages_ << kPageShift);
+    if (e) os_->decommit(desc, desc_bytes);
+  }
+  if (e) {
+    ++n.online_failures;
+    n.last_error = e;
+    return e;
+  }
+  // Binding is best effort: a kernel without NUMA support answers ENOSYS,
+  // a seccomp sandbox EPERM; the memory is usable either way.
+  if (bind_) os_->bind(pfn_to_virt(pfn), section_pages_ << kPageShift, n.phys_node);
+  ++n.sections_online;
+  n.online_pages.store(off + section_pages_, std::memory_order_release);
+  *first_pfn = pfn;
+  *npages = section_pages_;
+  return 0;
+}
+
+}  // namespace numaslub

@@ -1,0 +1,103 @@
+// Node arenas: the heap's address space, one power-of-two range per node,
+// reserved inaccessible at start-up and onlined a section at a time (the
+// kernel's memory hotplug), plus the page descriptor array beside it.
+//
+// Layout (one reservation each, both aligned to a section):
+//   heap:    [ node 0 range | node 1 range | ... ]   each 2^node_shift pages
+//   mem_map: [ Page for every heap page, same order ]
+// so for a heap address a: pfn = (a - heap_base) >> 12, node = pfn >> node_shift,
+// descriptor = mem_map + pfn. No lock, no search.
+//
+// Invariants:
+// - Each node onlines its range from the bottom up; online_pages only grows
+//   and is published with release order after the section's descriptors and
+//   pages are committed, so a reader that sees pfn < online_pages may touch
+//   mem_map[pfn].
+// - A section is a multiple of the largest buddy block (4 MiB) and aligned to
+//   it, so a buddy block never straddles an online boundary.
+// - Reservations are PROT_NONE and MAP_NORESERVE: they cost no commit charge
+//   (strict overcommit works) and shrink to fit RLIMIT_AS.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "lib/base/config.h"
+#include "lib/base/lock.h"
+#include "lib/numa/os_mem.h"
+#include "lib/numa/page.h"
+#include "lib/numa/topology.h"
+
+namespace numaslub {
+
+struct NodeRange {
+  std::uintptr_t base = 0;    // first byte of the node's range
+  std::size_t pfn_start = 0;  // heap-relative pfn of the first page
+  std::size_t pages = 0;      // reserved pages
+  unsigned phys_node = 0;     // mbind target
+  std::atomic<std::size_t> online_pages{0};
+  Mutex hotplug_lock;  // serializes onlining of this node's sections
+  std::uint64_t sections_online = 0;
+  std::uint64_t online_failures = 0;
+  int last_error = 0;
+};
+
+class Arena {
+ public:
+  // Reserves heap and descriptors for every node of topo. Returns 0 or an errno.
+  int init(const Topology& topo, const Config& cfg, const OsMem& os);
+
+  // Onlines the next section of node nid. On success returns 0 and the
+  // section's heap-relative first pfn and page count; ENOSPC when the node's
+  // reservation is used up; otherwise the OS's errno (commit refused).
+  int online_section(unsigned nid, std::size_t* first_pfn, std::size_t* npages);
+
+  bool contains(const void* p) const { return reinterpret_cast<std::uintptr_t>(p) - base_ < size_; }
+  // True when p lies in an onlined section (its descriptor may be read).
+  bool is_online(const void* p) const {
+    if (!contains(p)) return false;
+    std::size_t pfn = virt_to_pfn(p);
+    const NodeRange& n = nodes_[nid_of_pfn(pfn)];
+    return pfn - n.pfn_start < n.online_pages.load(std::memory_order_acquire);
+  }
+
+  std::size_t virt_to_pfn(const void* p) const {
+    return (reinterpret_cast<std::uintptr_t>(p) - base_) >> kPageShift;
+  }
+  void* pfn_to_virt(std::size_t pfn) const {
+    return reinterpret_cast<void*>(base_ + (pfn << kPageShift));
+  }
+  Page* pfn_to_page(std::size_t pfn) const { return mem_map_ + pfn; }
+  std::size_t page_to_pfn(const Page* p) const { return static_cast<std::size_t>(p - mem_map_); }
+  Page* virt_to_page(const void* p) const { return mem_map_ + virt_to_pfn(p); }
+  void* page_to_virt(const Page* p) const { return pfn_to_virt(page_to_pfn(p)); }
+  unsigned nid_of_pfn(std::size_t pfn) const { return static_cast<unsigned>(pfn >> node_shift_); }
+
+  unsigned nr_nodes() const { return nr_nodes_; }
+  NodeRange& node(unsigned nid) { return nodes_[nid]; }
+  const NodeRange& node(unsigned nid) const { return nodes_[nid]; }
+  std::size_t section_pages() const { return section_pages_; }
+  std::uintptr_t base() const { return base_; }
+  std::size_t size() const { return size_; }
+  Page* mem_map() const { return mem_map_; }
+  const OsMem& os() const { return *os_; }
+
+ private:
+  std::uintptr_t base_ = 0;
+  std::size_t size_ = 0;  // bytes of heap reserved (all nodes)
+  Page* mem_map_ = nullptr;
+  unsigned nr_nodes_ = 0;
+  unsigned node_shift_ = 0;  // log2(pages per node)
+  std::size_t section_pages_ = 0;
+  const OsMem* os_ = nullptr;
+  bool bind_ = false;
+  NodeRange* nodes_ = nullptr;
+};
+
+// Bytes of address space per node that fit under RLIMIT_AS (and the
+// configured arena_size): a power of two, at least one section, or 0 when not
+// even that fits. Exposed for tests.
+std::size_t arena_node_size(const Config& cfg, unsigned nr_nodes);
+
+}  // namespace numaslub

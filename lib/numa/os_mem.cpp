@@ -1,0 +1,58 @@
+#include "lib/numa/os_mem.h"
+
+#include <sys/mman.h>
+
+#include "lib/base/bitops.h"
+#include "lib/base/syscall.h"
+
+namespace numaslub {
+namespace {
+
+int linux_reserve(std::size_t len, std::size_t align, void** out) {
+  long err = 0;
+  // Over-reserve and trim both ends so the range starts on `align`.
+  std::size_t span = len + align;
+  void* p =
+      sys::mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &err);
+  if (!p) return static_cast<int>(err);
+  auto start = reinterpret_cast<std::uintptr_t>(p);
+  std::uintptr_t aligned = align_up(start, align);
+  if (aligned > start) sys::munmap(p, aligned - start);
+  std::uintptr_t end = start + span, want_end = aligned + len;
+  if (end > want_end) sys::munmap(reinterpret_cast<void*>(want_end), end - want_end);
+  *out = reinterpret_cast<void*>(aligned);
+  return 0;
+}
+
+int linux_commit(void* addr, std::size_t len) {
+  long r = sys::mprotect(addr, len, PROT_READ | PROT_WRITE);
+  return r < 0 ? static_cast<int>(-r) : 0;
+}
+
+int linux_decommit(void* addr, std::size_t len) {
+  long r = sys::mprotect(addr, len, PROT_NONE);
+  return r < 0 ? static_cast<int>(-r) : 0;
+}
+
+int linux_bind(void* addr, std::size_t len, unsigned node) {
+  unsigned long mask[1024 / (8 * sizeof(unsigned long))] = {};
+  if (node >= 1024) return 22;  // EINVAL
+  mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(unsigned long)));
+  long r = sys::mbind(addr, len, 1 /*MPOL_PREFERRED*/, mask, 1024 + 1, 0);
+  return r < 0 ? static_cast<int>(-r) : 0;
+}
+
+int linux_release(void* addr, std::size_t len) {
+  long r = sys::madvise(addr, len, MADV_DONTNEED);
+  return r < 0 ? static_cast<int>(-r) : 0;
+}
+
+constexpr OsMem kLinux = {linux_reserve, linux_commit, linux_decommit, linux_bind, linux_release};
+
+}  // namespace
+
+const OsMem& os_mem_linux() {
+  return kLinux;
+}
+
+}  // namespace numaslub

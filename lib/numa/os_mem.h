@@ -1,0 +1,30 @@
+// The platform contract for address space: what the numa layer needs from the
+// OS. The real implementation makes system calls; tests supply their own (a
+// fixed region, or one that refuses commits to exercise ENOMEM paths), as
+// snmalloc's PAL and tcmalloc's injected "unback" do.
+//
+// Every function returns 0 on success or a positive errno.
+#pragma once
+
+#include <cstddef>
+
+namespace numaslub {
+
+struct OsMem {
+  // Reserve len bytes of address space aligned to `align`, inaccessible, not
+  // charged against overcommit. *out receives the address.
+  int (*reserve)(std::size_t len, std::size_t align, void** out);
+  // Make [addr, addr+len) of a reservation readable and writable.
+  int (*commit)(void* addr, std::size_t len);
+  // Return [addr, addr+len) to inaccessible (undo a commit that failed half way).
+  int (*decommit)(void* addr, std::size_t len);
+  // Bind [addr, addr+len) to physical node `node` (preferred policy).
+  int (*bind)(void* addr, std::size_t len, unsigned node);
+  // Drop the contents of committed pages; they read as zero afterwards.
+  int (*release)(void* addr, std::size_t len);
+};
+
+// System calls: mmap(PROT_NONE, MAP_NORESERVE), mprotect, mbind, madvise.
+const OsMem& os_mem_linux();
+
+}  // namespace numaslub

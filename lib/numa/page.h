@@ -1,0 +1,54 @@
+// Page descriptors: one 64-byte struct per 4 KiB page, kept out of band in an
+// array beside the heap (SPARSEMEM_VMEMMAP's mem_map). The array is reserved
+// with the heap and committed one section at a time together with the pages
+// it describes, so `address -> descriptor` is a subtraction and a shift.
+//
+// The numa layer owns the array; the layers above own the fields:
+// - buddy: PG_buddy/PG_clean/PG_pcp, order and lru while a block is free;
+// - slub (and large allocations): PG_head/PG_tail/PG_slab/PG_large, head_off,
+//   and the priv[] words, which struct Slab overlays (as the kernel's struct
+//   slab overlays struct page).
+// Only the head page of a block carries block state. Tails of an allocated
+// compound block carry PG_tail and head_off so any interior pointer finds its
+// head in O(1); tails of free blocks carry nothing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "lib/base/list.h"
+
+namespace numaslub {
+
+inline constexpr unsigned kPageShift = 12;
+inline constexpr std::size_t kPageSize = std::size_t{1} << kPageShift;
+inline constexpr unsigned kMaxOrder = 10;  // largest buddy block: 4 MiB
+inline constexpr unsigned kNrOrders = kMaxOrder + 1;
+inline constexpr std::size_t kMaxBlockPages = std::size_t{1} << kMaxOrder;
+inline constexpr std::size_t kMaxBlockSize = kMaxBlockPages * kPageSize;
+
+enum PageFlag : std::uint32_t {
+  PG_buddy = 1u << 0,  // head of a free block on a free_area list
+  PG_clean = 1u << 1,  // every page of the block reads as zero (fresh or released)
+  PG_pcp = 1u << 2,    // head of a block on a per-CPU page list
+  PG_head = 1u << 3,   // head of an allocated compound block
+  PG_tail = 1u << 4,   // tail of an allocated compound block; head_off is valid
+  PG_slab = 1u << 5,   // head of a slab; the slab overlay is valid
+  PG_large = 1u << 6,  // head of a whole-block (large) allocation
+};
+
+struct alignas(64) Page {
+  ListNode lru;         // free_area / per-CPU / partial list link
+  std::uint32_t flags;  // PageFlag bits
+  std::uint8_t order;   // block order, valid on heads
+  std::uint8_t reserved8;
+  std::uint16_t reserved16;
+  std::uint32_t head_off;  // on tails: pages back to the head
+  std::uint32_t reserved32;
+  std::uint64_t priv[4];  // owner-layer overlay (struct Slab, free stamps)
+};
+static_assert(sizeof(Page) == 64, "page descriptors are one cache line");
+
+inline constexpr std::size_t kPriv0Offset = offsetof(Page, priv);
+
+}  // namespace numaslub

@@ -1,0 +1,159 @@
+#include "lib/numa/topology.h"
+
+#include <atomic>
+
+#include "lib/base/boot_alloc.h"
+#include "lib/base/config.h"
+#include "lib/base/format.h"
+#include "lib/base/lock.h"
+
+namespace numaslub {
+
+namespace {
+
+void single_node(Topology* t, unsigned cpus) {
+  t->nr_nodes = 1;
+  t->nr_cpus = cpus ? cpus : 1;
+  t->phys_node[0] = 0;
+  t->distance[0][0] = 10;
+  for (unsigned c = 0; c < t->nr_cpus; ++c) {
+    t->cpu_to_node[c] = 0;
+    t->node_cpus[0].set(c);
+  }
+}
+
+}  // namespace
+
+void Topology::load_sysfs(const char* root) {
+  *this = Topology{};
+  char path[256], buf[4096];
+  CpuMask possible;
+  format(path, sizeof path, "%s/cpu/possible", root);
+  unsigned cpus = 1;
+  if (read_text_file(path, buf, sizeof buf) > 0 && parse_list(buf, &possible) && !possible.empty())
+    for (unsigned c = 0; c < kMaxCpus; ++c)
+      if (possible.test(c)) cpus = c + 1;
+
+  NodeMask with_mem;
+  format(path, sizeof path, "%s/node/has_memory", root);
+  if (read_text_file(path, buf, sizeof buf) <= 0 || !parse_list(buf, &with_mem) ||
+      with_mem.empty()) {
+    format(path, sizeof path, "%s/node/online", root);
+    if (read_text_file(path, buf, sizeof buf) <= 0 || !parse_list(buf, &with_mem) ||
+        with_mem.empty()) {
+      single_node(this, cpus);
+      return;
+    }
+  }
+  nr_cpus = cpus;
+  std::uint16_t logical[kMaxNodes];
+  for (unsigned p = 0; p < kMaxNodes; ++p) {
+    logical[p] = 0xffff;
+    if (with_mem.test(p)) {
+      logical[p] = static_cast<std::uint16_t>(nr_nodes);
+      phys_node[nr_nodes++] = static_cast<std::uint16_t>(p);
+    }
+  }
+  // Physical distances (row per physical node), then the logical matrix.
+  std::uint8_t pdist[kMaxNodes][kMaxNodes] = {};
+  NodeMask online;
+  format(path, sizeof path, "%s/node/online", root);
+  if (read_text_file(path, buf, sizeof buf) <= 0 || !parse_list(buf, &online)) online = with_mem;
+  for (unsigned p = 0; p < kMaxNodes; ++p) {
+    if (!online.test(p)) continue;
+    format(path, sizeof path, "%s/node/node%u/distance", root, p);
+    std::uint32_t d[kMaxNodes];
+    unsigned n = read_text_file(path, buf, sizeof buf) > 0 ? parse_numbers(buf, d, kMaxNodes) : 0;
+    // The distance file lists one column per online node, in id order.
+    unsigned col = 0;
+    for (unsigned q = 0; q < kMaxNodes && col < n; ++q)
+      if (online.test(q)) {
+        std::uint32_t v = d[col++];
+        pdist[p][q] = static_cast<std::uint8_t>(v > 255 ? 255 : v);
+      }
+    for (unsigned q = 0; q < kMaxNodes; ++q)
+      if (!pdist[p][q]) pdist[p][q] = p == q ? 10 : 20;
+  }
+  for (unsigned i = 0; i < nr_nodes; ++i)
+    for (unsigned j = 0; j < nr_nodes; ++j) distance[i][j] = pdist[phys_node[i]][phys_node[j]];
+
+  // CPUs: each online node's cpulist; memory-less nodes' CPUs go to the
+  // nearest node with memory.
+  for (unsigned p = 0; p < kMaxNodes; ++p) {
+    if (!online.test(p)) continue;
+    format(path, sizeof path, "%s/node/node%u/cpulist", root, p);
+    CpuMask m;
+    if (read_text_file(path, buf, sizeof buf) < 0 || !parse_list(buf, &m)) continue;
+    unsigned target = logical[p];
+    if (target == 0xffff) {
+      unsigned best = 0, bestd = 256;
+      for (unsigned i = 0; i < nr_nodes; ++i)
+        if (pdist[p][phys_node[i]] < bestd) bestd = pdist[p][phys_node[i]], best = i;
+      target = best;
+    }
+    for (unsigned c = 0; c < nr_cpus; ++c)
+      if (m.test(c)) {
+        cpu_to_node[c] = static_cast<std::uint16_t>(target);
+        node_cpus[target].set(c);
+      }
+  }
+}
+
+void Topology::make_fake(const Topology& real, unsigned n) {
+  if (n == 0) n = 1;
+  if (n > kMaxNodes) n = kMaxNodes;
+  *this = Topology{};
+  fake = true;
+  nr_nodes = n;
+  nr_cpus = real.nr_cpus;
+  for (unsigned i = 0; i < n; ++i)
+    for (unsigned j = 0; j < n; ++j) distance[i][j] = i == j ? 10 : 20;
+  for (unsigned i = 0; i < n; ++i) phys_node[i] = 0;
+  for (unsigned c = 0; c < nr_cpus; ++c) {
+    unsigned node = nr_cpus >= n ? c * n / nr_cpus : c % n;
+    cpu_to_node[c] = static_cast<std::uint16_t>(node);
+    node_cpus[node].set(c);
+    // A fake node is backed by the physical node of (one of) its CPUs.
+    phys_node[node] = real.phys_node[real.cpu_to_node[c]];
+  }
+}
+
+unsigned Topology::fallback_order(unsigned nid, std::uint16_t* out) const {
+  unsigned k = 0;
+  // Selection by distance, ties by id: a stable, deterministic zonelist.
+  bool used[kMaxNodes] = {};
+  for (unsigned round = 0; round < nr_nodes; ++round) {
+    unsigned best = kMaxNodes, bestd = 1000;
+    for (unsigned j = 0; j < nr_nodes; ++j) {
+      unsigned d = j == nid ? 0 : distance[nid][j];
+      if (!used[j] && d < bestd) best = j, bestd = d;
+    }
+    used[best] = true;
+    out[k++] = static_cast<std::uint16_t>(best);
+  }
+  return k;
+}
+
+namespace {
+std::atomic<Topology*> g_topology{nullptr};
+Mutex g_topology_lock;
+}  // namespace
+
+const Topology& topology() {
+  if (Topology* t = g_topology.load(std::memory_order_acquire)) return *t;
+  LockGuard<Mutex> g(g_topology_lock);
+  if (Topology* t = g_topology.load(std::memory_order_relaxed)) return *t;
+  // Two Topology objects (~30 KiB) from metadata; the real one is kept for
+  // fake-node construction only.
+  auto* real = static_cast<Topology*>(boot_alloc(sizeof(Topology)));
+  real->load_sysfs();
+  Topology* t = real;
+  if (config().fake_numa > 0) {
+    t = static_cast<Topology*>(boot_alloc(sizeof(Topology)));
+    t->make_fake(*real, config().fake_numa);
+  }
+  g_topology.store(t, std::memory_order_release);
+  return *t;
+}
+
+}  // namespace numaslub
