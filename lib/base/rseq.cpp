@@ -18,9 +18,12 @@ namespace {
 std::atomic<RseqOwner> g_owner{RseqOwner::kNone};
 std::atomic<bool> g_owner_decided{false};
 
-// Our own area, used only when glibc registered none. kRseqCpuUninit marks
-// "not yet registered in this thread"; -2 "registration failed".
-thread_local RseqAbi t_own_area NS_TLS_IE = {0, kRseqCpuUninit, 0, 0, 0, 0, 0};
+// Our own area, used only when glibc registered none. cpu_id ==
+// kRseqCpuUninit marks "not yet registered in this thread", -2
+// "registration failed". cpu_id_start starts at kMaxCpus, an index whose
+// per-CPU sheaves are never set up, so a fast path run before registration
+// always falls into the slow path (which registers).
+thread_local RseqAbi t_own_area NS_TLS_IE = {kMaxCpus, kRseqCpuUninit, 0, 0, 0, 0, 0};
 
 RseqOwner decide_owner() {
   if (g_owner_decided.load(std::memory_order_acquire))
@@ -41,6 +44,12 @@ RseqAbi* glibc_area() {
 
 RseqOwner rseq_owner() {
   return decide_owner();
+}
+
+std::ptrdiff_t rseq_offset() {
+  if (decide_owner() == RseqOwner::kGlibc) return __rseq_offset;
+  // Initial-exec TLS sits at the same offset from every thread's pointer.
+  return reinterpret_cast<char*>(&t_own_area) - static_cast<char*>(__builtin_thread_pointer());
 }
 
 RseqAbi* rseq_area() {

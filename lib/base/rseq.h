@@ -13,6 +13,7 @@
 //   registration (-2): callers then fall back to getcpu.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "lib/base/compiler.h"
@@ -36,6 +37,9 @@ enum class RseqOwner : std::uint8_t { kNone, kGlibc, kOwn };
 
 // Which area the process uses; decided once, on first call.
 RseqOwner rseq_owner();
+
+// Offset of every thread's rseq area from its thread pointer.
+std::ptrdiff_t rseq_offset();
 
 // This thread's registered area, registering our own first if needed; null
 // where rseq is unavailable (old kernel, valgrind).

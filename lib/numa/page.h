@@ -6,8 +6,9 @@
 // The numa layer owns the array; the layers above own the fields:
 // - buddy: PG_buddy/PG_clean/PG_pcp, order and lru while a block is free;
 // - slub (and large allocations): PG_head/PG_tail/PG_slab/PG_large, head_off,
-//   and the priv[] words, which struct Slab overlays (as the kernel's struct
-//   slab overlays struct page).
+//   slab_class (on every page of a slab, so free() learns the size class
+//   from any object's page with one load), and the priv[] words, which
+//   struct Slab overlays (as the kernel's struct slab overlays struct page).
 // Only the head page of a block carries block state. Tails of an allocated
 // compound block carry PG_tail and head_off so any interior pointer finds its
 // head in O(1); tails of free blocks carry nothing.
@@ -38,10 +39,10 @@ enum PageFlag : std::uint32_t {
 };
 
 struct alignas(64) Page {
-  ListNode lru;         // free_area / per-CPU / partial list link
-  std::uint32_t flags;  // PageFlag bits
-  std::uint8_t order;   // block order, valid on heads
-  std::uint8_t reserved8;
+  ListNode lru;             // free_area / per-CPU / partial list link
+  std::uint32_t flags;      // PageFlag bits
+  std::uint8_t order;       // block order, valid on heads
+  std::uint8_t slab_class;  // slab class + 1 on every page of a slab, else 0
   std::uint16_t reserved16;
   std::uint32_t head_off;  // on tails: pages back to the head
   std::uint32_t reserved32;

@@ -1,0 +1,213 @@
+// The allocation API around the fast paths: large blocks from the buddy
+// allocator (32 KiB < size <= 4 MiB), huge direct mappings above, calloc,
+// realloc, aligned and node-directed allocation, and usable size.
+//
+// A large block is a buddy block of the smallest order that holds the
+// request, with the unused tail pages given straight back to the buddy (the
+// kernel's alloc_pages_exact), so the waste is under one page. Its head page
+// carries PG_head | PG_large and the page count in priv[0].
+#include <cerrno>
+#include <cstring>
+
+#include "lib/base/bitops.h"
+#include "lib/base/log.h"
+#include "lib/slub/huge.h"
+#include "lib/slub/kmalloc.h"
+#include "lib/slub/slub_internal.h"
+
+namespace numaslub {
+
+namespace {
+
+ForeignFreeFn g_foreign_free = nullptr;
+
+// Frees pages [from, to) of a block whose head is `head`, as naturally
+// aligned power-of-two blocks (offsets are relative to an aligned head).
+void free_page_range(Page* head, std::size_t from, std::size_t to) {
+  while (from < to) {
+    unsigned order = from ? static_cast<unsigned>(__builtin_ctzll(from)) : kMaxOrder;
+    if (order > kMaxOrder) order = kMaxOrder;
+    while ((std::size_t{1} << order) > to - from) --order;
+    Page* p = head + from;
+    p->flags = 0;
+    p->head_off = 0;
+    g_state.pa->free_pages(p, order);
+    from += std::size_t{1} << order;
+  }
+}
+
+void* large_alloc(std::size_t size, std::size_t align, int nid, bool zero) {
+  if (!slub_init()) return nullptr;
+  std::size_t pages = align_up(size, kPageSize) >> kPageShift;
+  unsigned order = ilog2_ceil(pages);
+  if (align > kPageSize && ilog2(align) - kPageShift > order) order = ilog2(align) - kPageShift;
+  Page* head = g_state.pa->alloc_pages(nid, order, zero ? unsigned{kGfpZero} : 0u);
+  if (!head) return nullptr;
+  free_page_range(head, pages, std::size_t{1} << order);
+  head->flags = PG_head | PG_large;
+  head->slab_class = 0;
+  head->priv[0] = pages;
+  return g_state.pa->page_address(head);
+}
+
+void large_free(Page* head) {
+  std::size_t pages = head->priv[0];
+  head->priv[0] = 0;
+  free_page_range(head, 0, pages);
+}
+
+// The head page of a large block p points at, or null.
+Page* large_head(const void* p) {
+  if (!g_state.pa || !g_state.pa->owns(p)) return nullptr;
+  Page* page = g_state.pa->virt_to_page(p);
+  if ((page->flags & (PG_head | PG_large)) != (PG_head | PG_large) ||
+      g_state.pa->page_address(page) != p)
+    return nullptr;
+  return page;
+}
+
+void* alloc_any(std::size_t size, std::size_t align, int nid, bool zero) {
+  if (size <= kMaxBlockSize && align <= kMaxBlockSize) return large_alloc(size, align, nid, zero);
+  return huge_alloc(size, align, nid);  // fresh mappings read as zero
+}
+
+}  // namespace
+
+void set_foreign_free(ForeignFreeFn fn) {
+  g_foreign_free = fn;
+}
+
+void* kmalloc_slow(std::size_t size) {
+  void* p = size <= kMaxSmallSize ? small_alloc_slow(size_to_class(size))
+                                  : alloc_any(size, kPageSize, kNumaNoNode, false);
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+void kfree_slow(void* p) {
+  if (!p) return;
+  if (g_state.pa && g_state.pa->arena().contains(p)) {
+    NS_CHECK(g_state.pa->owns(p), "free of invalid pointer %p (not in an online section)", p);
+    Page* page = g_state.pa->virt_to_page(p);
+    if (page->slab_class) return small_free_slow(page, p);
+    if (Page* head = large_head(p)) return large_free(head);
+    fatal("free of invalid pointer %p (not the start of an allocation)", p);
+  }
+  if (huge_free(p)) return;
+  if (g_foreign_free) return g_foreign_free(p);
+  fatal("free of pointer %p that numaslub did not allocate", p);
+}
+
+void kfree_sized(void* p, std::size_t size) {
+  (void)size;  // The page descriptor is authoritative; the shim may check size in debug mode.
+  kfree(p);
+}
+
+bool kowns(const void* p) {
+  if (g_state.pa && g_state.pa->owns(p)) {
+    Page* page = g_state.pa->virt_to_page(p);
+    return page->slab_class || large_head(p);
+  }
+  return huge_size(p) != 0;
+}
+
+std::size_t ksize(const void* p) {
+  if (!p) return 0;
+  if (g_state.pa && g_state.pa->owns(p)) {
+    Page* page = g_state.pa->virt_to_page(p);
+    if (page->slab_class) return kClassSize[page->slab_class - 1];
+    if (Page* head = large_head(p)) return head->priv[0] << kPageShift;
+    return 0;
+  }
+  return huge_size(p);
+}
+
+void* kcalloc(std::size_t n, std::size_t size) {
+  std::size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (total <= kMaxSmallSize) {
+    void* p = kmalloc(total);
+    if (p) std::memset(p, 0, total);
+    return p;
+  }
+  // Clean buddy blocks and fresh mappings are zero already: no memset.
+  void* p = alloc_any(total, kPageSize, kNumaNoNode, true);
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+void* kmalloc_aligned(std::size_t align, std::size_t size) {
+  if (align <= 16) return kmalloc(size);
+  void* p = nullptr;
+  if (size <= kMaxSmallSize && align <= kMaxSmallSize) {
+    // The smallest class that is a multiple of align: its objects are
+    // aligned to it, since slabs are aligned to a power of two >= the class.
+    unsigned c = size_to_class(size);
+    while (kClassSize[c] % align) ++c;
+    p = kmalloc(kClassSize[c]);
+  } else {
+    p = alloc_any(size, align, kNumaNoNode, false);
+  }
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+void* kmalloc_node(std::size_t size, int nid) {
+  if (!slub_init()) return nullptr;
+  if (nid >= static_cast<int>(g_state.pa->nr_nodes())) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  void* p;
+  if (nid < 0 || nid == g_state.pa->local_node()) {
+    p = kmalloc(size);
+  } else if (size <= kMaxSmallSize) {
+    // Another node's object cannot come from this CPU's sheaves.
+    KmemCache& c = g_state.caches[size_to_class(size)];
+    p = c.fill(static_cast<unsigned>(nid), &p, 1) ? p : nullptr;
+  } else {
+    p = alloc_any(size, kPageSize, nid, false);
+  }
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+void* krealloc(void* p, std::size_t size) {
+  if (!p) return kmalloc(size);
+  if (size == 0) {
+    kfree(p);
+    return nullptr;
+  }
+  std::size_t old = ksize(p);
+  if (old == 0 && !huge_size(p)) {
+    NS_CHECK(g_foreign_free == nullptr || !(g_state.pa && g_state.pa->arena().contains(p)),
+             "realloc of invalid pointer %p", p);
+    return nullptr;  // foreign: the shim handles those before calling here
+  }
+  if (Page* head = large_head(p)) {
+    std::size_t need = align_up(size, kPageSize) >> kPageShift;
+    std::size_t have = head->priv[0];
+    if (size > kMaxSmallSize && need <= have) {
+      // Shrink in place: the tail pages go back to the buddy.
+      free_page_range(head, need, have);
+      head->priv[0] = need;
+      return p;
+    }
+  } else if (huge_size(p) && size > kMaxBlockSize) {
+    void* q = huge_resize(p, size);
+    if (!q) errno = ENOMEM;
+    return q;
+  } else if (size <= old && size > old / 2) {
+    return p;  // same slab object: fits without wasting more than half
+  }
+  void* q = kmalloc(size);
+  if (!q) return nullptr;  // errno set; p intact
+  std::memcpy(q, p, old < size ? old : size);
+  kfree(p);
+  return q;
+}
+
+}  // namespace numaslub

@@ -1,0 +1,122 @@
+// The internal allocation API (kmalloc and friends) and its fast paths.
+//
+// malloc: size -> class (table lookup) -> pop from this CPU's main sheaf in
+// an rseq critical section. free: address -> page descriptor (subtract,
+// shift) -> class byte -> push onto this CPU's main sheaf. No lock, no atomic
+// read-modify-write, no "initialized?" branch: before set-up every sheaf
+// pointer is null, which sends the first call into the slow path, which sets
+// up. Anything else (empty/full sheaf, large and huge sizes, another node's
+// object, foreign pointers) goes to the out-of-line slow paths.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "lib/base/compiler.h"
+#include "lib/numa/page.h"
+#include "lib/slub/rseq_ops.h"
+#include "lib/slub/sheaf.h"
+#include "lib/slub/size_class.h"
+
+namespace numaslub {
+
+enum class CacheMode : std::uint8_t { kNone = 0, kRseq, kThread };
+
+// What the fast paths read; written once at set-up (and never after).
+struct SlubFast {
+  CacheMode mode;
+  bool multi_node;
+  std::uint8_t node_shift;  // log2(bytes per node range)
+  std::ptrdiff_t rseq_off;  // thread pointer -> rseq area
+  char* cpu_base;           // CpuSlots of CPU 0; CPU c at + (c << kCpuSlotsShift)
+  std::uintptr_t heap_base;
+  std::uintptr_t heap_size;
+  Page* mem_map;
+  const std::uint16_t* cpu_node;  // node of each CPU (multi-node only)
+};
+extern SlubFast g_slub;
+extern thread_local CpuSlots* t_slots NS_TLS_IE;
+
+// Slow paths (slub.cpp, large.cpp).
+NS_NOINLINE void* kmalloc_slow(std::size_t size);
+NS_NOINLINE void kfree_slow(void* p);
+
+NS_ALWAYS_INLINE RseqAbi* fast_rseq_area() {
+  return reinterpret_cast<RseqAbi*>(static_cast<char*>(__builtin_thread_pointer()) +
+                                    g_slub.rseq_off);
+}
+
+NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
+  if (NS_LIKELY(size <= kMaxSmallSize)) {
+    std::size_t off = kSlotsOffset + size_to_class(size) * sizeof(SheafSlot);
+#if NS_HAVE_RSEQ_ASM
+    if (NS_LIKELY(g_slub.mode == CacheMode::kRseq)) {
+      if (void* obj = rseq_pop(fast_rseq_area(), g_slub.cpu_base, off)) return obj;
+    } else
+#endif
+        if (CpuSlots* t = t_slots) {
+      Sheaf* s = reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + off)->main;
+      if (NS_LIKELY(s && s->size)) return s->objects[--s->size];
+    }
+  }
+  return kmalloc_slow(size);
+}
+
+NS_ALWAYS_INLINE void kfree(void* p) {
+  std::uintptr_t off = reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base;
+  if (NS_LIKELY(off < g_slub.heap_size)) {
+    unsigned cls = g_slub.mem_map[off >> kPageShift].slab_class;
+    if (NS_LIKELY(cls != 0)) {
+      std::size_t soff = kSlotsOffset + (cls - 1) * sizeof(SheafSlot);
+#if NS_HAVE_RSEQ_ASM
+      if (NS_LIKELY(g_slub.mode == CacheMode::kRseq)) {
+        RseqAbi* rs = fast_rseq_area();
+        if (NS_LIKELY(!g_slub.multi_node ||
+                      g_slub.cpu_node[rs->cpu_id_start] == (off >> g_slub.node_shift))) {
+          int r = rseq_push(rs, g_slub.cpu_base, soff, p);
+          if (NS_LIKELY(r == kPushed)) return;
+        }
+      } else
+#endif
+          if (CpuSlots* t = t_slots) {
+        Sheaf* s = reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + soff)->main;
+        if (NS_LIKELY(s && s->size < s->capacity && s->objects[s->size - 1] != p &&
+                      (!g_slub.multi_node || t->node == (off >> g_slub.node_shift)))) {
+          s->objects[s->size++] = p;
+          return;
+        }
+      }
+    }
+  }
+  kfree_slow(p);
+}
+
+// The rest of the API (slub.cpp, large.cpp).
+void* kcalloc(std::size_t n, std::size_t size);
+void* krealloc(void* p, std::size_t size);
+// align: a power of two. Any alignment up to 1 MiB from the heap; larger
+// ones from a direct mapping.
+void* kmalloc_aligned(std::size_t align, std::size_t size);
+// kmalloc_node: memory of node nid (falling back by distance when it is
+// exhausted); nid < 0 means the calling CPU's node.
+void* kmalloc_node(std::size_t size, int nid);
+std::size_t ksize(const void* p);  // usable size; 0 for pointers we do not own
+bool kowns(const void* p);         // allocated by this heap (slab, large or huge)
+void kfree_sized(void* p, std::size_t size);
+
+// What free does with a pointer that is not ours (set by the shim to hand
+// it to the next allocator). By default such a free aborts with a message.
+using ForeignFreeFn = void (*)(void* p);
+void set_foreign_free(ForeignFreeFn fn);
+
+// Flushes every CPU's (and this thread's) sheaves to the slabs and shrinks
+// the caches; returns pages given back to the buddy allocator.
+std::size_t kmem_shrink_all();
+// Text view in /proc/slabinfo's layout (version 2.1).
+std::size_t slabinfo(char* buf, std::size_t cap);
+// Which per-CPU mode is in use (after the first allocation).
+CacheMode cache_mode();
+// Sets up the allocator now (normally done by the first allocation).
+bool slub_init();
+
+}  // namespace numaslub

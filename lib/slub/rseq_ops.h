@@ -1,0 +1,138 @@
+// The rseq critical sections of the sheaf fast path (x86-64).
+//
+// Each section: (0) point rseq->rseq_cs at its descriptor, (1) read
+// cpu_id_start and find the CPU's slot, (..) work with plain loads and
+// stores, and end with exactly one commit store immediately before label 2
+// (post-commit). If the kernel preempts, migrates or signals the thread
+// inside [1, 2), it resumes at the abort handler (4), which restarts at (0);
+// the kernel has cleared rseq_cs by then, so (0) sets it again. The abort
+// handler is preceded by the signature registered with the area.
+//
+// A thread whose area is not registered yet (our own area) has
+// cpu_id_start == kMaxCpus, the index of a slot set whose sheaves are null,
+// so it always falls into the slow path, which registers it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "lib/base/compiler.h"
+#include "lib/base/rseq.h"
+#include "lib/slub/sheaf.h"
+
+#if defined(__x86_64__)
+#define NS_HAVE_RSEQ_ASM 1
+
+// The descriptor; the signature matches kRseqSignal (0x53053053).
+#define NS_RSEQ_CS_DESC                \
+  ".pushsection __rseq_cs, \"aw\"\n\t" \
+  ".balign 32\n\t"                     \
+  "3:\n\t"                             \
+  ".long 0x0, 0x0\n\t"                 \
+  ".quad 1f, 2f - 1f, 4f\n\t"          \
+  ".popsection\n\t"                    \
+  "0:\n\t"                             \
+  "leaq 3b(%%rip), %%rax\n\t"          \
+  "movq %%rax, 8(%[rs])\n\t"
+#define NS_RSEQ_ABORT                       \
+  ".pushsection __rseq_failure, \"ax\"\n\t" \
+  ".byte 0x0f, 0xb9, 0x3d\n\t"              \
+  ".long 0x53053053\n\t"                    \
+  "4:\n\t"                                  \
+  "jmp 0b\n\t"                              \
+  ".popsection\n\t"
+
+namespace numaslub {
+
+// Pops the last object of this CPU's main sheaf at slot offset `off`.
+// Returns nullptr when the sheaf is empty or not set up.
+NS_ALWAYS_INLINE void* rseq_pop(RseqAbi* rs, char* base, std::size_t off) {
+  void* obj;
+  __asm__ volatile(NS_RSEQ_CS_DESC
+                   "1:\n\t"
+                   "movl (%[rs]), %%eax\n\t"
+                   "shlq $10, %%rax\n\t"
+                   "addq %[base], %%rax\n\t"
+                   "movq (%%rax,%[off]), %%rcx\n\t"
+                   "xorl %%eax, %%eax\n\t"
+                   "testq %%rcx, %%rcx\n\t"
+                   "jz 2f\n\t"
+                   "movl (%%rcx), %%edx\n\t"
+                   "testl %%edx, %%edx\n\t"
+                   "jz 2f\n\t"
+                   "movq 16(%%rcx,%%rdx,8), %%rax\n\t"
+                   "decl %%edx\n\t"
+                   "movl %%edx, (%%rcx)\n\t"
+                   "2:\n\t" NS_RSEQ_ABORT
+                   : "=&a"(obj)
+                   : [rs] "r"(rs), [base] "r"(base), [off] "r"(off)
+                   : "rcx", "rdx", "memory", "cc");
+  return obj;
+}
+
+enum PushResult : int { kPushed = 0, kPushFull = 1, kPushDoubleFree = 2 };
+
+// Pushes obj onto this CPU's main sheaf at slot offset `off`. kPushFull when
+// the sheaf is full or not set up; kPushDoubleFree when obj is the object
+// freed last.
+NS_ALWAYS_INLINE int rseq_push(RseqAbi* rs, char* base, std::size_t off, void* obj) {
+  int r;
+  __asm__ volatile(NS_RSEQ_CS_DESC
+                   "1:\n\t"
+                   "movl (%[rs]), %%eax\n\t"
+                   "shlq $10, %%rax\n\t"
+                   "addq %[base], %%rax\n\t"
+                   "movq (%%rax,%[off]), %%rcx\n\t"
+                   "movl $1, %%eax\n\t"
+                   "testq %%rcx, %%rcx\n\t"
+                   "jz 2f\n\t"
+                   "movl (%%rcx), %%edx\n\t"
+                   "cmpl 4(%%rcx), %%edx\n\t"
+                   "jae 2f\n\t"
+                   "cmpq %[obj], 16(%%rcx,%%rdx,8)\n\t"
+                   "je 5f\n\t"
+                   "movq %[obj], 24(%%rcx,%%rdx,8)\n\t"
+                   "incl %%edx\n\t"
+                   "xorl %%eax, %%eax\n\t"
+                   "movl %%edx, (%%rcx)\n\t"
+                   "2:\n\t"
+                   "jmp 6f\n\t"
+                   "5:\n\t"
+                   "movl $2, %%eax\n\t"
+                   "6:\n\t" NS_RSEQ_ABORT
+                   : "=&a"(r)
+                   : [rs] "r"(rs), [base] "r"(base), [off] "r"(off), [obj] "r"(obj)
+                   : "rcx", "rdx", "memory", "cc");
+  return r;
+}
+
+// Stores `sheaf` as main at `slot` (a slot of CPU `cpu`), but only while
+// running on that CPU. Returns the previous main, or kReplaceFailed when the
+// thread is on another CPU (the caller retries from its new CPU).
+inline Sheaf* const kReplaceFailed = reinterpret_cast<Sheaf*>(~std::uintptr_t{0});
+NS_NOINLINE inline Sheaf* rseq_replace_main(RseqAbi* rs, unsigned cpu, Sheaf** slot, Sheaf* sheaf) {
+  Sheaf* old;
+  __asm__ volatile(NS_RSEQ_CS_DESC
+                   "1:\n\t"
+                   "cmpl %[cpu], (%[rs])\n\t"
+                   "jne 5f\n\t"
+                   "movq (%[slot]), %%rax\n\t"
+                   "movq %[sheaf], (%[slot])\n\t"
+                   "2:\n\t"
+                   "jmp 6f\n\t"
+                   "5:\n\t"
+                   "movq $-1, %%rax\n\t"
+                   "6:\n\t" NS_RSEQ_ABORT
+                   : "=&a"(old)
+                   : [rs] "r"(rs), [cpu] "r"(cpu), [slot] "r"(slot), [sheaf] "r"(sheaf)
+                   : "memory", "cc");
+  return old;
+}
+
+}  // namespace numaslub
+
+#undef NS_RSEQ_CS_DESC
+#undef NS_RSEQ_ABORT
+#else
+#define NS_HAVE_RSEQ_ASM 0
+#endif

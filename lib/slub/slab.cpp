@@ -1,0 +1,260 @@
+#include "lib/slub/slab.h"
+
+#include <new>
+
+#include "lib/base/boot_alloc.h"
+#include "lib/base/format.h"
+#include "lib/base/log.h"
+
+namespace numaslub {
+
+namespace {
+
+constexpr unsigned kMaxSlabOrder = 5;
+
+// xorshift64*: deterministic per seed, good enough for shuffling object order.
+std::uint64_t next_rand(std::uint64_t* s) {
+  std::uint64_t x = *s;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *s = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+// Smallest order whose tail waste is at most 1/8 of the slab, preferring at
+// least 8 objects per slab for small objects (fewer trips to the buddy).
+unsigned slab_order_for(std::uint32_t size) {
+  for (unsigned o = 0; o <= kMaxSlabOrder; ++o) {
+    std::size_t bytes = kPageSize << o;
+    std::size_t objs = bytes / size;
+    if (objs == 0) continue;
+    if ((bytes - objs * size) * 8 > bytes) continue;
+    if (objs < 8 && o < 3) continue;
+    return o;
+  }
+  return kMaxSlabOrder;
+}
+
+}  // namespace
+
+void* KmemCache::encode(void* ptr, void** where) const {
+  return reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(ptr) ^ secret ^
+                                 __builtin_bswap64(reinterpret_cast<std::uintptr_t>(where)));
+}
+void* KmemCache::decode(void* stored, void** where) const {
+  return encode(stored, where);
+}
+
+bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s) {
+  pa = alloc;
+  cls = c;
+  size = kClassSize[c];
+  order = slab_order_for(size);
+  objects = static_cast<std::uint32_t>((kPageSize << order) / size);
+  std::uint32_t cap = static_cast<std::uint32_t>((64u << 10) / size);
+  sheaf_capacity = cap < 8 ? 8 : cap > 64 ? 64 : cap;
+  min_partial = 2;
+  barn_max_full = 8;
+  secret = s;
+  format(name, sizeof name, "kmalloc-%u", size);
+  unsigned nodes = pa->nr_nodes();
+  node = static_cast<KmemCacheNode*>(boot_alloc(sizeof(KmemCacheNode) * nodes));
+  random_seq = static_cast<std::uint16_t*>(boot_alloc(sizeof(std::uint16_t) * objects));
+  if (!node || !random_seq) return false;
+  for (unsigned n = 0; n < nodes; ++n) new (&node[n]) KmemCacheNode();
+  for (unsigned n = 0; n < nodes; ++n) node[n].partial.init();
+  // SLAB_FREELIST_RANDOM: one random permutation per cache; each new slab
+  // starts it at a random point.
+  std::uint64_t st = secret ^ (0x9E3779B97F4A7C15ULL * (c + 1));
+  for (std::uint32_t i = 0; i < objects; ++i) random_seq[i] = static_cast<std::uint16_t>(i);
+  for (std::uint32_t i = objects; i > 1; --i) {
+    std::uint32_t j = static_cast<std::uint32_t>(next_rand(&st) % i);
+    std::uint16_t t = random_seq[i - 1];
+    random_seq[i - 1] = random_seq[j];
+    random_seq[j] = t;
+  }
+  return true;
+}
+
+Slab* KmemCache::new_slab(unsigned nid) {
+  Page* head = pa->alloc_pages(static_cast<int>(nid), order);
+  if (!head) return nullptr;
+  std::size_t pages = std::size_t{1} << order;
+  for (std::size_t i = 0; i < pages; ++i) {
+    head[i].flags = i ? PG_tail : (PG_head | PG_slab);
+    head[i].head_off = static_cast<std::uint32_t>(i);
+    head[i].slab_class = static_cast<std::uint8_t>(cls + 1);
+  }
+  auto* s = reinterpret_cast<Slab*>(head);
+  s->order = static_cast<std::uint8_t>(order);
+  s->cache = this;
+  s->remote.store(0, std::memory_order_relaxed);
+  s->inuse = 0;
+  s->objects = static_cast<std::uint16_t>(objects);
+  s->on_partial = 0;
+  s->nid = static_cast<std::uint8_t>(pa->page_to_nid(head));
+  char* base = static_cast<char*>(pa->page_address(head));
+  std::uint64_t st = secret ^ reinterpret_cast<std::uintptr_t>(base);
+  std::uint32_t start = static_cast<std::uint32_t>(next_rand(&st) % objects);
+  void* next = nullptr;
+  // Link in reverse so the freelist runs in permutation order from `start`.
+  for (std::uint32_t k = objects; k-- > 0;) {
+    auto** obj =
+        reinterpret_cast<void**>(base + std::size_t{random_seq[(start + k) % objects]} * size);
+    *obj = encode(next, obj);
+    next = obj;
+  }
+  s->freelist = next;
+  return s;
+}
+
+void KmemCache::discard_slab(KmemCacheNode& n, Slab* s) {
+  ListNode::unlink(&s->slab_list);
+  s->on_partial = 0;
+  --n.nr_partial;
+  --n.nr_slabs;
+  ++n.slabs_freed;
+  Page* head = reinterpret_cast<Page*>(s);
+  std::size_t pages = std::size_t{1} << order;
+  for (std::size_t i = 0; i < pages; ++i) {
+    head[i].flags = 0;
+    head[i].head_off = 0;
+    head[i].slab_class = 0;
+  }
+  pa->free_pages(head, order);
+}
+
+unsigned KmemCache::collect_remote(Slab* s) {
+  std::uintptr_t v = s->remote.exchange(0, std::memory_order_acquire);
+  unsigned got = 0;
+  auto* obj = reinterpret_cast<void**>(v & ~kSlabFull);
+  while (obj) {
+    auto** next = static_cast<void**>(decode(*obj, obj));
+    *obj = encode(s->freelist, obj);
+    s->freelist = obj;
+    obj = next;
+    ++got;
+  }
+  s->inuse -= got;
+  node[s->nid].inuse -= got;
+  return got;
+}
+
+unsigned KmemCache::fill(unsigned nid, void** out, unsigned n) {
+  unsigned got = 0;
+  while (got < n) {
+    KmemCacheNode* nd = &node[nid];
+    nd->list_lock.lock();
+    if (nd->partial.empty()) {
+      nd->list_lock.unlock();
+      Slab* s = new_slab(nid);
+      if (!s) break;
+      // The page allocator may have fallen back to another node: the slab
+      // then joins that node's list.
+      nd = &node[s->nid];
+      nd->list_lock.lock();
+      nd->partial.push_front(&s->slab_list);
+      s->on_partial = 1;
+      ++nd->nr_partial;
+      ++nd->nr_slabs;
+      ++nd->slabs_allocated;
+    }
+    while (got < n && !nd->partial.empty()) {
+      Slab* s = list_entry<Slab>(nd->partial.next, offsetof(Slab, slab_list));
+      while (got < n && s->freelist) {
+        auto** obj = static_cast<void**>(s->freelist);
+        s->freelist = decode(*obj, obj);
+        out[got++] = obj;
+        ++s->inuse;
+        ++nd->inuse;
+      }
+      if (s->freelist || collect_remote(s)) continue;
+      std::uintptr_t expected = 0;
+      if (s->remote.compare_exchange_strong(expected, kSlabFull, std::memory_order_acq_rel)) {
+        ListNode::unlink(&s->slab_list);
+        s->on_partial = 0;
+        --nd->nr_partial;
+      }
+    }
+    nd->list_lock.unlock();
+  }
+  return got;
+}
+
+void KmemCache::free_locked(KmemCacheNode& n, Slab* s, void* obj) {
+  NS_CHECK(obj != s->freelist, "double free of %p (cache %s)", obj, name);
+  auto** o = static_cast<void**>(obj);
+  *o = encode(s->freelist, o);
+  s->freelist = obj;
+  --s->inuse;
+  --n.inuse;
+  if (!s->on_partial) {
+    std::uintptr_t old = s->remote.load(std::memory_order_relaxed);
+    while (old & kSlabFull) {
+      if (s->remote.compare_exchange_weak(old, old & ~kSlabFull, std::memory_order_acq_rel)) {
+        n.partial.push_back(&s->slab_list);
+        s->on_partial = 1;
+        ++n.nr_partial;
+        break;
+      }
+    }
+    // Otherwise a remote free cleared kSlabFull and will list the slab.
+  }
+  if (s->on_partial && s->inuse == 0 && n.nr_partial > min_partial) discard_slab(n, s);
+}
+
+void KmemCache::free_batch(void* const* objs, unsigned n) {
+  unsigned i = 0;
+  while (i < n) {
+    unsigned nid = obj_to_slab(objs[i])->nid;
+    KmemCacheNode& nd = node[nid];
+    LockGuard<Mutex> g(nd.list_lock);
+    for (; i < n; ++i) {
+      Slab* s = obj_to_slab(objs[i]);
+      if (s->nid != nid) break;
+      free_locked(nd, s, objs[i]);
+    }
+  }
+}
+
+void KmemCache::free_remote(Slab* s, void* obj) {
+  auto** o = static_cast<void**>(obj);
+  std::uintptr_t old = s->remote.load(std::memory_order_relaxed);
+  do {
+    NS_CHECK(reinterpret_cast<void*>(old & ~kSlabFull) != obj, "double free of %p (cache %s)", obj,
+             name);
+    *o = encode(reinterpret_cast<void*>(old & ~kSlabFull), o);
+  } while (!s->remote.compare_exchange_weak(old, reinterpret_cast<std::uintptr_t>(obj),
+                                            std::memory_order_release, std::memory_order_relaxed));
+  KmemCacheNode& nd = node[s->nid];
+  nd.remote_frees.fetch_add(1, std::memory_order_relaxed);
+  if (old & kSlabFull) {
+    // This free took the slab out of "full": list it so its objects are reused.
+    LockGuard<Mutex> g(nd.list_lock);
+    nd.partial.push_back(&s->slab_list);
+    s->on_partial = 1;
+    ++nd.nr_partial;
+  }
+}
+
+std::size_t KmemCache::shrink(bool all) {
+  std::size_t pages = 0;
+  for (unsigned nid = 0; nid < pa->nr_nodes(); ++nid) {
+    KmemCacheNode& nd = node[nid];
+    LockGuard<Mutex> g(nd.list_lock);
+    ListNode* it = nd.partial.next;
+    while (it != &nd.partial) {
+      Slab* s = list_entry<Slab>(it, offsetof(Slab, slab_list));
+      it = it->next;
+      collect_remote(s);
+      if (s->inuse == 0 && (all || nd.nr_partial > min_partial)) {
+        discard_slab(nd, s);
+        pages += std::size_t{1} << order;
+      }
+    }
+  }
+  return pages;
+}
+
+}  // namespace numaslub

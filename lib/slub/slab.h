@@ -1,0 +1,118 @@
+// Slabs and kmem_caches: a slab is a buddy block cut into equal objects; a
+// cache owns the slabs of one size class, per node.
+//
+// Slab state lives in the head page descriptor (struct Slab overlays struct
+// Page, as in the kernel), never in object memory. A slab has two free lists:
+// - freelist: protected by its node's list_lock; next pointers are stored
+//   inside free objects, mangled (SLAB_FREELIST_HARDENED): stored value =
+//   next ^ secret ^ bswap(address of the stored word).
+// - remote: a lock-free stack (one CAS per push) for frees that bypass the
+//   sheaves (objects freed on another node's CPU, kmalloc_node frees). It is
+//   emptied into freelist under list_lock.
+//
+// inuse counts objects that are not on `freelist` (allocated, in sheaves, or
+// on `remote`). Bit 0 of `remote` (kSlabFull) says the slab is off the
+// partial list because it has nothing to give: set with CAS(0 -> kSlabFull)
+// under list_lock, cleared by whichever free clears it first (CAS); that
+// free puts the slab back on the partial list. So a slab is exactly one of:
+// on the partial list; full (kSlabFull set); or in transit (kSlabFull just
+// cleared by a remote free that is waiting for list_lock to list it).
+// Only listed slabs are discarded, and only when inuse == 0.
+//
+// Lock order: CPU slot lock -> barn lock / list_lock -> zone locks (via the
+// page allocator). list_lock and the barn lock are never held together.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "lib/buddy/page_alloc.h"
+#include "lib/slub/sheaf.h"
+#include "lib/slub/size_class.h"
+
+namespace numaslub {
+
+struct KmemCache;
+
+struct Slab {
+  ListNode slab_list;       // Page::lru: the node's partial list
+  std::uint32_t flags;      // Page::flags: PG_head | PG_slab
+  std::uint8_t order;       // Page::order
+  std::uint8_t slab_class;  // Page::slab_class
+  std::uint16_t reserved16;
+  std::uint32_t head_off;  // 0: this is the head
+  std::uint32_t reserved32;
+  KmemCache* cache;                    // priv[0]
+  void* freelist;                      // priv[1]
+  std::atomic<std::uintptr_t> remote;  // priv[2]
+  std::uint32_t inuse;                 // priv[3]
+  std::uint16_t objects;
+  std::uint8_t on_partial;
+  std::uint8_t nid;
+};
+static_assert(sizeof(Slab) == sizeof(Page));
+static_assert(offsetof(Slab, cache) == kPriv0Offset);
+
+inline constexpr std::uintptr_t kSlabFull = 1;
+
+struct alignas(64) KmemCacheNode {
+  Mutex list_lock;
+  ListNode partial;
+  std::size_t nr_partial = 0;
+  std::size_t nr_slabs = 0;  // all slabs of this node
+  std::size_t inuse = 0;     // sum of the slabs' inuse
+  std::atomic<std::uint64_t> remote_frees{0};
+  std::uint64_t slabs_allocated = 0;
+  std::uint64_t slabs_freed = 0;
+  Barn barn;
+};
+
+struct KmemCache {
+  char name[24];
+  std::uint32_t size = 0;     // object size (the class size)
+  std::uint32_t cls = 0;      // class index
+  std::uint32_t order = 0;    // slab order
+  std::uint32_t objects = 0;  // objects per slab
+  std::uint32_t sheaf_capacity = 0;
+  std::uint32_t min_partial = 0;  // empty slabs kept per node
+  std::uint32_t barn_max_full = 0;
+  std::uint64_t secret = 0;             // freelist pointer mangling
+  std::uint16_t* random_seq = nullptr;  // SLAB_FREELIST_RANDOM permutation
+  KmemCacheNode* node = nullptr;        // [nr_nodes]
+  PageAllocator* pa = nullptr;
+
+  // Sets up the cache for class `cls`. Returns false when metadata cannot
+  // be allocated.
+  bool init(unsigned cls, PageAllocator* pa, std::uint64_t secret);
+
+  // Takes up to n objects from node nid's slabs (growing the cache as
+  // needed). Returns how many were stored in out.
+  unsigned fill(unsigned nid, void** out, unsigned n);
+  // Returns n objects to their slabs (any nodes), under each node's
+  // list_lock once per run of same-node objects.
+  void free_batch(void* const* objs, unsigned n);
+  // Lock-free free of one object to its slab (cross-node frees).
+  void free_remote(Slab* slab, void* obj);
+  // Collects remote frees and discards empty slabs beyond min_partial
+  // (all empty slabs when `all`). Returns pages given back to the buddy.
+  std::size_t shrink(bool all);
+
+  Slab* obj_to_slab(const void* obj) const {
+    Page* p = pa->virt_to_page(obj);
+    return reinterpret_cast<Slab*>(p - p->head_off);
+  }
+  void* slab_base(const Slab* s) const {
+    return pa->page_address(reinterpret_cast<const Page*>(s));
+  }
+
+ private:
+  Slab* new_slab(unsigned nid);
+  void discard_slab(KmemCacheNode& n, Slab* s);
+  unsigned collect_remote(Slab* s);
+  void free_locked(KmemCacheNode& n, Slab* s, void* obj);
+  void* decode(void* stored, void** where) const;
+  void* encode(void* ptr, void** where) const;
+};
+
+}  // namespace numaslub

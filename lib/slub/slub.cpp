@@ -1,0 +1,435 @@
+// Set-up and the sheaf slow paths: refilling an empty main sheaf, making
+// room in a full one, the per-node barn, per-thread mode and thread exit.
+// The invariants of main/spare ownership are in sheaf.h.
+#include <pthread.h>
+#include <sys/syscall.h>
+
+#include <atomic>
+#include <cstring>
+#include <new>
+
+#include "lib/base/boot_alloc.h"
+#include "lib/base/config.h"
+#include "lib/base/log.h"
+#include "lib/base/rseq.h"
+#include "lib/base/syscall.h"
+#include "lib/slub/kmalloc.h"
+#include "lib/slub/slab.h"
+#include "lib/slub/slub_internal.h"
+
+namespace numaslub {
+
+constinit SlubFast g_slub = {};
+constinit thread_local CpuSlots* t_slots NS_TLS_IE = nullptr;
+
+namespace {
+
+// Per-CPU sheaf sets: CPUs 0..kMaxCpus-1, plus the never-set-up set at
+// index kMaxCpus for threads whose rseq area is not registered yet. In .bss:
+// only the pages of CPUs that run allocations ever become resident.
+alignas(4096) char g_cpu_region[(kMaxCpus + 1) * kCpuSlotsStride];
+std::uint16_t g_cpu_node[kMaxCpus + 1];
+
+Mutex g_init_lock;
+std::atomic<bool> g_ready{false};
+bool g_init_failed = false;
+pthread_key_t g_thread_key;
+
+Mutex g_pool_lock;
+CpuSlots* g_pool = nullptr;  // thread mode: sets of exited threads
+// Set while a thread's sheaves are being torn down, so frees that glibc makes
+// after the TSD destructors go straight to the slabs.
+constinit thread_local bool t_exiting NS_TLS_IE = false;
+
+CpuSlots* cpu_slots(unsigned cpu) {
+  return reinterpret_cast<CpuSlots*>(g_cpu_region + (std::size_t{cpu} << kCpuSlotsShift));
+}
+
+std::uint64_t random_secret() {
+  std::uint64_t v = 0;
+  if (sys::call(SYS_getrandom, &v, sizeof v, 1 /*GRND_NONBLOCK*/) != sizeof v) {
+    unsigned lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    v = (std::uint64_t{hi} << 32 | lo) * 0x9E3779B97F4A7C15ULL ^
+        reinterpret_cast<std::uintptr_t>(&v);
+  }
+  return v | 1;
+}
+
+void thread_exit(void* arg);
+
+}  // namespace
+
+SlubState g_state;
+
+// ---- barn ----------------------------------------------------------------
+
+Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid) {
+  Barn& b = c.node[nid].barn;
+  {
+    LockGuard<Mutex> g(b.lock);
+    if (Sheaf* s = b.empty) {
+      b.empty = s->next;
+      --b.nr_empty;
+      return s;
+    }
+  }
+  auto* s = static_cast<Sheaf*>(boot_alloc(sizeof(Sheaf) + sizeof(void*) * c.sheaf_capacity));
+  if (!s) return nullptr;
+  s->size = 0;
+  s->capacity = c.sheaf_capacity;
+  s->guard = 1;
+  return s;
+}
+
+void sheaf_put_empty(KmemCache& c, unsigned nid, Sheaf* s) {
+  Barn& b = c.node[nid].barn;
+  LockGuard<Mutex> g(b.lock);
+  s->next = b.empty;
+  b.empty = s;
+  ++b.nr_empty;
+}
+
+// Takes a full sheaf from the barn, or null.
+static Sheaf* barn_get_full(KmemCache& c, unsigned nid) {
+  Barn& b = c.node[nid].barn;
+  LockGuard<Mutex> g(b.lock);
+  Sheaf* s = b.full;
+  if (s) {
+    b.full = s->next;
+    --b.nr_full;
+  }
+  return s;
+}
+
+static bool barn_put_full(KmemCache& c, unsigned nid, Sheaf* s) {
+  Barn& b = c.node[nid].barn;
+  LockGuard<Mutex> g(b.lock);
+  if (b.nr_full >= c.barn_max_full) return false;
+  s->next = b.full;
+  b.full = s;
+  ++b.nr_full;
+  return true;
+}
+
+void sheaf_flush(KmemCache& c, Sheaf* s) {
+  c.free_batch(s->objects, s->size);
+  s->size = 0;
+}
+
+// Makes *spare a sheaf with objects (for an allocation). False when out of memory.
+static bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
+  if (!*spare && !(*spare = sheaf_get_empty(c, nid))) return false;
+  if ((*spare)->size) return true;
+  if (Sheaf* full = barn_get_full(c, nid)) {
+    sheaf_put_empty(c, nid, *spare);
+    *spare = full;
+    return true;
+  }
+  Sheaf* s = *spare;
+  s->size = c.fill(nid, s->objects, s->capacity);
+  return s->size > 0;
+}
+
+// Makes *spare an empty sheaf (for a free). False when out of memory.
+static bool prepare_empty_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
+  if (!*spare) return (*spare = sheaf_get_empty(c, nid)) != nullptr;
+  Sheaf* s = *spare;
+  if (s->size == 0) return true;
+  if (s->size == s->capacity && barn_put_full(c, nid, s)) {
+    *spare = sheaf_get_empty(c, nid);
+    return *spare != nullptr;
+  }
+  sheaf_flush(c, s);
+  return true;
+}
+
+// ---- objects without a sheaf (no rseq in this thread, thread exit, OOM) --
+
+static void* alloc_direct(KmemCache& c, int nid) {
+  void* obj;
+  unsigned n =
+      nid < 0 ? static_cast<unsigned>(g_state.pa->local_node()) : static_cast<unsigned>(nid);
+  return c.fill(n, &obj, 1) ? obj : nullptr;
+}
+
+// ---- rseq mode ---------------------------------------------------------
+
+#if NS_HAVE_RSEQ_ASM
+static void* alloc_slow_rseq(unsigned cls) {
+  KmemCache& c = g_state.caches[cls];
+  std::size_t off = kSlotsOffset + cls * sizeof(SheafSlot);
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    RseqAbi* rs = rseq_area();
+    if (!rs) break;
+    unsigned cpu = __atomic_load_n(&rs->cpu_id_start, __ATOMIC_RELAXED);
+    if (cpu >= g_state.nr_cpus) break;
+    CpuSlots* cs = cpu_slots(cpu);
+    {
+      LockGuard<Mutex> g(cs->lock);
+      SheafSlot& sl = cs->slots[cls];
+      if (!prepare_full_spare(c, cs->node, &sl.spare)) return nullptr;
+      Sheaf* old = rseq_replace_main(rs, cpu, &sl.main, sl.spare);
+      if (old == kReplaceFailed) continue;  // migrated: the full spare stays with that CPU
+      sl.spare = old;
+      ++g_state.stats[cls].refills;
+    }
+    if (void* obj = rseq_pop(rs, g_slub.cpu_base, off)) return obj;
+  }
+  return alloc_direct(c, -1);
+}
+
+static void free_slow_rseq(KmemCache& c, void* p) {
+  std::size_t off = kSlotsOffset + c.cls * sizeof(SheafSlot);
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    RseqAbi* rs = rseq_area();
+    if (!rs) break;
+    int r = rseq_push(rs, g_slub.cpu_base, off, p);
+    if (r == kPushed) return;
+    if (r == kPushDoubleFree) fatal("double free of %p (cache %s)", p, c.name);
+    unsigned cpu = __atomic_load_n(&rs->cpu_id_start, __ATOMIC_RELAXED);
+    if (cpu >= g_state.nr_cpus) break;
+    CpuSlots* cs = cpu_slots(cpu);
+    LockGuard<Mutex> g(cs->lock);
+    SheafSlot& sl = cs->slots[c.cls];
+    if (!prepare_empty_spare(c, cs->node, &sl.spare)) break;
+    Sheaf* old = rseq_replace_main(rs, cpu, &sl.main, sl.spare);
+    if (old == kReplaceFailed) continue;
+    sl.spare = old;
+    ++g_state.stats[c.cls].flushes;
+  }
+  c.free_batch(&p, 1);
+}
+#endif
+
+// ---- per-thread mode ---------------------------------------------------
+
+static CpuSlots* thread_slots() {
+  if (CpuSlots* t = t_slots) return t;
+  if (t_exiting) return nullptr;
+  CpuSlots* cs;
+  {
+    LockGuard<Mutex> g(g_pool_lock);
+    cs = g_pool;
+    if (cs) g_pool = cs->pool_next;
+  }
+  if (!cs) {
+    cs = static_cast<CpuSlots*>(boot_alloc(sizeof(CpuSlots)));
+    if (!cs) return nullptr;
+    new (cs) CpuSlots();
+    std::memset(cs->slots, 0, sizeof cs->slots);
+  }
+  cs->node = static_cast<std::uint32_t>(g_state.pa->local_node());
+  // Publish before pthread_setspecific, which may allocate (keys >= 32):
+  // that nested malloc then finds the set and does not recurse here.
+  t_slots = cs;
+  pthread_setspecific(g_thread_key, cs);
+  return cs;
+}
+
+static void* alloc_slow_thread(unsigned cls) {
+  KmemCache& c = g_state.caches[cls];
+  CpuSlots* cs = thread_slots();
+  if (!cs) return alloc_direct(c, -1);
+  SheafSlot& sl = cs->slots[cls];
+  if (!prepare_full_spare(c, cs->node, &sl.spare)) return nullptr;
+  Sheaf* full = sl.spare;
+  sl.spare = sl.main;
+  sl.main = full;
+  ++g_state.stats[cls].refills;
+  return full->objects[--full->size];
+}
+
+static void free_slow_thread(KmemCache& c, void* p) {
+  CpuSlots* cs = thread_slots();
+  if (!cs) return c.free_batch(&p, 1);
+  SheafSlot& sl = cs->slots[c.cls];
+  if (Sheaf* m = sl.main) {
+    if (m->size && m->objects[m->size - 1] == p) fatal("double free of %p (cache %s)", p, c.name);
+    if (m->size < m->capacity) {
+      m->objects[m->size++] = p;
+      return;
+    }
+  }
+  if (!prepare_empty_spare(c, cs->node, &sl.spare)) return c.free_batch(&p, 1);
+  Sheaf* empty = sl.spare;
+  sl.spare = sl.main;
+  sl.main = empty;
+  ++g_state.stats[c.cls].flushes;
+  empty->objects[empty->size++] = p;
+}
+
+// Gives every sheaf of a set back (to the barn when full, else to the slabs)
+// and leaves the set's slots null.
+void release_slots(CpuSlots* cs) {
+  for (unsigned cls = 0; cls < kNrClasses; ++cls) {
+    KmemCache& c = g_state.caches[cls];
+    SheafSlot& sl = cs->slots[cls];
+    for (Sheaf* s : {sl.main, sl.spare}) {
+      if (!s) continue;
+      if (!(s->size == s->capacity && barn_put_full(c, cs->node, s))) {
+        sheaf_flush(c, s);
+        sheaf_put_empty(c, cs->node, s);
+      }
+    }
+    sl.main = sl.spare = nullptr;
+  }
+}
+
+namespace {
+void thread_exit(void* arg) {
+  auto* cs = static_cast<CpuSlots*>(arg);
+  t_exiting = true;
+  t_slots = nullptr;
+  release_slots(cs);
+  LockGuard<Mutex> g(g_pool_lock);
+  cs->pool_next = g_pool;
+  g_pool = cs;
+}
+}  // namespace
+
+// ---- set-up ------------------------------------------------------------
+
+static bool slub_init_locked() {
+  PageAllocator* pa = page_allocator();
+  if (!pa) return false;
+  g_state.pa = pa;
+  g_state.nr_cpus = pa->nr_cpus() < kMaxCpus ? pa->nr_cpus() : kMaxCpus;
+  std::uint64_t secret = random_secret();
+  for (unsigned c = 0; c < kNrClasses; ++c)
+    if (!g_state.caches[c].init(c, pa, secret)) return false;
+  if (pthread_key_create(&g_thread_key, thread_exit) != 0) return false;
+
+  const Config& cfg = config();
+  CacheMode mode = CacheMode::kThread;
+#if NS_HAVE_RSEQ_ASM
+  if (cfg.percpu != PercpuMode::kThread && rseq_area() != nullptr) mode = CacheMode::kRseq;
+#endif
+  if (cfg.percpu == PercpuMode::kRseq && mode != CacheMode::kRseq)
+    log_msg("percpu=rseq requested but rseq is unavailable: using per-thread caches");
+  for (unsigned cpu = 0; cpu <= kMaxCpus; ++cpu) {
+    unsigned nid = cpu < g_state.nr_cpus
+                       ? static_cast<unsigned>(pa->topo().node_of_cpu(static_cast<int>(cpu)))
+                       : 0;
+    g_cpu_node[cpu] = static_cast<std::uint16_t>(nid);
+    if (cpu < g_state.nr_cpus) {
+      CpuSlots* cs = cpu_slots(cpu);
+      cs->node = nid;
+      cs->cpu = cpu;
+    }
+  }
+  const Arena& a = pa->arena();
+  g_slub.heap_base = a.base();
+  g_slub.heap_size = a.size();
+  g_slub.mem_map = a.mem_map();
+  g_slub.node_shift = static_cast<std::uint8_t>(ilog2(a.size() / a.nr_nodes()));
+  g_slub.multi_node = a.nr_nodes() > 1;
+  g_slub.cpu_node = g_cpu_node;
+  g_slub.cpu_base = g_cpu_region;
+  g_slub.rseq_off = mode == CacheMode::kRseq ? rseq_offset() : 0;
+  __atomic_store_n(&g_slub.mode, mode, __ATOMIC_RELEASE);
+  if (cfg.verbose)
+    log_msg("slub: %u caches, %s mode, %u cpus, %u nodes", kNrClasses,
+            mode == CacheMode::kRseq ? "rseq" : "thread", g_state.nr_cpus, a.nr_nodes());
+  return true;
+}
+
+bool slub_init() {
+  if (NS_LIKELY(g_ready.load(std::memory_order_acquire))) return true;
+  LockGuard<Mutex> g(g_init_lock);
+  if (g_ready.load(std::memory_order_relaxed)) return true;
+  if (g_init_failed) return false;
+  if (!slub_init_locked()) {
+    g_init_failed = true;
+    return false;
+  }
+  g_ready.store(true, std::memory_order_release);
+  return true;
+}
+
+CacheMode cache_mode() {
+  return g_slub.mode;
+}
+
+// ---- the small-object slow paths ----------------------------------------
+
+void* small_alloc_slow(unsigned cls) {
+  if (!slub_init()) return nullptr;
+#if NS_HAVE_RSEQ_ASM
+  if (g_slub.mode == CacheMode::kRseq) return alloc_slow_rseq(cls);
+#endif
+  return alloc_slow_thread(cls);
+}
+
+void small_free_slow(Page* page, void* p) {
+  KmemCache& c = g_state.caches[page->slab_class - 1];
+  Slab* s = c.obj_to_slab(p);
+  if (g_slub.multi_node && s->nid != static_cast<unsigned>(g_state.pa->local_node())) {
+    // Origin-aware free: another node's object goes home, not into this CPU's sheaf.
+    c.free_remote(s, p);
+    return;
+  }
+#if NS_HAVE_RSEQ_ASM
+  if (g_slub.mode == CacheMode::kRseq) return free_slow_rseq(c, p);
+#endif
+  free_slow_thread(c, p);
+}
+
+#if NS_HAVE_RSEQ_ASM
+// Empties CPU cpu's main sheaves: a main can only be replaced while running
+// on its CPU (sheaf.h), so the calling thread migrates there first, the way
+// the kernel runs a drain on each CPU. CPUs outside our affinity are skipped.
+static void drain_cpu_mains(unsigned cpu) {
+  unsigned long mask[kMaxCpus / 64] = {};
+  mask[cpu / 64] = 1UL << (cpu % 64);
+  if (sys::call(SYS_sched_setaffinity, 0, sizeof mask, mask) != 0) return;
+  RseqAbi* rs = rseq_area();
+  if (!rs) return;
+  CpuSlots* cs = cpu_slots(cpu);
+  LockGuard<Mutex> g(cs->lock);
+  for (unsigned cls = 0; cls < kNrClasses; ++cls) {
+    SheafSlot& sl = cs->slots[cls];
+    if (!sl.main) continue;
+    Sheaf* old = rseq_replace_main(rs, cpu, &sl.main, nullptr);
+    if (old == kReplaceFailed || !old) continue;
+    sheaf_flush(g_state.caches[cls], old);
+    sheaf_put_empty(g_state.caches[cls], cs->node, old);
+  }
+}
+#endif
+
+std::size_t kmem_shrink_all() {
+  if (!g_ready.load(std::memory_order_acquire)) return 0;
+  if (CpuSlots* t = t_slots) release_slots(t);
+#if NS_HAVE_RSEQ_ASM
+  if (g_slub.mode == CacheMode::kRseq) {
+    unsigned long saved[kMaxCpus / 64] = {};
+    if (sys::call(SYS_sched_getaffinity, 0, sizeof saved, saved) > 0) {
+      for (unsigned cpu = 0; cpu < g_state.nr_cpus; ++cpu)
+        if (saved[cpu / 64] & (1UL << (cpu % 64))) drain_cpu_mains(cpu);
+      sys::call(SYS_sched_setaffinity, 0, sizeof saved, saved);
+    }
+  }
+#endif
+  for (unsigned cpu = 0; cpu < g_state.nr_cpus; ++cpu) {
+    CpuSlots* cs = cpu_slots(cpu);
+    LockGuard<Mutex> g(cs->lock);
+    for (unsigned cls = 0; cls < kNrClasses; ++cls) {
+      Sheaf* sp = cs->slots[cls].spare;
+      if (sp && sp->size) sheaf_flush(g_state.caches[cls], sp);
+    }
+  }
+  std::size_t pages = 0;
+  for (unsigned cls = 0; cls < kNrClasses; ++cls) {
+    KmemCache& c = g_state.caches[cls];
+    for (unsigned nid = 0; nid < g_state.pa->nr_nodes(); ++nid)
+      while (Sheaf* s = barn_get_full(c, nid)) {
+        sheaf_flush(c, s);
+        sheaf_put_empty(c, nid, s);
+      }
+    pages += c.shrink(true);
+  }
+  return pages + g_state.pa->drain_all_pcp();
+}
+
+}  // namespace numaslub

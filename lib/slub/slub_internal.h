@@ -1,0 +1,32 @@
+// State shared by the slub layer's .cpp files; not for other layers.
+#pragma once
+
+#include <cstdint>
+
+#include "lib/buddy/page_alloc.h"
+#include "lib/slub/sheaf.h"
+#include "lib/slub/slab.h"
+
+namespace numaslub {
+
+struct ClassStats {
+  std::uint64_t refills = 0;  // main sheaves replaced by a full one
+  std::uint64_t flushes = 0;  // main sheaves replaced by an empty one
+};
+
+struct SlubState {
+  PageAllocator* pa = nullptr;
+  unsigned nr_cpus = 0;
+  KmemCache caches[kNrClasses];
+  ClassStats stats[kNrClasses];
+};
+extern SlubState g_state;
+
+void* small_alloc_slow(unsigned cls);
+void small_free_slow(Page* page, void* p);
+Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid);
+void sheaf_put_empty(KmemCache& c, unsigned nid, Sheaf* s);
+void sheaf_flush(KmemCache& c, Sheaf* s);
+void release_slots(CpuSlots* cs);
+
+}  // namespace numaslub
