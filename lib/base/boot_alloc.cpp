@@ -11,10 +11,10 @@ namespace {
 
 constexpr std::size_t kChunk = 1 << 20;
 
-Mutex g_lock;
-char* g_cur = nullptr;
-char* g_end = nullptr;
-std::size_t g_bytes = 0;
+constinit Mutex g_lock;
+constinit char* g_cur = nullptr;
+constinit char* g_end = nullptr;
+constinit std::size_t g_bytes = 0;
 
 }  // namespace
 
@@ -42,6 +42,10 @@ void* boot_alloc(std::size_t size, std::size_t align) {
   g_cur = reinterpret_cast<char*>(start + size);
   g_bytes += size;
   return reinterpret_cast<void*>(start);
+}
+
+Mutex& boot_alloc_lock() {
+  return g_lock;
 }
 
 std::size_t boot_alloc_bytes() {

@@ -12,6 +12,10 @@ namespace numaslub {
 // Returns zeroed memory, or nullptr when the OS refuses (ENOMEM).
 void* boot_alloc(std::size_t size, std::size_t align = 64);
 
+class Mutex;
+// The allocator's lock, a leaf: nothing else is taken under it (fork handlers).
+Mutex& boot_alloc_lock();
+
 // Bytes handed out so far (for the stats views).
 std::size_t boot_alloc_bytes();
 

@@ -13,7 +13,7 @@ extern char** environ;
 namespace numaslub {
 namespace {
 
-enum class Type { kBool, kUint, kSize, kPercpu };
+enum class Type { kBool, kUint, kSize, kPercpu, kMmapPolicy };
 
 struct Option {
   const char* name;
@@ -41,6 +41,9 @@ constexpr Option kOptions[] = {
     NS_OPT(watermark_scale, Type::kUint, "10",
            "gap between min/low/high watermarks in 1/10000 of the zone (kernel's default 10)"),
     NS_OPT(percpu, Type::kPercpu, "auto", "per-CPU caches: auto, rseq or thread"),
+    NS_OPT(mmap_policy, Type::kMmapPolicy, "default",
+           "NUMA policy the mmap() wrapper gives anonymous mappings: default, local, "
+           "interleave or bind:N"),
     NS_OPT(verbose, Type::kBool, "0", "log topology and arena decisions at start-up"),
 };
 #undef NS_OPT
@@ -106,6 +109,26 @@ bool apply(Config* c, const Option& o, const char* v, std::size_t n) {
       if (!parse_uint(v, n, &u, true)) return false;
       *reinterpret_cast<std::uint64_t*>(field) = u;
       return true;
+    case Type::kMmapPolicy: {
+      MmapPolicy m;
+      std::uint32_t node = 0;
+      if (eq(v, n, "default")) {
+        m = MmapPolicy::kDefault;
+      } else if (eq(v, n, "local")) {
+        m = MmapPolicy::kLocal;
+      } else if (eq(v, n, "interleave")) {
+        m = MmapPolicy::kInterleave;
+      } else if (n > 5 && std::memcmp(v, "bind:", 5) == 0 && parse_uint(v + 5, n - 5, &u, false) &&
+                 u < 1024) {
+        m = MmapPolicy::kBind;
+        node = static_cast<std::uint32_t>(u);
+      } else {
+        return false;
+      }
+      *reinterpret_cast<MmapPolicy*>(field) = m;
+      c->mmap_node = node;
+      return true;
+    }
     case Type::kPercpu: {
       PercpuMode m;
       if (eq(v, n, "auto"))
@@ -123,9 +146,9 @@ bool apply(Config* c, const Option& o, const char* v, std::size_t n) {
   return false;
 }
 
-Config g_config;
-std::atomic<bool> g_config_ready{false};
-Mutex g_config_lock;
+constinit Config g_config;
+constinit std::atomic<bool> g_config_ready{false};
+constinit Mutex g_config_lock;
 
 // Big enough for a large environment; lives in .bss, so it costs no memory
 // unless the early path has to read /proc/self/environ.
@@ -201,6 +224,10 @@ const Config& config() {
     g_config_ready.store(true, std::memory_order_release);
   }
   return g_config;
+}
+
+Mutex& config_lock() {
+  return g_config_lock;
 }
 
 void config_set_for_test(const Config& c) {

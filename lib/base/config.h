@@ -12,18 +12,21 @@
 namespace numaslub {
 
 enum class PercpuMode : std::uint8_t { kAuto, kRseq, kThread };
+enum class MmapPolicy : std::uint8_t { kDefault, kLocal, kInterleave, kBind };
 
 struct Config {
-  std::uint32_t fake_numa = 0;               // split CPUs into N fake nodes (0: off)
-  std::uint64_t arena_size = 64ULL << 30;    // address space reserved per node
-  std::uint64_t section_size = 16ULL << 20;  // unit of onlining ("memory hotplug")
-  bool mbind = true;                         // bind onlined sections to their node
-  bool pcp = true;                           // per-CPU page lists in front of zones
-  std::uint32_t pcp_high = 64;               // blocks kept per CPU per order
-  std::uint32_t pcp_batch = 16;              // blocks moved per refill / drain
-  std::uint32_t watermark_scale = 10;        // watermark gap, 1/10000 of the zone
-  PercpuMode percpu = PercpuMode::kAuto;     // per-CPU cache mode
-  bool verbose = false;                      // log decisions at init
+  std::uint32_t fake_numa = 0;                    // split CPUs into N fake nodes (0: off)
+  std::uint64_t arena_size = 64ULL << 30;         // address space reserved per node
+  std::uint64_t section_size = 16ULL << 20;       // unit of onlining ("memory hotplug")
+  bool mbind = true;                              // bind onlined sections to their node
+  bool pcp = true;                                // per-CPU page lists in front of zones
+  std::uint32_t pcp_high = 64;                    // blocks kept per CPU per order
+  std::uint32_t pcp_batch = 16;                   // blocks moved per refill / drain
+  std::uint32_t watermark_scale = 10;             // watermark gap, 1/10000 of the zone
+  PercpuMode percpu = PercpuMode::kAuto;          // per-CPU cache mode
+  MmapPolicy mmap_policy = MmapPolicy::kDefault;  // NUMA policy for the mmap wrapper
+  std::uint32_t mmap_node = 0;                    // node of mmap_policy=bind:N
+  bool verbose = false;                           // log decisions at init
 
   // Applies "key=value,..." on top of the current values. Returns the number
   // of entries that could not be applied (each is logged when `warn`).
@@ -33,6 +36,10 @@ struct Config {
 // The process-wide configuration, parsed from NUMASLUB_CONF on first use.
 // Idempotent and thread-safe; never allocates.
 const Config& config();
+
+class Mutex;
+// The lock that guards first-time parsing (for the fork handlers).
+Mutex& config_lock();
 
 // Replace the process-wide configuration (tests, tools). Not thread-safe.
 void config_set_for_test(const Config& c);

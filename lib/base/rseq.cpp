@@ -15,8 +15,8 @@ extern const unsigned int __rseq_size __attribute__((weak));
 namespace numaslub {
 namespace {
 
-std::atomic<RseqOwner> g_owner{RseqOwner::kNone};
-std::atomic<bool> g_owner_decided{false};
+constinit std::atomic<RseqOwner> g_owner{RseqOwner::kNone};
+constinit std::atomic<bool> g_owner_decided{false};
 
 // Our own area, used only when glibc registered none. cpu_id ==
 // kRseqCpuUninit marks "not yet registered in this thread", -2

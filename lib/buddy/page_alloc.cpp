@@ -108,11 +108,36 @@ std::size_t PageAllocator::drain_all_pcp() {
   return moved;
 }
 
+std::size_t PageAllocator::release_free(std::size_t max_pages) {
+  drain_all_pcp();
+  std::size_t done = 0;
+  for (unsigned n = 0; n < arena_.nr_nodes() && done < max_pages; ++n) {
+    LockGuard<Mutex> g(zones_[n].lock);
+    done += zones_[n].release_dirty_locked(arena_.os().release, max_pages - done);
+  }
+  return done;
+}
+
 namespace {
-std::atomic<PageAllocator*> g_page_allocator{nullptr};
-std::atomic<bool> g_page_allocator_failed{false};
-Mutex g_init_lock;
+constinit std::atomic<PageAllocator*> g_page_allocator{nullptr};
+constinit std::atomic<bool> g_page_allocator_failed{false};
+constinit Mutex g_init_lock;
 }  // namespace
+
+Mutex& page_allocator_init_lock() {
+  return g_init_lock;
+}
+
+PageAllocator* page_allocator_if_ready() {
+  return g_page_allocator.load(std::memory_order_acquire);
+}
+
+void PageAllocator::for_each_lock(void (*fn)(Mutex&)) {
+  unsigned nodes = arena_.nr_nodes();
+  for (unsigned i = 0; pcp_ && i < nr_cpus_ * nodes; ++i) fn(pcp_[i].lock);
+  for (unsigned n = 0; n < nodes; ++n) fn(zones_[n].lock);
+  for (unsigned n = 0; n < nodes; ++n) fn(arena_.node(n).hotplug_lock);
+}
 
 PageAllocator* page_allocator() {
   if (PageAllocator* pa = g_page_allocator.load(std::memory_order_acquire)) return pa;

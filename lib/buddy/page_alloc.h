@@ -50,6 +50,9 @@ class PageAllocator {
 
   // Returns every per-CPU list's blocks to their zones; pages moved.
   std::size_t drain_all_pcp();
+  // Drains the per-CPU lists and releases up to max_pages free resident
+  // pages of every zone to the OS. Returns pages released.
+  std::size_t release_free(std::size_t max_pages = ~std::size_t{0});
 
   Page* virt_to_page(const void* p) const { return arena_.virt_to_page(p); }
   void* page_address(const Page* p) const { return arena_.page_to_virt(p); }
@@ -68,6 +71,9 @@ class PageAllocator {
   }
   NodeStats& node_stats(unsigned nid) { return node_stats_[nid]; }
   int local_node() const;
+
+  // Applies fn to every lock in lock order: per-CPU lists, zones, hotplug.
+  void for_each_lock(void (*fn)(Mutex&));
 
   // Text views in the kernel's layouts; write into buf (always terminated)
   // and return the length. buddyinfo: "Node N, zone   Normal  n0 .. n10".
@@ -90,5 +96,9 @@ class PageAllocator {
 // The process-wide page allocator over the process topology and config(),
 // initialized on first use; nullptr if no heap could be reserved.
 PageAllocator* page_allocator();
+// The process-wide page allocator if it is set up already, else null.
+PageAllocator* page_allocator_if_ready();
+// Guards the set-up of page_allocator() (fork handlers).
+Mutex& page_allocator_init_lock();
 
 }  // namespace numaslub

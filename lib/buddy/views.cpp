@@ -62,6 +62,7 @@ std::size_t PageAllocator::zoneinfo(char* buf, std::size_t cap) {
     w.printf("      nr_merges      %lu\n", static_cast<unsigned long>(st.merges));
     w.printf("      nr_sections    %lu\n", static_cast<unsigned long>(r.sections_online));
     w.printf("      nr_grow_fail   %lu\n", static_cast<unsigned long>(st.grow_fail));
+    w.printf("      nr_released    %lu\n", static_cast<unsigned long>(st.released));
     w.printf("      alloc_order   ");
     for (unsigned o = 0; o < kNrOrders; ++o)
       w.printf(" %lu", static_cast<unsigned long>(st.alloc[o]));

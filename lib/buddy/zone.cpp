@@ -122,6 +122,25 @@ void Zone::free(Page* page, unsigned order, bool clean) {
   free_locked(page, order, clean);
 }
 
+std::size_t Zone::release_dirty_locked(int (*release)(void*, std::size_t), std::size_t max_pages) {
+  std::size_t done = 0;
+  for (unsigned o = kNrOrders; o-- > 0 && done < max_pages;) {
+    FreeArea& a = free_area[o];
+    while (done < max_pages && !a.dirty.empty()) {
+      Page* p = list_entry<Page>(a.dirty.prev, offsetof(Page, lru));
+      if (release(address(p), kPageSize << o) != 0) return done;
+      ListNode::unlink(&p->lru);
+      p->flags |= PG_clean;
+      a.clean.push_front(&p->lru);
+      ++a.nr_clean;
+      clean_pages += std::size_t{1} << o;
+      done += std::size_t{1} << o;
+    }
+  }
+  stats.released += done;
+  return done;
+}
+
 void Zone::online_locked(std::size_t pfn, std::size_t n) {
   NS_CHECK(pfn + n <= spanned_pages, "online beyond zone span");
   present_pages += n;

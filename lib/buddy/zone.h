@@ -47,6 +47,7 @@ struct ZoneStats {
   std::uint64_t merges = 0;
   std::uint64_t grow = 0;       // sections onlined into this zone
   std::uint64_t grow_fail = 0;  // allocations that found no block and could not grow
+  std::uint64_t released = 0;   // pages given back to the OS (madvise)
 };
 
 class Zone {
@@ -68,6 +69,11 @@ class Zone {
   // The same with the lock already held.
   Page* alloc_locked(unsigned order, bool want_clean);
   void free_locked(Page* page, unsigned order, bool clean);
+
+  // Releases free resident blocks to the OS, coldest first (tail of each
+  // dirty list, highest order first), until at least max_pages were released
+  // or none are left; they move to the clean lists. Returns pages released.
+  std::size_t release_dirty_locked(int (*release)(void*, std::size_t), std::size_t max_pages);
 
   // Memory hotplug: hand zone pfns [pfn, pfn + n) to the buddy lists as
   // clean blocks, as large as their alignment allows.

@@ -45,7 +45,7 @@ std::size_t arena_node_size(const Config& cfg, unsigned nr_nodes) {
     std::uint64_t budget = left / 2;
     std::uint64_t slack = 2 * section;
     std::uint64_t per_node = budget > slack ? (budget - slack) / nr_nodes : 0;
-    per_node = per_node * 64 / 65;
+    per_node = per_node / 65 * 64;  // divide first: per_node * 64 can wrap
     if (per_node < want) want = per_node;
   }
   if (want < section) return 0;

@@ -108,7 +108,8 @@ void Topology::make_fake(const Topology& real, unsigned n) {
   nr_cpus = real.nr_cpus;
   for (unsigned i = 0; i < n; ++i)
     for (unsigned j = 0; j < n; ++j) distance[i][j] = i == j ? 10 : 20;
-  for (unsigned i = 0; i < n; ++i) phys_node[i] = 0;
+  // Nodes left without CPUs (n > CPUs) are backed by the first real node.
+  for (unsigned i = 0; i < n; ++i) phys_node[i] = real.phys_node[0];
   for (unsigned c = 0; c < nr_cpus; ++c) {
     unsigned node = nr_cpus >= n ? c * n / nr_cpus : c % n;
     cpu_to_node[c] = static_cast<std::uint16_t>(node);
@@ -135,9 +136,13 @@ unsigned Topology::fallback_order(unsigned nid, std::uint16_t* out) const {
 }
 
 namespace {
-std::atomic<Topology*> g_topology{nullptr};
-Mutex g_topology_lock;
+constinit std::atomic<Topology*> g_topology{nullptr};
+constinit Mutex g_topology_lock;
 }  // namespace
+
+Mutex& topology_lock() {
+  return g_topology_lock;
+}
 
 const Topology& topology() {
   if (Topology* t = g_topology.load(std::memory_order_acquire)) return *t;

@@ -40,6 +40,9 @@ struct Topology {
   }
 };
 
+class Mutex;
+Mutex& topology_lock();  // guards building the process topology (fork handlers)
+
 // The process's topology (fake when config().fake_numa > 0), built once.
 const Topology& topology();
 

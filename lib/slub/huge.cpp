@@ -20,12 +20,12 @@ struct Entry {
 };
 constexpr std::uintptr_t kTombstone = 1;
 
-Mutex g_lock;
-Entry* g_table = nullptr;
-std::size_t g_cap = 0;   // power of two
-std::size_t g_used = 0;  // live + tombstones
-std::size_t g_live = 0;
-std::size_t g_bytes = 0;
+constinit Mutex g_lock;
+constinit Entry* g_table = nullptr;
+constinit std::size_t g_cap = 0;   // power of two
+constinit std::size_t g_used = 0;  // live + tombstones
+constinit std::size_t g_live = 0;
+constinit std::size_t g_bytes = 0;
 
 std::size_t slot_of(std::uintptr_t a) {
   return static_cast<std::size_t>((a >> kPageShift) * 0x9E3779B97F4A7C15ULL >> 20) & (g_cap - 1);
@@ -131,6 +131,10 @@ void* huge_resize(void* p, std::size_t new_size) {
   erase(e);
   insert(static_cast<std::uintptr_t>(r), len);  // cannot fail: room was made above
   return reinterpret_cast<void*>(r);
+}
+
+Mutex& huge_lock() {
+  return g_lock;
 }
 
 void huge_stats(std::size_t* count, std::size_t* bytes) {

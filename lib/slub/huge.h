@@ -17,6 +17,9 @@ bool huge_free(void* p);
 std::size_t huge_size(const void* p);
 // Grows or shrinks the mapping at p (mremap, may move); null on failure, p intact.
 void* huge_resize(void* p, std::size_t new_size);
+class Mutex;
+Mutex& huge_lock();  // a leaf lock (fork handlers)
+
 // Live mappings and their bytes (stats).
 void huge_stats(std::size_t* count, std::size_t* bytes);
 

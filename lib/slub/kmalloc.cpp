@@ -19,7 +19,7 @@ namespace numaslub {
 
 namespace {
 
-ForeignFreeFn g_foreign_free = nullptr;
+constinit ForeignFreeFn g_foreign_free = nullptr;
 
 // Frees pages [from, to) of a block whose head is `head`, as naturally
 // aligned power-of-two blocks (offsets are relative to an aligned head).
@@ -78,14 +78,27 @@ void set_foreign_free(ForeignFreeFn fn) {
 }
 
 void* kmalloc_slow(std::size_t size) {
-  void* p = size <= kMaxSmallSize ? small_alloc_slow(size_to_class(size))
-                                  : alloc_any(size, kPageSize, kNumaNoNode, false);
-  if (!p) errno = ENOMEM;
-  return p;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    void* p = size <= kMaxSmallSize ? small_alloc_slow(size_to_class(size))
+                                    : alloc_any(size, kPageSize, kNumaNoNode, false);
+    if (p) return p;
+    // Direct reclaim: give every cached object and page back, then retry once.
+    if (attempt == 0 && kmem_shrink_all() == 0) break;
+  }
+  errno = ENOMEM;
+  return nullptr;
 }
+
+// free() must preserve errno (POSIX 2024); the paths below make raw
+// system calls only, but a foreign free goes to another allocator.
+struct ErrnoGuard {
+  int saved = errno;
+  ~ErrnoGuard() { errno = saved; }
+};
 
 void kfree_slow(void* p) {
   if (!p) return;
+  ErrnoGuard keep_errno;
   if (g_state.pa && g_state.pa->arena().contains(p)) {
     NS_CHECK(g_state.pa->owns(p), "free of invalid pointer %p (not in an online section)", p);
     Page* page = g_state.pa->virt_to_page(p);

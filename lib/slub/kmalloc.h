@@ -112,10 +112,32 @@ void set_foreign_free(ForeignFreeFn fn);
 // Flushes every CPU's (and this thread's) sheaves to the slabs and shrinks
 // the caches; returns pages given back to the buddy allocator.
 std::size_t kmem_shrink_all();
+// malloc_trim: kmem_shrink_all, then every free resident page of the heap
+// goes back to the OS. Returns pages released.
+std::size_t kmem_trim();
+
+struct HeapTotals {
+  std::size_t heap_bytes = 0;   // onlined heap
+  std::size_t free_bytes = 0;   // free in the buddy lists and per-CPU lists
+  std::size_t free_blocks = 0;  // buddy blocks on free lists
+  std::size_t huge_count = 0;   // direct mappings
+  std::size_t huge_bytes = 0;
+};
+HeapTotals heap_totals();
+// vmstat-style counters, one "name value" per line.
+std::size_t vmstat(char* buf, std::size_t cap);
+
 // Text view in /proc/slabinfo's layout (version 2.1).
 std::size_t slabinfo(char* buf, std::size_t cap);
 // Which per-CPU mode is in use (after the first allocation).
 CacheMode cache_mode();
+// Locks for the fork handlers: set-up, the thread-set pool (a leaf), and
+// the runtime locks in order (CPU sheaf sets, barns, partial lists).
+class Mutex;
+Mutex& slub_init_lock();
+Mutex& slub_thread_pool_lock();
+void slub_for_each_lock(void (*fn)(Mutex&));
+
 // Sets up the allocator now (normally done by the first allocation).
 bool slub_init();
 

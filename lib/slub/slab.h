@@ -69,7 +69,7 @@ struct alignas(64) KmemCacheNode {
 };
 
 struct KmemCache {
-  char name[24];
+  char name[24] = {};
   std::uint32_t size = 0;     // object size (the class size)
   std::uint32_t cls = 0;      // class index
   std::uint32_t order = 0;    // slab order

@@ -41,3 +41,76 @@ std::size_t slabinfo(char* buf, std::size_t cap) {
 }
 
 }  // namespace numaslub
+
+namespace numaslub {
+
+std::size_t kmem_trim() {
+  std::size_t freed = kmem_shrink_all();
+  if (!g_state.pa) return freed;
+  return freed + g_state.pa->release_free();
+}
+
+HeapTotals heap_totals() {
+  HeapTotals t;
+  huge_stats(&t.huge_count, &t.huge_bytes);
+  PageAllocator* pa = g_state.pa;
+  if (!pa) return t;
+  for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
+    Zone& z = pa->zone(n);
+    LockGuard<Mutex> g(z.lock);
+    t.heap_bytes += z.present_pages << kPageShift;
+    t.free_bytes += z.free_pages << kPageShift;
+    for (const FreeArea& a : z.free_area) t.free_blocks += a.nr_free;
+  }
+  for (unsigned c = 0; c < pa->nr_cpus(); ++c)
+    for (unsigned n = 0; n < pa->nr_nodes(); ++n)
+      if (PerCpuPages* p = pa->pcp(c, n)) t.free_bytes += p->pages() << kPageShift;
+  return t;
+}
+
+std::size_t vmstat(char* buf, std::size_t cap) {
+  BufWriter w(buf, cap);
+  PageAllocator* pa = g_state.pa;
+  if (!pa) return w.size();
+  std::uint64_t alloc[kNrOrders] = {}, hit = 0, miss = 0, fail = 0, released = 0;
+  for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
+    Zone& z = pa->zone(n);
+    {
+      LockGuard<Mutex> g(z.lock);
+      for (unsigned o = 0; o < kNrOrders; ++o) alloc[o] += z.stats.alloc[o];
+      released += z.stats.released;
+    }
+    hit += pa->node_stats(n).alloc_local;
+    miss += pa->node_stats(n).alloc_fallback;
+    fail += pa->node_stats(n).alloc_fail;
+  }
+  for (unsigned o = 0; o < kNrOrders; ++o)
+    w.printf("pgalloc_order_%u %lu\n", o, static_cast<unsigned long>(alloc[o]));
+  w.printf("numa_hit %lu\nnuma_miss %lu\nnuma_fail %lu\npgreleased %lu\n",
+           static_cast<unsigned long>(hit), static_cast<unsigned long>(miss),
+           static_cast<unsigned long>(fail), static_cast<unsigned long>(released));
+  std::uint64_t slabs_alloc = 0, slabs_freed = 0, remote = 0, refills = 0, flushes = 0;
+  for (unsigned cls = 0; cls < kNrClasses; ++cls) {
+    KmemCache& c = g_state.caches[cls];
+    refills += g_state.stats[cls].refills;
+    flushes += g_state.stats[cls].flushes;
+    for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
+      KmemCacheNode& kn = c.node[n];
+      LockGuard<Mutex> g(kn.list_lock);
+      slabs_alloc += kn.slabs_allocated;
+      slabs_freed += kn.slabs_freed;
+      remote += kn.remote_frees.load(std::memory_order_relaxed);
+    }
+  }
+  w.printf("slabs_allocated %lu\nslabs_freed %lu\nslab_remote_free %lu\n",
+           static_cast<unsigned long>(slabs_alloc), static_cast<unsigned long>(slabs_freed),
+           static_cast<unsigned long>(remote));
+  w.printf("sheaf_refill %lu\nsheaf_flush %lu\n", static_cast<unsigned long>(refills),
+           static_cast<unsigned long>(flushes));
+  std::size_t hc, hb;
+  huge_stats(&hc, &hb);
+  w.printf("huge_mappings %zu\nhuge_bytes %zu\n", hc, hb);
+  return w.size();
+}
+
+}  // namespace numaslub

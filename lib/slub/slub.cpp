@@ -30,13 +30,13 @@ namespace {
 alignas(4096) char g_cpu_region[(kMaxCpus + 1) * kCpuSlotsStride];
 std::uint16_t g_cpu_node[kMaxCpus + 1];
 
-Mutex g_init_lock;
-std::atomic<bool> g_ready{false};
-bool g_init_failed = false;
+constinit Mutex g_init_lock;
+constinit std::atomic<bool> g_ready{false};
+constinit bool g_init_failed = false;
 pthread_key_t g_thread_key;
 
-Mutex g_pool_lock;
-CpuSlots* g_pool = nullptr;  // thread mode: sets of exited threads
+constinit Mutex g_pool_lock;
+constinit CpuSlots* g_pool = nullptr;  // thread mode: sets of exited threads
 // Set while a thread's sheaves are being torn down, so frees that glibc makes
 // after the TSD destructors go straight to the slabs.
 constinit thread_local bool t_exiting NS_TLS_IE = false;
@@ -60,7 +60,7 @@ void thread_exit(void* arg);
 
 }  // namespace
 
-SlubState g_state;
+constinit SlubState g_state;
 
 // ---- barn ----------------------------------------------------------------
 
@@ -349,6 +349,23 @@ bool slub_init() {
 
 CacheMode cache_mode() {
   return g_slub.mode;
+}
+
+Mutex& slub_init_lock() {
+  return g_init_lock;
+}
+Mutex& slub_thread_pool_lock() {
+  return g_pool_lock;
+}
+
+void slub_for_each_lock(void (*fn)(Mutex&)) {
+  if (!g_ready.load(std::memory_order_acquire)) return;
+  for (unsigned cpu = 0; cpu < g_state.nr_cpus; ++cpu) fn(cpu_slots(cpu)->lock);
+  unsigned nodes = g_state.pa->nr_nodes();
+  for (unsigned cls = 0; cls < kNrClasses; ++cls)
+    for (unsigned n = 0; n < nodes; ++n) fn(g_state.caches[cls].node[n].barn.lock);
+  for (unsigned cls = 0; cls < kNrClasses; ++cls)
+    for (unsigned n = 0; n < nodes; ++n) fn(g_state.caches[cls].node[n].list_lock);
 }
 
 // ---- the small-object slow paths ----------------------------------------

@@ -1,0 +1,230 @@
+// The C allocation API, exported for LD_PRELOAD and static linking. Thin
+// forwarders to lib/slub's kmalloc family; what is here is POSIX and glibc
+// semantics: argument checks, errno, and pointers the heap does not own.
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "lib/base/bitops.h"
+#include "lib/base/compiler.h"
+#include "lib/numa/page.h"
+#include "lib/slub/kmalloc.h"
+#include "shim/shim.h"
+
+using namespace numaslub;
+
+namespace numaslub::shim {
+constinit NextAllocator g_next;
+}  // namespace numaslub::shim
+
+namespace {
+
+void* realloc_impl(void* p, std::size_t size) {
+  if (p && !kowns(p)) {
+    // Not ours (an RTLD_DEEPBIND library's, or from before the preload):
+    // move it into our heap if we can learn its size, else let its
+    // allocator resize it.
+    if (shim::g_next.usable_size) {
+      std::size_t old = shim::g_next.usable_size(p);
+      void* q = kmalloc(size ? size : 1);
+      if (!q) return nullptr;
+      std::memcpy(q, p, old < size ? old : size);
+      shim::g_next.free(p);
+      if (size == 0) {
+        kfree(q);
+        return nullptr;
+      }
+      return q;
+    }
+    if (shim::g_next.realloc) return shim::g_next.realloc(p, size);
+  }
+  return krealloc(p, size);
+}
+
+void* memalign_impl(std::size_t align, std::size_t size) {
+  if (align > (std::size_t{1} << 40)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (!is_pow2(align)) align = std::size_t{1} << ilog2_ceil(align);  // glibc rounds up
+  return kmalloc_aligned(align, size);
+}
+
+}  // namespace
+
+extern "C" {
+
+NS_EXPORT void* malloc(std::size_t size) {
+  return kmalloc(size);
+}
+
+NS_EXPORT void free(void* p) {
+  kfree(p);
+}
+
+NS_EXPORT void cfree(void* p) {
+  kfree(p);
+}
+
+NS_EXPORT void* calloc(std::size_t n, std::size_t size) {
+  return kcalloc(n, size);
+}
+
+NS_EXPORT void* realloc(void* p, std::size_t size) {
+  return realloc_impl(p, size);
+}
+
+NS_EXPORT void* reallocarray(void* p, std::size_t n, std::size_t size) {
+  std::size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return realloc_impl(p, total);
+}
+
+NS_EXPORT int posix_memalign(void** out, std::size_t align, std::size_t size) {
+  if (!is_pow2(align) || align % sizeof(void*) != 0) return EINVAL;
+  int saved = errno;
+  void* p = kmalloc_aligned(align, size);
+  errno = saved;  // posix_memalign reports through its result, not errno
+  if (!p) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+NS_EXPORT void* aligned_alloc(std::size_t align, std::size_t size) {
+  if (!is_pow2(align)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return kmalloc_aligned(align, size);
+}
+
+NS_EXPORT void* memalign(std::size_t align, std::size_t size) {
+  return memalign_impl(align, size);
+}
+
+NS_EXPORT void* valloc(std::size_t size) {
+  return kmalloc_aligned(kPageSize, size);
+}
+
+NS_EXPORT void* pvalloc(std::size_t size) {
+  std::size_t rounded = align_up(size ? size : 1, kPageSize);
+  if (rounded < size) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return kmalloc_aligned(kPageSize, rounded);
+}
+
+NS_EXPORT std::size_t malloc_usable_size(void* p) {
+  if (!p) return 0;
+  if (std::size_t n = ksize(p)) return n;
+  return shim::g_next.usable_size ? shim::g_next.usable_size(p) : 0;
+}
+
+// C23.
+NS_EXPORT void free_sized(void* p, std::size_t size) {
+  kfree_sized(p, size);
+}
+NS_EXPORT void free_aligned_sized(void* p, std::size_t align, std::size_t size) {
+  (void)align;
+  kfree_sized(p, size);
+}
+
+NS_EXPORT int malloc_trim(std::size_t pad) {
+  (void)pad;
+  return kmem_trim() > 0 ? 1 : 0;
+}
+
+NS_EXPORT int mallopt(int param, int value) {
+  // Accepted for compatibility; glibc's arena and threshold tunables have no
+  // counterpart here (see README). Returns 1, glibc's "success".
+  (void)param;
+  (void)value;
+  return 1;
+}
+
+NS_EXPORT struct mallinfo2 mallinfo2() {
+  HeapTotals t = heap_totals();
+  struct mallinfo2 mi = {};
+  mi.arena = t.heap_bytes;
+  mi.ordblks = t.free_blocks;
+  mi.hblks = t.huge_count;
+  mi.hblkhd = t.huge_bytes;
+  mi.uordblks = t.heap_bytes - t.free_bytes;
+  mi.fordblks = t.free_bytes;
+  mi.keepcost = 0;
+  return mi;
+}
+
+NS_EXPORT struct mallinfo mallinfo() {
+  struct mallinfo2 m2 = mallinfo2();
+  struct mallinfo mi = {};
+  mi.arena = static_cast<int>(m2.arena);
+  mi.ordblks = static_cast<int>(m2.ordblks);
+  mi.hblks = static_cast<int>(m2.hblks);
+  mi.hblkhd = static_cast<int>(m2.hblkhd);
+  mi.uordblks = static_cast<int>(m2.uordblks);
+  mi.fordblks = static_cast<int>(m2.fordblks);
+  return mi;
+}
+
+NS_EXPORT void malloc_stats() {
+  shim::write_report(2);
+}
+
+NS_EXPORT int malloc_info(int options, FILE* fp) {
+  (void)options;
+  (void)fp;
+  errno = EINVAL;  // glibc's XML format is not provided; see NUMASLUB_STATS
+  return -1;
+}
+
+// glibc's internal names, so a static link never pulls in glibc's malloc.o
+// (its fork and thread-exit code refer to some of them).
+NS_EXPORT void* __libc_malloc(std::size_t size) {
+  return kmalloc(size);
+}
+NS_EXPORT void __libc_free(void* p) {
+  kfree(p);
+}
+NS_EXPORT void* __libc_calloc(std::size_t n, std::size_t size) {
+  return kcalloc(n, size);
+}
+NS_EXPORT void* __libc_realloc(void* p, std::size_t size) {
+  return realloc_impl(p, size);
+}
+NS_EXPORT void* __libc_memalign(std::size_t align, std::size_t size) {
+  return memalign_impl(align, size);
+}
+NS_EXPORT void* __libc_valloc(std::size_t size) {
+  return valloc(size);
+}
+NS_EXPORT void* __libc_pvalloc(std::size_t size) {
+  return pvalloc(size);
+}
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+NS_EXPORT struct mallinfo __libc_mallinfo() {
+  return mallinfo();
+}
+#pragma GCC diagnostic pop
+NS_EXPORT struct mallinfo2 __libc_mallinfo2() {
+  return mallinfo2();
+}
+NS_EXPORT int __libc_mallopt(int param, int value) {
+  return mallopt(param, value);
+}
+NS_EXPORT int __posix_memalign(void** out, std::size_t align, std::size_t size) {
+  return posix_memalign(out, align, size);
+}
+NS_EXPORT void __malloc_fork_lock_parent() {}  // fork safety is pthread_atfork's (fork.cpp)
+NS_EXPORT void __malloc_fork_unlock_parent() {}
+NS_EXPORT void __malloc_fork_unlock_child() {}
+NS_EXPORT void __malloc_arena_thread_freeres() {}
+
+}  // extern "C"
