@@ -1,0 +1,621 @@
+// Tests for lib/numa: topology from sysfs (fake trees and the real one), fake
+// nodes, node arenas (layout, onlining, descriptors, ENOSPC, refused commits,
+// RLIMIT_AS) and real placement with mbind.
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#ifdef NS_HAVE_LIBNUMA
+#include <numa.h>
+#include <numaif.h>
+#else
+#include <linux/mempolicy.h>
+#endif
+
+#include "lib/base/base.h"
+#include "lib/numa/numa.h"
+
+namespace numaslub {
+namespace {
+
+constexpr std::size_t kMiB = std::size_t{1} << 20;
+
+// ---------------------------------------------------------------- Topology
+
+using Files = std::initializer_list<std::pair<const char*, const char*>>;
+
+// Loads a Topology from a sysfs-like tree written to a temporary directory.
+std::unique_ptr<Topology> load_tree(Files files) {
+  char tmpl[] = "/tmp/numaslub-sysfs-XXXXXX";
+  EXPECT_NE(mkdtemp(tmpl), nullptr);
+  for (const auto& [rel, text] : files) {
+    std::filesystem::path p = std::string(tmpl) + "/" + rel;
+    std::filesystem::create_directories(p.parent_path());
+    std::ofstream(p) << text << "\n";
+  }
+  auto t = std::make_unique<Topology>();
+  t->nr_nodes = 7;  // load_sysfs starts over
+  t->load_sysfs(tmpl);
+  std::filesystem::remove_all(tmpl);
+  return t;
+}
+
+// Every CPU's node agrees with at most one node mask, and no mask holds more.
+void expect_consistent(const Topology& t) {
+  unsigned total = 0, in_masks = 0;
+  for (unsigned c = 0; c < t.nr_cpus; ++c) {
+    unsigned owners = 0;
+    for (unsigned n = 0; n < t.nr_nodes; ++n)
+      if (t.node_cpus[n].test(c)) {
+        ++owners;
+        EXPECT_EQ(t.cpu_to_node[c], n) << "cpu " << c;
+      }
+    EXPECT_LE(owners, 1u) << "cpu " << c;
+    total += owners;
+  }
+  for (unsigned n = 0; n < t.nr_nodes; ++n) in_masks += t.node_cpus[n].count();
+  EXPECT_EQ(in_masks, total);
+}
+
+// Checks nodes (physical ids), the distance matrix and each CPU's node.
+void expect_topology(const Topology& t, std::vector<unsigned> phys,
+                     std::vector<std::vector<unsigned>> dist, std::vector<unsigned> cpu_node) {
+  ASSERT_EQ(t.nr_nodes, phys.size());
+  EXPECT_EQ(t.nr_cpus, cpu_node.size());
+  for (unsigned i = 0; i < phys.size(); ++i) {
+    EXPECT_EQ(t.phys_node[i], phys[i]) << "node " << i;
+    for (unsigned j = 0; j < phys.size(); ++j)
+      EXPECT_EQ(t.distance[i][j], dist[i][j]) << "distance " << i << "," << j;
+  }
+  for (unsigned c = 0; c < cpu_node.size(); ++c) {
+    EXPECT_EQ(t.cpu_to_node[c], cpu_node[c]) << "cpu " << c;
+    EXPECT_TRUE(t.node_cpus[cpu_node[c]].test(c)) << "cpu " << c;
+  }
+  expect_consistent(t);
+}
+
+TEST(NumaTopology, SysfsMemorylessNodeCpusGoToNearest) {
+  auto t = load_tree({{"cpu/possible", "0-7"},
+                      {"node/online", "0-2"},
+                      {"node/has_memory", "0,2"},
+                      {"node/node0/cpulist", "0-2"},
+                      {"node/node0/distance", "10 20 30"},
+                      {"node/node1/cpulist", "3-5"},  // memory-less, nearest to node 2
+                      {"node/node1/distance", "20 10 15"},
+                      {"node/node2/cpulist", "6-7"},
+                      {"node/node2/distance", "31 15 10"}});
+  EXPECT_FALSE(t->fake);
+  // Rows are not transposed: distance[1][0] is node 2's first column.
+  expect_topology(*t, {0, 2}, {{10, 30}, {31, 10}}, {0, 0, 0, 1, 1, 1, 1, 1});
+  EXPECT_EQ(t->node_of_cpu(4), 1);
+  EXPECT_EQ(t->node_of_cpu(-1), 0);
+  EXPECT_EQ(t->node_of_cpu(8), 0);
+}
+
+TEST(NumaTopology, SysfsSparseNodeIdsAreDense) {
+  // Online nodes 0, 2, 3 (no node1 directory); node 0 has no memory.
+  auto t = load_tree({{"cpu/possible", "0-5"},
+                      {"node/online", "0,2-3"},
+                      {"node/has_memory", "2-3"},
+                      {"node/node0/cpulist", "0-1"},
+                      {"node/node0/distance", "10 17 25"},  // columns: nodes 0, 2, 3
+                      {"node/node2/cpulist", "2-3"},
+                      {"node/node2/distance", "17 10 20"},
+                      {"node/node3/cpulist", "4-5"},
+                      {"node/node3/distance", "25 22 10"}});
+  expect_topology(*t, {2, 3}, {{10, 20}, {22, 10}}, {0, 0, 0, 0, 1, 1});
+}
+
+TEST(NumaTopology, SysfsWithoutHasMemoryUsesOnline) {
+  auto t = load_tree({{"cpu/possible", "0-3"},
+                      {"node/online", "0-1"},
+                      {"node/node0/cpulist", "0,2"},
+                      {"node/node0/distance", "10 21"},
+                      {"node/node1/cpulist", "1,3"},
+                      {"node/node1/distance", "21 10"}});
+  expect_topology(*t, {0, 1}, {{10, 21}, {21, 10}}, {0, 1, 0, 1});
+}
+
+TEST(NumaTopology, MissingSysfsGivesOneNode) {
+  auto t = std::make_unique<Topology>();
+  t->nr_nodes = 7;  // load_sysfs starts over
+  t->load_sysfs("/nonexistent/numaslub/sys");
+  expect_topology(*t, {0}, {{10}}, {0});
+  // CPUs known but no node directory: one node holding all of them.
+  t = load_tree({{"cpu/possible", "0-5"}});
+  expect_topology(*t, {0}, {{10}}, {0, 0, 0, 0, 0, 0});
+}
+
+TEST(NumaTopology, FallbackOrderSortsByDistance) {
+  auto t = std::make_unique<Topology>();
+  t->nr_nodes = 4;
+  const std::uint8_t d[4][4] = {
+      {10, 40, 25, 25}, {40, 10, 20, 30}, {30, 20, 10, 20}, {25, 30, 20, 10}};
+  for (unsigned i = 0; i < 4; ++i)
+    for (unsigned j = 0; j < 4; ++j) t->distance[i][j] = d[i][j];
+  const std::uint16_t want[4][4] = {{0, 2, 3, 1}, {1, 2, 3, 0}, {2, 1, 3, 0}, {3, 2, 0, 1}};
+  for (unsigned n = 0; n < 4; ++n) {
+    std::uint16_t out[kMaxNodes] = {};
+    ASSERT_EQ(t->fallback_order(n, out), 4u);
+    for (unsigned k = 0; k < 4; ++k) EXPECT_EQ(out[k], want[n][k]) << "from " << n << " #" << k;
+  }
+}
+
+TEST(NumaTopology, RealSysfs) {
+  auto t = std::make_unique<Topology>();
+  t->load_sysfs();
+  ASSERT_GE(t->nr_nodes, 1u);
+  EXPECT_EQ(t->nr_cpus, possible_cpus());
+  for (unsigned n = 0; n < t->nr_nodes; ++n) EXPECT_EQ(t->distance[n][n], 10u);
+  expect_consistent(*t);
+  // Every CPU this process may run on belongs to a node.
+  cpu_set_t set;
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  for (unsigned c = 0; c < t->nr_cpus && c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) {
+      EXPECT_TRUE(t->node_cpus[t->cpu_to_node[c]].test(c)) << c;
+    }
+#ifdef NS_HAVE_LIBNUMA
+  // libnuma agrees on the node of each CPU whose node has memory.
+  if (numa_available() < 0) return;
+  for (unsigned c = 0; c < t->nr_cpus && c < CPU_SETSIZE; ++c) {
+    if (!CPU_ISSET(c, &set)) continue;
+    int node = numa_node_of_cpu(static_cast<int>(c));
+    if (node < 0 || numa_node_size64(node, nullptr) <= 0) continue;
+    EXPECT_EQ(t->phys_node[t->cpu_to_node[c]], node) << c;
+  }
+#endif
+}
+
+void expect_fake(const Topology& real, const Topology& f, unsigned n) {
+  EXPECT_TRUE(f.fake);
+  ASSERT_EQ(f.nr_nodes, n);
+  EXPECT_EQ(f.nr_cpus, real.nr_cpus);
+  for (unsigned i = 0; i < n; ++i)
+    for (unsigned j = 0; j < n; ++j) EXPECT_EQ(f.distance[i][j], i == j ? 10u : 20u);
+  unsigned assigned = 0;
+  for (unsigned n2 = 0; n2 < n; ++n2) assigned += f.node_cpus[n2].count();
+  EXPECT_EQ(assigned, f.nr_cpus);  // every CPU in some node
+  expect_consistent(f);
+  for (unsigned c = 0; c < f.nr_cpus; ++c) {
+    EXPECT_EQ(f.phys_node[f.cpu_to_node[c]], real.phys_node[real.cpu_to_node[c]]) << c;
+    if (c > 0 && f.nr_cpus >= n) {  // contiguous groups
+      EXPECT_GE(f.cpu_to_node[c], f.cpu_to_node[c - 1]);
+    }
+  }
+  std::uint16_t order[kMaxNodes];
+  ASSERT_EQ(f.fallback_order(n - 1, order), n);
+  EXPECT_EQ(order[0], n - 1);
+}
+
+TEST(NumaTopology, MakeFakeOnRealTopology) {
+  auto real = std::make_unique<Topology>();
+  real->load_sysfs();
+  for (unsigned n : {2u, 4u}) {
+    auto f = std::make_unique<Topology>();
+    f->make_fake(*real, n);
+    SCOPED_TRACE(n);
+    expect_fake(*real, *f, n);
+  }
+}
+
+TEST(NumaTopology, MakeFakeSplitsCpusEvenly) {
+  // Two real nodes: CPUs 0-3 on node 0, 4-7 on node 5.
+  auto real = load_tree({{"cpu/possible", "0-7"},
+                         {"node/online", "0,5"},
+                         {"node/node0/cpulist", "0-3"},
+                         {"node/node5/cpulist", "4-7"}});
+  auto f = std::make_unique<Topology>();
+  f->make_fake(*real, 4);
+  expect_fake(*real, *f, 4);
+  for (unsigned n = 0; n < 4; ++n) {
+    EXPECT_EQ(f->node_cpus[n].count(), 2u) << n;
+    EXPECT_EQ(f->phys_node[n], n < 2 ? 0u : 5u) << n;
+  }
+  f->make_fake(*real, 0);
+  EXPECT_EQ(f->nr_nodes, 1u);
+  EXPECT_EQ(f->node_cpus[0].count(), 8u);
+  f->make_fake(*real, 1000);
+  EXPECT_EQ(f->nr_nodes, kMaxNodes);
+  expect_consistent(*f);
+
+  // More fake nodes than CPUs, on a machine whose node 0 has no memory:
+  // nodes left without CPUs are backed by the real memory node too.
+  auto small = load_tree({{"cpu/possible", "0-1"},
+                          {"node/online", "0,3"},
+                          {"node/has_memory", "3"},
+                          {"node/node0/cpulist", "0-1"}});
+  f->make_fake(*small, 4);
+  expect_fake(*small, *f, 4);
+  for (unsigned n = 0; n < 4; ++n) EXPECT_EQ(f->phys_node[n], 3u) << n;
+}
+
+// ---------------------------------------------------------------- Arena
+
+std::unique_ptr<Topology> fake_topology(unsigned n) {
+  auto real = std::make_unique<Topology>();
+  real->load_sysfs();
+  auto t = std::make_unique<Topology>();
+  t->make_fake(*real, n);
+  return t;
+}
+
+Config arena_config(std::uint64_t arena, std::uint64_t section, bool mbind = false) {
+  Config c;
+  c.arena_size = arena;
+  c.section_size = section;
+  c.mbind = mbind;
+  return c;
+}
+
+// An Arena whose reservations are unmapped at the end of the test (the
+// library keeps them for the life of the process).
+struct ScopedArena : Arena {
+  ~ScopedArena() {
+    if (base()) munmap(reinterpret_cast<void*>(base()), size());
+    if (mem_map()) munmap(mem_map(), (size() >> kPageShift) * sizeof(Page));
+  }
+};
+
+TEST(NumaArena, InitLayout) {
+  for (unsigned n : {1u, 2u, 4u}) {
+    SCOPED_TRACE(n);
+    auto topo = fake_topology(n);
+    for (unsigned i = 0; i < n; ++i) topo->phys_node[i] = 3 * i;  // unused: mbind is off
+    ScopedArena a;
+    ASSERT_EQ(a.init(*topo, arena_config(256 * kMiB, 16 * kMiB), os_mem_linux()), 0);
+    EXPECT_EQ(a.nr_nodes(), n);
+    EXPECT_EQ(a.size(), n * 256 * kMiB);
+    EXPECT_EQ(a.base() % (16 * kMiB), 0u);
+    EXPECT_EQ(a.section_pages(), 16 * kMiB / kPageSize);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(a.mem_map()) % kPageSize, 0u);
+    for (unsigned i = 0; i < n; ++i) {
+      const NodeRange& r = a.node(i);
+      EXPECT_EQ(r.pfn_start, i * (256 * kMiB / kPageSize));
+      EXPECT_EQ(r.pages, 256 * kMiB / kPageSize);
+      EXPECT_EQ(r.base, a.base() + i * 256 * kMiB);
+      EXPECT_EQ(r.phys_node, topo->phys_node[i]);
+      EXPECT_EQ(r.online_pages.load(), 0u);
+      EXPECT_FALSE(a.is_online(reinterpret_cast<void*>(r.base)));
+      EXPECT_TRUE(a.contains(reinterpret_cast<void*>(r.base)));
+    }
+    EXPECT_FALSE(a.contains(reinterpret_cast<void*>(a.base() - 1)));
+    EXPECT_FALSE(a.contains(reinterpret_cast<void*>(a.base() + a.size())));
+  }
+}
+
+TEST(NumaArena, OnlineSectionsInOrder) {
+  for (unsigned n : {1u, 2u, 4u}) {
+    SCOPED_TRACE(n);
+    auto topo = fake_topology(n);
+    ScopedArena a;
+    ASSERT_EQ(a.init(*topo, arena_config(256 * kMiB, 16 * kMiB), os_mem_linux()), 0);
+    const std::size_t sp = a.section_pages(), sbytes = sp * kPageSize;
+    for (unsigned k = 0; k < 3; ++k)
+      for (unsigned i = n; i-- > 0;) {  // nodes interleaved, highest first
+        std::size_t pfn = 0, np = 0;
+        ASSERT_EQ(a.online_section(i, &pfn, &np), 0);
+        const NodeRange& r = a.node(i);
+        EXPECT_EQ(pfn, r.pfn_start + k * sp);
+        EXPECT_EQ(np, sp);
+        EXPECT_EQ(a.nid_of_pfn(pfn), i);
+        auto* p = static_cast<unsigned char*>(a.pfn_to_virt(pfn));
+        EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p), r.base + k * sbytes);
+        EXPECT_TRUE(a.is_online(p));
+        EXPECT_TRUE(a.is_online(p + sbytes - 1));
+        EXPECT_FALSE(a.is_online(p + sbytes));  // the next section is not yet online
+        // Pages and their descriptors read as zero and can be written.
+        EXPECT_EQ(p[0] | p[sbytes - 1], 0);
+        Page* d = a.pfn_to_page(pfn + sp - 1);
+        EXPECT_EQ(d->flags | d->order | d->priv[3], 0u);
+        p[0] = p[sbytes - 1] = 0x5a;
+        d->flags = PG_buddy;
+        EXPECT_EQ(r.online_pages.load(), (k + 1) * sp);
+        EXPECT_EQ(r.sections_online, k + 1);
+      }
+    for (unsigned i = 0; i < n; ++i) {
+      const NodeRange& r = a.node(i);
+      EXPECT_FALSE(a.is_online(reinterpret_cast<void*>(r.base + r.pages * kPageSize - 1)));
+    }
+  }
+}
+
+TEST(NumaArena, DescriptorRoundTrip) {
+  auto topo = fake_topology(2);
+  ScopedArena a;
+  ASSERT_EQ(a.init(*topo, arena_config(256 * kMiB, 16 * kMiB), os_mem_linux()), 0);
+  for (unsigned i = 0; i < 2; ++i) {
+    std::size_t pfn = 0, np = 0;
+    ASSERT_EQ(a.online_section(i, &pfn, &np), 0);
+    auto* base = static_cast<char*>(a.pfn_to_virt(pfn));
+    for (std::size_t off :
+         {std::size_t{0}, std::size_t{4095}, 17 * kPageSize + 5, np * kPageSize - 1}) {
+      char* p = base + off;
+      std::size_t want_pfn = pfn + off / kPageSize;
+      EXPECT_EQ(a.virt_to_pfn(p), want_pfn);
+      Page* d = a.virt_to_page(p);
+      EXPECT_EQ(d, a.mem_map() + want_pfn);
+      EXPECT_EQ(a.page_to_pfn(d), want_pfn);
+      EXPECT_EQ(a.pfn_to_page(want_pfn), d);
+      EXPECT_EQ(a.page_to_virt(d), base + align_down(off, kPageSize));
+      EXPECT_EQ(a.nid_of_pfn(a.virt_to_pfn(p)), i);
+    }
+    EXPECT_EQ(a.virt_to_page(base + kPageSize), a.virt_to_page(base) + 1);
+  }
+}
+
+TEST(NumaArena, EnospcWhenNodeIsFull) {
+  auto topo = fake_topology(2);
+  ScopedArena a;
+  ASSERT_EQ(a.init(*topo, arena_config(32 * kMiB, 16 * kMiB), os_mem_linux()), 0);
+  std::size_t pfn = 0, np = 0;
+  ASSERT_EQ(a.online_section(0, &pfn, &np), 0);
+  ASSERT_EQ(a.online_section(0, &pfn, &np), 0);
+  pfn = np = 12345;
+  EXPECT_EQ(a.online_section(0, &pfn, &np), 28);  // ENOSPC
+  EXPECT_EQ(pfn, 12345u);
+  EXPECT_EQ(np, 12345u);
+  EXPECT_EQ(a.node(0).online_pages.load(), a.node(0).pages);
+  EXPECT_EQ(a.node(0).sections_online, 2u);
+  // The other node's reservation is its own.
+  ASSERT_EQ(a.online_section(1, &pfn, &np), 0);
+  EXPECT_EQ(pfn, a.node(1).pfn_start);
+  EXPECT_EQ(a.online_section(2, &pfn, &np), 22);  // EINVAL: no such node
+}
+
+TEST(NumaArena, SizesAreRounded) {
+  auto topo = fake_topology(1);
+  struct {
+    std::size_t arena, section, want_section, want_size;
+  } cases[] = {
+      {64 * kMiB, kMiB, 4 * kMiB, 64 * kMiB},          // sections are >= one 4 MiB block
+      {300 * kMiB, 20 * kMiB, 16 * kMiB, 256 * kMiB},  // both rounded down to powers of two
+      {kMiB, 16 * kMiB, 16 * kMiB, 16 * kMiB},         // a node holds at least one section
+  };
+  for (const auto& c : cases) {
+    ScopedArena a;
+    ASSERT_EQ(a.init(*topo, arena_config(c.arena, c.section), os_mem_linux()), 0);
+    EXPECT_EQ(a.section_pages() * kPageSize, c.want_section) << c.arena << "/" << c.section;
+    EXPECT_EQ(a.size(), c.want_size) << c.arena << "/" << c.section;
+  }
+}
+
+// An OsMem whose commits can be refused; reserve, bind and release are real.
+enum class Refuse { kNone, kAll, kLarge };
+Refuse g_refuse = Refuse::kNone;
+int g_commits = 0, g_decommits = 0;
+void* g_decommit_addr = nullptr;
+std::size_t g_decommit_len = 0;
+
+int refusing_commit(void* addr, std::size_t len) {
+  ++g_commits;
+  // kLarge refuses the heap part (16 MiB) after the descriptors (256 KiB).
+  if (g_refuse == Refuse::kAll || (g_refuse == Refuse::kLarge && len >= kMiB)) return 12;
+  return os_mem_linux().commit(addr, len);
+}
+int counting_decommit(void* addr, std::size_t len) {
+  ++g_decommits;
+  g_decommit_addr = addr;
+  g_decommit_len = len;
+  return os_mem_linux().decommit(addr, len);
+}
+const OsMem& refusing_os() {
+  static const OsMem os = {os_mem_linux().reserve, refusing_commit, counting_decommit,
+                           os_mem_linux().bind, os_mem_linux().release};
+  return os;
+}
+
+TEST(NumaArena, RefusedCommitLeavesNodeUnchanged) {
+  auto topo = fake_topology(2);
+  ScopedArena a;
+  ASSERT_EQ(a.init(*topo, arena_config(64 * kMiB, 16 * kMiB), refusing_os()), 0);
+  g_commits = g_decommits = 0;
+  g_refuse = Refuse::kAll;
+  std::size_t pfn = 777, np = 777;
+  EXPECT_EQ(a.online_section(0, &pfn, &np), 12);
+  EXPECT_EQ(pfn, 777u);
+  EXPECT_EQ(np, 777u);
+  EXPECT_EQ(a.node(0).online_pages.load(), 0u);
+  EXPECT_EQ(a.node(0).sections_online, 0u);
+  EXPECT_EQ(a.node(0).online_failures, 1u);
+  EXPECT_EQ(a.node(0).last_error, 12);
+  EXPECT_FALSE(a.is_online(reinterpret_cast<void*>(a.node(0).base)));
+  EXPECT_GE(g_commits, 1);
+
+  // Descriptors committed, heap refused: the descriptors are undone.
+  g_refuse = Refuse::kLarge;
+  g_decommits = 0;
+  EXPECT_EQ(a.online_section(0, &pfn, &np), 12);
+  EXPECT_EQ(a.node(0).online_pages.load(), 0u);
+  EXPECT_EQ(a.node(0).online_failures, 2u);
+  EXPECT_EQ(g_decommits, 1);
+  EXPECT_EQ(g_decommit_addr, a.pfn_to_page(a.node(0).pfn_start));
+  EXPECT_EQ(g_decommit_len, a.section_pages() * sizeof(Page));
+
+  // Once the OS agrees, the same (first) section comes online: nothing lost.
+  g_refuse = Refuse::kNone;
+  ASSERT_EQ(a.online_section(0, &pfn, &np), 0);
+  EXPECT_EQ(pfn, a.node(0).pfn_start);
+  EXPECT_EQ(a.node(0).online_pages.load(), a.section_pages());
+  EXPECT_EQ(a.node(1).online_failures, 0u);
+  static_cast<char*>(a.pfn_to_virt(pfn))[0] = 1;
+}
+
+TEST(NumaArena, NodeSizeWithoutLimit) {
+  rlimit lim{};
+  ASSERT_EQ(getrlimit(RLIMIT_AS, &lim), 0);
+  if (lim.rlim_cur != RLIM_INFINITY) GTEST_SKIP() << "RLIMIT_AS is set for this process";
+  EXPECT_EQ(arena_node_size(Config{}, 1), 64ULL << 30);
+  EXPECT_EQ(arena_node_size(Config{}, 4), 64ULL << 30);
+  EXPECT_EQ(arena_node_size(arena_config(300 * kMiB, 16 * kMiB), 1), 256 * kMiB);
+  EXPECT_EQ(arena_node_size(arena_config(kMiB, 16 * kMiB), 1), 16 * kMiB);
+}
+
+std::uint64_t vm_size_bytes() {
+  char buf[4096];
+  std::uint64_t kb = 0;
+  if (read_text_file("/proc/self/status", buf, sizeof buf) <= 0 ||
+      !find_kb_field(buf, "VmSize", &kb))
+    return 0;
+  return kb << 10;
+}
+
+// Runs body in a forked child and returns its exit status (0: all checks held).
+template <typename F>
+int in_child(F body) {
+  pid_t pid = fork();
+  if (pid == 0) _exit(body());
+  int st = 0;
+  if (pid < 0 || waitpid(pid, &st, 0) != pid) return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 100 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+int set_as_limit(std::uint64_t bytes) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_AS, &lim) != 0) return -1;
+  if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < bytes) bytes = lim.rlim_max;
+  lim.rlim_cur = bytes;
+  return setrlimit(RLIMIT_AS, &lim);
+}
+
+constexpr std::uint64_t kAsLimit = 2000000000;
+
+TEST(NumaArena, NodeSizeShrinksUnderRlimitAs) {
+  // Sanitizer shadow memory alone exceeds the limit this test sets.
+  if (vm_size_bytes() >= kAsLimit / 2)
+    GTEST_SKIP() << "VmSize is already " << (vm_size_bytes() >> 20) << " MiB (sanitizers?)";
+  int rc = in_child([] {
+    const std::uint64_t limit = kAsLimit;
+    std::uint64_t vm = vm_size_bytes();
+    if (vm == 0 || vm >= limit / 2) return 1;
+    if (set_as_limit(limit) != 0) return 2;
+    Config cfg;  // default 64 GiB per node, 16 MiB sections
+    std::size_t one = arena_node_size(cfg, 1);
+    if (!is_pow2(one)) return 3;
+    if (one < cfg.section_size) return 4;
+    if (one > (limit - vm) / 2) return 5;     // at most half of what is left
+    if (one > cfg.arena_size / 64) return 6;  // much smaller than the default
+    std::size_t two = arena_node_size(cfg, 2);
+    if (two == 0 || two > one / 2) return 7;
+    Topology topo;
+    topo.nr_nodes = 1;
+    Arena a;
+    if (a.init(topo, cfg, os_mem_linux()) != 0) return 8;
+    if (a.size() > one) return 9;
+    std::size_t pfn = 0, np = 0;
+    if (a.online_section(0, &pfn, &np) != 0) return 10;
+    auto* p = static_cast<volatile char*>(a.pfn_to_virt(pfn));
+    p[0] = 1;
+    p[np * kPageSize - 1] = 2;
+    if (p[0] != 1 || p[np * kPageSize - 1] != 2) return 11;
+    // A second, two-node arena still fits in what is left.
+    Topology topo2;
+    topo2.nr_nodes = 2;
+    Arena b;
+    if (b.init(topo2, cfg, os_mem_linux()) != 0) return 12;
+    if (b.online_section(1, &pfn, &np) != 0) return 13;
+    return 0;
+  });
+  EXPECT_EQ(rc, 0) << "child check " << rc << " failed (see the numbered returns)";
+}
+
+TEST(NumaArena, NodeSizeAtRlimitExtremes) {
+  // Too little address space left for one section: init fails with ENOMEM.
+  int rc = in_child([] {
+    std::uint64_t vm = vm_size_bytes();
+    if (vm == 0 || set_as_limit(vm + 8 * kMiB) != 0) return 1;
+    if (arena_node_size(Config{}, 1) != 0) return 2;
+    Topology topo;
+    topo.nr_nodes = 1;
+    Arena a;
+    return a.init(topo, Config{}, os_mem_linux()) == 12 ? 0 : 3;
+  });
+  EXPECT_EQ(rc, 0) << "small limit: child check " << rc << " failed";
+
+  rlimit lim{};
+  ASSERT_EQ(getrlimit(RLIMIT_AS, &lim), 0);
+  if (lim.rlim_max != RLIM_INFINITY) GTEST_SKIP() << "RLIMIT_AS has a hard limit";
+  // A finite limit leaving a per-node budget of 2^58 + 1 MiB, where
+  // budget * 64 would wrap around 64 bits: the default size still fits.
+  rc = in_child([] {
+    std::uint64_t vm = vm_size_bytes();
+    const std::uint64_t section = 16 * kMiB;
+    if (vm == 0 || set_as_limit((1ULL << 59) + 2 * (2 * section + kMiB) + vm) != 0) return 1;
+    return arena_node_size(Config{}, 1) == Config{}.arena_size ? 0 : 2;
+  });
+  EXPECT_EQ(rc, 0) << "huge limit: child check " << rc << " failed";
+}
+
+// ---------------------------------------------------------------- placement
+
+// get_mempolicy as 0 or -errno.
+long mempolicy(int* mode, unsigned long* mask, unsigned long maxnode, void* addr,
+               unsigned long flags) {
+#ifdef NS_HAVE_LIBNUMA
+  return ::get_mempolicy(mode, mask, maxnode, addr, static_cast<unsigned>(flags)) == 0 ? 0 : -errno;
+#else
+  return sys::get_mempolicy(mode, mask, maxnode, addr, flags);
+#endif
+}
+
+// Why get_mempolicy / mbind cannot be tested here, or null.
+const char* mempolicy_unavailable() {
+  int mode = -1;
+  if (mempolicy(&mode, nullptr, 0, nullptr, 0) == -ENOSYS) return "get_mempolicy: ENOSYS";
+  void* probe =
+      mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  int e = probe == MAP_FAILED ? ENOMEM : os_mem_linux().bind(probe, kPageSize, 0);
+  if (probe != MAP_FAILED) munmap(probe, kPageSize);
+  return e == ENOSYS || e == EPERM ? "mbind: ENOSYS or EPERM" : nullptr;
+}
+
+constexpr unsigned kMaskBits = 1024, kWordBits = 8 * sizeof(unsigned long);
+
+TEST(NumaPlacement, MbindPrefersTheNode) {
+  if (const char* why = mempolicy_unavailable()) GTEST_SKIP() << why;
+  auto topo = std::make_unique<Topology>();
+  topo->load_sysfs();
+  ScopedArena bound, unbound;
+  ASSERT_EQ(bound.init(*topo, arena_config(64 * kMiB, 16 * kMiB, true), os_mem_linux()), 0);
+  ASSERT_EQ(unbound.init(*topo, arena_config(64 * kMiB, 16 * kMiB, false), os_mem_linux()), 0);
+  for (unsigned nid = 0; nid < bound.nr_nodes(); ++nid) {
+    SCOPED_TRACE(nid);
+    std::size_t pfn = 0, np = 0;
+    ASSERT_EQ(bound.online_section(nid, &pfn, &np), 0);
+    auto* p = static_cast<char*>(bound.pfn_to_virt(pfn)) + 5 * kPageSize;
+    std::memset(p, 1, kPageSize);  // fault the page in
+    const unsigned phys = topo->phys_node[nid];
+    int node = -1;
+    ASSERT_EQ(mempolicy(&node, nullptr, 0, p, MPOL_F_NODE | MPOL_F_ADDR), 0);
+    EXPECT_EQ(node, static_cast<int>(phys));
+    int mode = -1;
+    unsigned long mask[kMaskBits / kWordBits] = {};
+    ASSERT_EQ(mempolicy(&mode, mask, kMaskBits, p, MPOL_F_ADDR), 0);
+    EXPECT_EQ(mode, MPOL_PREFERRED);
+    unsigned bits = 0;
+    for (unsigned long w : mask) bits += static_cast<unsigned>(__builtin_popcountl(w));
+    EXPECT_EQ(bits, 1u);
+    EXPECT_TRUE(mask[phys / kWordBits] >> (phys % kWordBits) & 1);
+
+    // With mbind=0 the section keeps the default policy.
+    ASSERT_EQ(unbound.online_section(nid, &pfn, &np), 0);
+    ASSERT_EQ(mempolicy(&mode, mask, kMaskBits, unbound.pfn_to_virt(pfn), MPOL_F_ADDR), 0);
+    EXPECT_EQ(mode, MPOL_DEFAULT);
+  }
+}
+
+}  // namespace
+}  // namespace numaslub
