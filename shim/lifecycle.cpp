@@ -6,7 +6,7 @@
 // order below, so no lock is held by a thread that will not exist in the
 // child; the parent then releases them and the child resets them (it is the
 // only thread left, and it holds them all).
-//   slub set-up -> page allocator set-up -> topology -> config
+//   slub set-up -> reclaim set-up -> page allocator set-up -> topology -> config
 //   -> per-CPU sheaf sets -> barns -> partial lists
 //   -> per-CPU page lists -> zones -> node hotplug
 //   -> huge-mapping table -> thread-set pool -> metadata (boot_alloc)
@@ -27,6 +27,7 @@
 #include "lib/base/syscall.h"
 #include "lib/buddy/page_alloc.h"
 #include "lib/numa/topology.h"
+#include "lib/reclaim/kswapd.h"
 #include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
 #include "shim/shim.h"
@@ -48,6 +49,7 @@ void for_each_fork_lock(void (*fn)(Mutex&), bool reverse) {
     if (n < sizeof locks / sizeof locks[0]) locks[n++] = &m;
   };
   collect(slub_init_lock());
+  collect(reclaim_init_lock());
   collect(page_allocator_init_lock());
   collect(topology_lock());
   collect(config_lock());
@@ -71,6 +73,7 @@ void fork_parent() {
 }
 void fork_child() {
   for_each_fork_lock([](Mutex& m) { m.reset_after_fork(); }, false);
+  reclaim_fork_child();  // the kswapd threads did not survive; restart on demand
 }
 
 void foreign_free(void* p) {
@@ -81,6 +84,7 @@ __attribute__((constructor(101))) void numaslub_constructor() {
   // Set the heap up now, before the program's threads start, and register
   // the fork handlers (pthread_atfork may allocate: not on a malloc path).
   slub_init();
+  reclaim_init();
   if (dlsym) {
     shim::g_next.free = reinterpret_cast<void (*)(void*)>(dlsym(RTLD_NEXT, "free"));
     shim::g_next.realloc =
@@ -136,7 +140,9 @@ void write_report(int fd) {
       static_cast<unsigned long>(g_mmap_stats.bytes_mapped.load()),
       static_cast<unsigned long>(g_mmap_stats.failures.load()));
   w.printf("metadata_bytes %zu\n", boot_alloc_bytes());
-  section("== vmstat ==\n", n + w.size());
+  std::size_t used = n + w.size();
+  used += reclaim_vmstat(buf + used, sizeof buf - used);
+  section("== vmstat ==\n", used);
 }
 
 }  // namespace numaslub::shim

@@ -38,12 +38,23 @@ constexpr Option kOptions[] = {
     NS_OPT(pcp, Type::kBool, "1", "per-CPU page lists for orders 0..3 in front of the zone lock"),
     NS_OPT(pcp_high, Type::kUint, "64", "blocks a per-CPU page list holds before draining"),
     NS_OPT(pcp_batch, Type::kUint, "16", "blocks moved between a per-CPU list and its zone"),
-    NS_OPT(watermark_scale, Type::kUint, "10",
-           "gap between min/low/high watermarks in 1/10000 of the zone (kernel's default 10)"),
+    NS_OPT(watermark_scale, Type::kUint, "1000",
+           "gap between the min/low/high marks of cached free pages, in 1/10000 of the zone "
+           "(1000: reclaim starts above 30% of the zone)"),
     NS_OPT(percpu, Type::kPercpu, "auto", "per-CPU caches: auto, rseq or thread"),
     NS_OPT(mmap_policy, Type::kMmapPolicy, "default",
            "NUMA policy the mmap() wrapper gives anonymous mappings: default, local, "
            "interleave or bind:N"),
+    NS_OPT(reclaim, Type::kBool, "1",
+           "background reclaim (ns-kswapd<N> threads); 0 keeps every free page cached"),
+    NS_OPT(decay_ms, Type::kUint, "500",
+           "free resident pages not reused for this long are released to the OS"),
+    NS_OPT(idle_drain_ms, Type::kUint, "1000",
+           "per-CPU object caches of CPUs idle this long are drained back to the slabs"),
+    NS_OPT(madv_free, Type::kBool, "0",
+           "release with MADV_FREE (lazy, cheaper) instead of MADV_DONTNEED (zeroes pages)"),
+    NS_OPT(psi_threshold, Type::kUint, "10",
+           "memory pressure (PSI some avg10, percent) above which all cached memory is released"),
     NS_OPT(verbose, Type::kBool, "0", "log topology and arena decisions at start-up"),
 };
 #undef NS_OPT

@@ -22,10 +22,15 @@ struct Config {
   bool pcp = true;                                // per-CPU page lists in front of zones
   std::uint32_t pcp_high = 64;                    // blocks kept per CPU per order
   std::uint32_t pcp_batch = 16;                   // blocks moved per refill / drain
-  std::uint32_t watermark_scale = 10;             // watermark gap, 1/10000 of the zone
+  std::uint32_t watermark_scale = 1000;           // watermark gap, 1/10000 of the zone
   PercpuMode percpu = PercpuMode::kAuto;          // per-CPU cache mode
   MmapPolicy mmap_policy = MmapPolicy::kDefault;  // NUMA policy for the mmap wrapper
   std::uint32_t mmap_node = 0;                    // node of mmap_policy=bind:N
+  bool reclaim = true;                            // kswapd threads return memory to the OS
+  std::uint32_t decay_ms = 500;                   // free pages unused this long are released
+  std::uint32_t idle_drain_ms = 1000;             // per-CPU caches idle this long are drained
+  bool madv_free = false;                         // release with MADV_FREE instead of MADV_DONTNEED
+  std::uint32_t psi_threshold = 10;               // memory "some avg10" % that counts as pressure
   bool verbose = false;                           // log decisions at init
 
   // Applies "key=value,..." on top of the current values. Returns the number

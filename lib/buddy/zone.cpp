@@ -1,6 +1,7 @@
 #include "lib/buddy/zone.h"
 
 #include "lib/base/bitops.h"
+#include "lib/base/clock.h"
 #include "lib/base/log.h"
 
 namespace numaslub {
@@ -22,17 +23,24 @@ void Zone::init(unsigned nid, std::uintptr_t base, Page* map, std::size_t spanne
   }
 }
 
-void Zone::add_block(Page* p, unsigned order, bool clean) {
+void Zone::add_block(Page* p, unsigned order, std::uint32_t state, std::uint64_t stamp) {
   FreeArea& a = free_area[order];
-  p->flags = PG_buddy | (clean ? PG_clean : 0u);
+  bool clean = state & PG_clean;
+  p->flags = PG_buddy | state;
   p->order = static_cast<std::uint8_t>(order);
-  (clean ? a.clean : a.dirty).push_front(&p->lru);
+  p->priv[1] = stamp;
+  // Lazily released blocks go to the cold end, fresh frees to the hot end.
+  if (state & PG_lazy)
+    a.dirty.push_back(&p->lru);
+  else
+    (clean ? a.clean : a.dirty).push_front(&p->lru);
   ++a.nr_free;
   free_pages += std::size_t{1} << order;
   if (clean) {
     ++a.nr_clean;
     clean_pages += std::size_t{1} << order;
   }
+  if (state & PG_lazy) lazy_pages += std::size_t{1} << order;
 }
 
 void Zone::del_block(Page* p, unsigned order) {
@@ -44,7 +52,8 @@ void Zone::del_block(Page* p, unsigned order) {
     --a.nr_clean;
     clean_pages -= std::size_t{1} << order;
   }
-  p->flags &= ~PG_buddy;
+  if (p->flags & PG_lazy) lazy_pages -= std::size_t{1} << order;
+  p->flags &= ~(PG_buddy | PG_lazy);
 }
 
 Page* Zone::take_block(unsigned order, bool want_clean, unsigned* got_order) {
@@ -79,16 +88,36 @@ Page* Zone::alloc_locked(unsigned order, bool want_clean) {
     return nullptr;
   }
   bool clean = p->flags & PG_clean;
+  std::uint32_t state = p->flags & (PG_clean | PG_lazy);
+  std::uint64_t stamp = p->priv[1];
   // Split: keep the lower half, give the upper half back at each step.
   while (o > order) {
     --o;
-    add_block(p + (std::size_t{1} << o), o, clean);
+    add_block(p + (std::size_t{1} << o), o, state, stamp);
     ++stats.splits;
   }
   p->flags = clean ? PG_clean : 0u;
   p->order = static_cast<std::uint8_t>(order);
   ++stats.alloc[order];
   return p;
+}
+
+void Zone::merge_and_add(std::size_t pfn, unsigned order, std::uint32_t state,
+                         std::uint64_t stamp) {
+  while (order < kMaxOrder) {
+    std::size_t buddy_pfn = pfn ^ (std::size_t{1} << order);
+    if (buddy_pfn >= spanned_pages) break;
+    Page* buddy = map_ + buddy_pfn;
+    if (!(buddy->flags & PG_buddy) || buddy->order != order) break;
+    // Clean (or lazy) only if both halves are; the newer free time wins.
+    state &= buddy->flags & (PG_clean | PG_lazy);
+    if (buddy->priv[1] > stamp) stamp = buddy->priv[1];
+    del_block(buddy, order);
+    pfn &= buddy_pfn;
+    ++order;
+    ++stats.merges;
+  }
+  add_block(map_ + pfn, order, state, stamp);
 }
 
 void Zone::free_locked(Page* page, unsigned order, bool clean) {
@@ -98,18 +127,44 @@ void Zone::free_locked(Page* page, unsigned order, bool clean) {
   NS_CHECK(!(page->flags & (PG_buddy | PG_pcp)), "double free of page block %p (order %u)",
            address(page), order);
   ++stats.free[order];
-  while (order < kMaxOrder) {
-    std::size_t buddy_pfn = pfn ^ (std::size_t{1} << order);
-    if (buddy_pfn >= spanned_pages) break;
-    Page* buddy = map_ + buddy_pfn;
-    if (!(buddy->flags & PG_buddy) || buddy->order != order) break;
-    clean = clean && (buddy->flags & PG_clean);
-    del_block(buddy, order);
-    pfn &= buddy_pfn;
-    ++order;
-    ++stats.merges;
+  merge_and_add(pfn, order, clean ? PG_clean : 0u, clean ? 0 : now_coarse_ns());
+  if (NS_UNLIKELY(wake_fn != nullptr) && !clean && !wake_pending &&
+      (kswapd_armed || dirty_pages() > wmark_high)) {
+    wake_pending = true;
+    kswapd_armed = false;
+    wake_fn(wake_ctx, nid_);
   }
-  add_block(map_ + pfn, order, clean);
+}
+
+unsigned Zone::isolate_cold_locked(std::size_t max_pages, std::uint64_t before_ns, Page** out,
+                                   unsigned max_blocks, std::size_t* pages) {
+  unsigned n = 0;
+  std::size_t got = 0;
+  for (unsigned o = kNrOrders; o-- > 0 && n < max_blocks && got < max_pages;) {
+    ListNode* head = &free_area[o].dirty;
+    // Bounded walk from the cold end so the lock is never held for long.
+    unsigned visits = 0;
+    for (ListNode* it = head->prev;
+         it != head && n < max_blocks && got < max_pages && visits < 1024; ++visits) {
+      Page* p = list_entry<Page>(it, offsetof(Page, lru));
+      it = it->prev;
+      if ((p->flags & PG_lazy) || p->priv[1] > before_ns) continue;
+      del_block(p, o);
+      p->order = static_cast<std::uint8_t>(o);
+      out[n++] = p;
+      got += std::size_t{1} << o;
+    }
+  }
+  *pages = got;
+  return n;
+}
+
+void Zone::putback_released_locked(Page* const* blocks, unsigned n, bool zeroed) {
+  for (unsigned i = 0; i < n; ++i) {
+    std::size_t pages = std::size_t{1} << blocks[i]->order;
+    stats.released += pages;
+    merge_and_add(pfn(blocks[i]), blocks[i]->order, zeroed ? PG_clean : PG_lazy, 0);
+  }
 }
 
 Page* Zone::alloc(unsigned order, bool want_clean) {
@@ -130,7 +185,8 @@ std::size_t Zone::release_dirty_locked(int (*release)(void*, std::size_t), std::
       Page* p = list_entry<Page>(a.dirty.prev, offsetof(Page, lru));
       if (release(address(p), kPageSize << o) != 0) return done;
       ListNode::unlink(&p->lru);
-      p->flags |= PG_clean;
+      if (p->flags & PG_lazy) lazy_pages -= std::size_t{1} << o;
+      p->flags = (p->flags & ~PG_lazy) | PG_clean;
       a.clean.push_front(&p->lru);
       ++a.nr_clean;
       clean_pages += std::size_t{1} << o;
@@ -151,10 +207,8 @@ void Zone::online_locked(std::size_t pfn, std::size_t n) {
                   ? static_cast<unsigned>(__builtin_ctzll(pfn))
                   : kMaxOrder;
     while ((std::size_t{1} << order) > n) --order;
-    Page* p = map_ + pfn;
-    p->flags = 0;
-    free_locked(p, order, true);
-    --stats.free[order];  // onlining is not a free
+    map_[pfn].flags = 0;
+    merge_and_add(pfn, order, PG_clean, 0);
     pfn += std::size_t{1} << order;
     n -= std::size_t{1} << order;
   }

@@ -15,7 +15,12 @@
 // - A free block is on free_area[o].clean iff PG_clean is set: all its pages
 //   read as zero (never touched since onlining, or released with
 //   MADV_DONTNEED). A merge is clean only if both halves were; a split keeps
-//   the parent's state in both halves.
+//   the parent's state in both halves. PG_lazy marks a dirty-list block
+//   released with MADV_FREE (no longer charged, contents undefined); a merge
+//   drops it.
+// - A free block's head holds in priv[1] the time it was last freed (coarse
+//   monotonic ns); a merge keeps the newer time, a split the parent's.
+//   Reclaim releases blocks by that age (decay).
 // - free_pages == sum over orders of nr_free[o] << o; clean_pages likewise
 //   over the clean lists.
 //
@@ -75,6 +80,21 @@ class Zone {
   // or none are left; they move to the clean lists. Returns pages released.
   std::size_t release_dirty_locked(int (*release)(void*, std::size_t), std::size_t max_pages);
 
+  // Reclaim: takes up to max_pages of resident free blocks off the dirty
+  // lists, largest and coldest first, skipping those freed after before_ns
+  // and those already released lazily. Stores at most max_blocks heads in
+  // out (each with its order in Page::order) and returns how many; *pages
+  // gets their total. The caller releases them without the lock, then
+  // returns them with putback_released_locked().
+  unsigned isolate_cold_locked(std::size_t max_pages, std::uint64_t before_ns, Page** out,
+                               unsigned max_blocks, std::size_t* pages);
+  // Returns isolated blocks: zeroed (MADV_DONTNEED) onto the clean lists,
+  // else (MADV_FREE) onto the dirty lists marked PG_lazy.
+  void putback_released_locked(Page* const* blocks, unsigned n, bool zeroed);
+
+  // Resident free pages: what reclaim may release.
+  std::size_t dirty_pages() const { return free_pages - clean_pages - lazy_pages; }
+
   // Memory hotplug: hand zone pfns [pfn, pfn + n) to the buddy lists as
   // clean blocks, as large as their alignment allows.
   void online_locked(std::size_t pfn, std::size_t n);
@@ -93,16 +113,29 @@ class Zone {
   std::size_t present_pages = 0;  // pages onlined
   std::size_t free_pages = 0;     // pages on the buddy lists
   std::size_t clean_pages = 0;    // of those, pages that read as zero
+  std::size_t lazy_pages = 0;     // of those, pages released with MADV_FREE
   // Watermarks over free resident ("dirty") pages, for reclaim: above high
   // the zone caches too much; min/low/high are 1x/2x/3x the scaled gap.
   std::size_t wmark_min = 0, wmark_low = 0, wmark_high = 0;
-  std::uint32_t watermark_scale = 10;
+  std::uint32_t watermark_scale = 1000;
   ZoneStats stats;
+
+  // The reclaim layer's wake-up (kswapd). Called with the zone lock held when
+  // a free leaves more than wmark_high resident free pages, or when
+  // kswapd_armed (kswapd sleeps until there is something to age); at most
+  // once until kswapd clears wake_pending.
+  using WakeFn = void (*)(void* ctx, unsigned nid);
+  WakeFn wake_fn = nullptr;
+  void* wake_ctx = nullptr;
+  bool kswapd_armed = false;
+  bool wake_pending = false;
 
  private:
   Page* take_block(unsigned order, bool want_clean, unsigned* got_order);
-  void add_block(Page* p, unsigned order, bool clean);
+  // state: 0 (dirty), PG_clean or PG_lazy.
+  void add_block(Page* p, unsigned order, std::uint32_t state, std::uint64_t stamp);
   void del_block(Page* p, unsigned order);
+  void merge_and_add(std::size_t pfn, unsigned order, std::uint32_t state, std::uint64_t stamp);
   void update_watermarks();
 
   unsigned nid_ = 0;

@@ -4,7 +4,8 @@
 // it describes, so `address -> descriptor` is a subtraction and a shift.
 //
 // The numa layer owns the array; the layers above own the fields:
-// - buddy: PG_buddy/PG_clean/PG_pcp, order and lru while a block is free;
+// - buddy: PG_buddy/PG_clean/PG_lazy/PG_pcp, order and lru while a block is
+//   free, and priv[1] (the time it was freed, for reclaim's decay);
 // - slub (and large allocations): PG_head/PG_tail/PG_slab/PG_large, head_off,
 //   slab_class (on every page of a slab, so free() learns the size class
 //   from any object's page with one load), and the priv[] words, which
@@ -36,6 +37,7 @@ enum PageFlag : std::uint32_t {
   PG_tail = 1u << 4,   // tail of an allocated compound block; head_off is valid
   PG_slab = 1u << 5,   // head of a slab; the slab overlay is valid
   PG_large = 1u << 6,  // head of a whole-block (large) allocation
+  PG_lazy = 1u << 7,   // free block released with MADV_FREE: not charged, contents undefined
 };
 
 struct alignas(64) Page {

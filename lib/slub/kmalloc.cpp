@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "lib/base/bitops.h"
+#include "lib/base/deferred.h"
 #include "lib/base/log.h"
 #include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
@@ -78,12 +79,15 @@ void set_foreign_free(ForeignFreeFn fn) {
 }
 
 void* kmalloc_slow(std::size_t size) {
+  run_deferred_work();
   for (int attempt = 0; attempt < 2; ++attempt) {
     void* p = size <= kMaxSmallSize ? small_alloc_slow(size_to_class(size))
                                     : alloc_any(size, kPageSize, kNumaNoNode, false);
     if (p) return p;
     // Direct reclaim: give every cached object and page back, then retry once.
-    if (attempt == 0 && kmem_shrink_all() == 0) break;
+    if (attempt > 0) break;
+    g_state.direct_reclaims.fetch_add(1, std::memory_order_relaxed);
+    if (kmem_shrink_all() == 0) break;
   }
   errno = ENOMEM;
   return nullptr;
@@ -99,6 +103,7 @@ struct ErrnoGuard {
 void kfree_slow(void* p) {
   if (!p) return;
   ErrnoGuard keep_errno;
+  run_deferred_work();
   if (g_state.pa && g_state.pa->arena().contains(p)) {
     NS_CHECK(g_state.pa->owns(p), "free of invalid pointer %p (not in an online section)", p);
     Page* page = g_state.pa->virt_to_page(p);
@@ -174,8 +179,14 @@ void* kmalloc_node(std::size_t size, int nid) {
     errno = EINVAL;
     return nullptr;
   }
+  // The node plain kmalloc serves from: the CPU's, but in per-thread mode a
+  // small object comes from the thread's sheaves, which hold the objects of
+  // the node the thread started on (it may have moved since).
+  int local = g_state.pa->local_node();
+  if (size <= kMaxSmallSize && g_slub.mode == CacheMode::kThread && t_slots)
+    local = static_cast<int>(t_slots->node);
   void* p;
-  if (nid < 0 || nid == g_state.pa->local_node()) {
+  if (nid < 0 || nid == local) {
     p = kmalloc(size);
   } else if (size <= kMaxSmallSize) {
     // Another node's object cannot come from this CPU's sheaves.

@@ -80,7 +80,8 @@ NS_ALWAYS_INLINE void kfree(void* p) {
 #endif
           if (CpuSlots* t = t_slots) {
         Sheaf* s = reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + soff)->main;
-        if (NS_LIKELY(s && s->size < s->capacity && s->objects[s->size - 1] != p &&
+        if (NS_LIKELY(s && s->size < s->capacity &&
+                      s->objects[static_cast<std::ptrdiff_t>(s->size) - 1] != p &&
                       (!g_slub.multi_node || t->node == (off >> g_slub.node_shift)))) {
           s->objects[s->size++] = p;
           return;
@@ -112,6 +113,16 @@ void set_foreign_free(ForeignFreeFn fn);
 // Flushes every CPU's (and this thread's) sheaves to the slabs and shrinks
 // the caches; returns pages given back to the buddy allocator.
 std::size_t kmem_shrink_all();
+// Reclaim's hooks into the per-CPU caches (rseq mode; 0 otherwise).
+// kmem_drain_cpu moves the calling thread onto `cpu` (the caller restores
+// its affinity) and returns that CPU's cached objects to the slabs.
+std::size_t kmem_drain_cpu(unsigned cpu);
+// Returns the objects in node nid's barns (full sheaves) to the slabs.
+std::size_t kmem_flush_barns(unsigned nid);
+// Objects cached by cpu's sheaves (a racy estimate) and when its slow path
+// last ran.
+std::size_t kmem_cpu_cached(unsigned cpu, std::uint64_t* last_used_ns);
+
 // malloc_trim: kmem_shrink_all, then every free resident page of the heap
 // goes back to the OS. Returns pages released.
 std::size_t kmem_trim();

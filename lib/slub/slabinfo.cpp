@@ -15,7 +15,9 @@ std::size_t slabinfo(char* buf, std::size_t cap) {
       "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>"
       " : tunables <limit> <batchcount> <sharedfactor>"
       " : slabdata <active_slabs> <num_slabs> <sharedavail>\n");
-  if (!g_state.pa) return w.size();
+  // slub_init, not a test of g_state.pa: pa is set before the caches are,
+  // so a reader racing with the first allocation would walk half-made caches.
+  if (!slub_init()) return w.size();
   for (unsigned cls = kNrClasses; cls-- > 0;) {
     KmemCache& c = g_state.caches[cls];
     std::size_t inuse = 0, slabs = 0, partial = 0, full_sheaves = 0;
@@ -107,6 +109,8 @@ std::size_t vmstat(char* buf, std::size_t cap) {
            static_cast<unsigned long>(remote));
   w.printf("sheaf_refill %lu\nsheaf_flush %lu\n", static_cast<unsigned long>(refills),
            static_cast<unsigned long>(flushes));
+  w.printf("direct_reclaim %lu\n",
+           static_cast<unsigned long>(g_state.direct_reclaims.load(std::memory_order_relaxed)));
   std::size_t hc, hb;
   huge_stats(&hc, &hb);
   w.printf("huge_mappings %zu\nhuge_bytes %zu\n", hc, hb);

@@ -9,7 +9,9 @@
 #include <new>
 
 #include "lib/base/boot_alloc.h"
+#include "lib/base/clock.h"
 #include "lib/base/config.h"
+#include "lib/base/deferred.h"
 #include "lib/base/log.h"
 #include "lib/base/rseq.h"
 #include "lib/base/syscall.h"
@@ -173,6 +175,7 @@ static void* alloc_slow_rseq(unsigned cls) {
       if (old == kReplaceFailed) continue;  // migrated: the full spare stays with that CPU
       sl.spare = old;
       ++g_state.stats[cls].refills;
+      cs->last_used_ns = now_coarse_ns();
     }
     if (void* obj = rseq_pop(rs, g_slub.cpu_base, off)) return obj;
   }
@@ -197,6 +200,7 @@ static void free_slow_rseq(KmemCache& c, void* p) {
     if (old == kReplaceFailed) continue;
     sl.spare = old;
     ++g_state.stats[c.cls].flushes;
+    cs->last_used_ns = now_coarse_ns();
   }
   c.free_batch(&p, 1);
 }
@@ -396,24 +400,72 @@ void small_free_slow(Page* page, void* p) {
 // Empties CPU cpu's main sheaves: a main can only be replaced while running
 // on its CPU (sheaf.h), so the calling thread migrates there first, the way
 // the kernel runs a drain on each CPU. CPUs outside our affinity are skipped.
-static void drain_cpu_mains(unsigned cpu) {
+static std::size_t drain_cpu_mains(unsigned cpu) {
   unsigned long mask[kMaxCpus / 64] = {};
   mask[cpu / 64] = 1UL << (cpu % 64);
-  if (sys::call(SYS_sched_setaffinity, 0, sizeof mask, mask) != 0) return;
+  if (sys::call(SYS_sched_setaffinity, 0, sizeof mask, mask) != 0) return 0;
   RseqAbi* rs = rseq_area();
-  if (!rs) return;
+  if (!rs) return 0;
   CpuSlots* cs = cpu_slots(cpu);
   LockGuard<Mutex> g(cs->lock);
+  std::size_t n = 0;
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
     SheafSlot& sl = cs->slots[cls];
+    if (sl.spare && sl.spare->size) {
+      n += sl.spare->size;
+      sheaf_flush(g_state.caches[cls], sl.spare);
+    }
     if (!sl.main) continue;
     Sheaf* old = rseq_replace_main(rs, cpu, &sl.main, nullptr);
     if (old == kReplaceFailed || !old) continue;
+    n += old->size;
     sheaf_flush(g_state.caches[cls], old);
     sheaf_put_empty(g_state.caches[cls], cs->node, old);
   }
+  return n;
 }
 #endif
+
+std::size_t kmem_drain_cpu(unsigned cpu) {
+#if NS_HAVE_RSEQ_ASM
+  if (g_ready.load(std::memory_order_acquire) && g_slub.mode == CacheMode::kRseq &&
+      cpu < g_state.nr_cpus)
+    return drain_cpu_mains(cpu);
+#endif
+  (void)cpu;
+  return 0;
+}
+
+std::size_t kmem_flush_barns(unsigned nid) {
+  if (!g_ready.load(std::memory_order_acquire) || nid >= g_state.pa->nr_nodes()) return 0;
+  std::size_t n = 0;
+  for (unsigned cls = 0; cls < kNrClasses; ++cls) {
+    KmemCache& c = g_state.caches[cls];
+    while (Sheaf* s = barn_get_full(c, nid)) {
+      n += s->size;
+      sheaf_flush(c, s);
+      sheaf_put_empty(c, nid, s);
+    }
+  }
+  return n;
+}
+
+std::size_t kmem_cpu_cached(unsigned cpu, std::uint64_t* last_used_ns) {
+  if (!g_ready.load(std::memory_order_acquire) || g_slub.mode != CacheMode::kRseq ||
+      cpu >= g_state.nr_cpus)
+    return 0;
+  CpuSlots* cs = cpu_slots(cpu);
+  // Racy reads: a hint for reclaim, which takes the locks before acting.
+  std::size_t n = 0;
+  for (const SheafSlot& sl : cs->slots) {
+    if (Sheaf* m = __atomic_load_n(&sl.main, __ATOMIC_RELAXED))
+      n += __atomic_load_n(&m->size, __ATOMIC_RELAXED);
+    if (Sheaf* s = __atomic_load_n(&sl.spare, __ATOMIC_RELAXED))
+      n += __atomic_load_n(&s->size, __ATOMIC_RELAXED);
+  }
+  if (last_used_ns) *last_used_ns = __atomic_load_n(&cs->last_used_ns, __ATOMIC_RELAXED);
+  return n;
+}
 
 std::size_t kmem_shrink_all() {
   if (!g_ready.load(std::memory_order_acquire)) return 0;

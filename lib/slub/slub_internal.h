@@ -1,6 +1,7 @@
 // State shared by the slub layer's .cpp files; not for other layers.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "lib/buddy/page_alloc.h"
@@ -19,6 +20,7 @@ struct SlubState {
   unsigned nr_cpus = 0;
   KmemCache caches[kNrClasses];
   ClassStats stats[kNrClasses];
+  std::atomic<std::uint64_t> direct_reclaims{0};
 };
 extern SlubState g_state;
 

@@ -1,0 +1,307 @@
+#include "lib/reclaim/kswapd.h"
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+
+#include <atomic>
+#include <new>
+
+#include "lib/base/boot_alloc.h"
+#include "lib/base/clock.h"
+#include "lib/base/config.h"
+#include "lib/base/deferred.h"
+#include "lib/base/format.h"
+#include "lib/base/lock.h"
+#include "lib/base/syscall.h"
+#include "lib/buddy/page_alloc.h"
+#include "lib/reclaim/pressure.h"
+#include "lib/slub/kmalloc.h"
+
+namespace numaslub {
+
+namespace {
+
+enum State : int { kIdle = 0, kStartRequested, kRunning };
+
+struct alignas(64) Kswapd {
+  std::atomic<std::uint32_t> seq{0};  // futex word: bumped by every wake
+  std::atomic<int> state{kIdle};
+  unsigned nid = 0;
+  std::atomic<std::uint64_t> wakeups{0}, passes{0}, released{0}, pressure_events{0}, idle_drains{0};
+};
+
+constinit Kswapd* g_kswapd = nullptr;
+constinit PageAllocator* g_pa = nullptr;
+constinit std::atomic<bool> g_ready{false};
+constinit Mutex g_init_lock;
+
+void start_threads();
+
+// Zone::wake_fn: runs with the zone lock held. No allocation, no lock.
+void kswapd_wake(void*, unsigned nid) {
+  Kswapd& k = g_kswapd[nid];
+  k.wakeups.fetch_add(1, std::memory_order_relaxed);
+  k.seq.fetch_add(1, std::memory_order_release);
+  int st = k.state.load(std::memory_order_acquire);
+  if (st == kRunning) {
+    sys::futex(&k.seq, FUTEX_WAKE_PRIVATE, 1);
+  } else if (st == kIdle) {
+    int expected = kIdle;
+    if (k.state.compare_exchange_strong(expected, kStartRequested)) defer_work(start_threads);
+  }
+}
+
+void set_affinity_to_node(unsigned nid) {
+  const Topology& t = g_pa->topo();
+  unsigned long mask[kMaxCpus / 64] = {};
+  bool any = false;
+  for (unsigned c = 0; c < t.nr_cpus; ++c)
+    if (t.node_cpus[nid].test(c)) {
+      mask[c / 64] |= 1UL << (c % 64);
+      any = true;
+    }
+  if (any) sys::call(SYS_sched_setaffinity, 0, sizeof mask, mask);
+}
+
+// Drains the caches of this node's CPUs that have been idle for idle_ns
+// (all of them when idle_ns == 0). Returns true if any CPU still caches
+// objects afterwards (a reason to look again later).
+bool drain_idle_cpus(unsigned nid, std::uint64_t now, std::uint64_t idle_ns) {
+  const Topology& t = g_pa->topo();
+  bool migrated = false, still_cached = false;
+  for (unsigned c = 0; c < t.nr_cpus && c < g_pa->nr_cpus(); ++c) {
+    if (!t.node_cpus[nid].test(c)) continue;
+    std::uint64_t last = 0;
+    std::size_t cached = kmem_cpu_cached(c, &last);
+    bool idle = idle_ns == 0 || now - last >= idle_ns;
+    if (cached && idle) {
+      kmem_drain_cpu(c);
+      migrated = true;
+      g_kswapd[nid].idle_drains.fetch_add(1, std::memory_order_relaxed);
+    } else if (cached) {
+      still_cached = true;
+    }
+    if (idle)
+      if (PerCpuPages* p = g_pa->pcp(c, nid)) p->drain(g_pa->zone(nid));
+  }
+  if (migrated) set_affinity_to_node(nid);
+  // The barn's full sheaves belong to no CPU: flush them once every CPU of
+  // the node has gone idle.
+  if (!still_cached) kmem_flush_barns(nid);
+  return still_cached;
+}
+
+std::uint64_t ms_to_ns(std::uint32_t ms) {
+  return std::uint64_t{ms} * 1000000ULL;
+}
+
+// Look again after half the decay period (at least 10 ms): a block freed
+// right after a pass is then released at most 1.5 periods after its free.
+std::uint64_t decay_ms_or_min(std::uint32_t decay_ms) {
+  std::uint64_t ns = ms_to_ns(decay_ms) / 2;
+  return ns < 10000000ULL ? 10000000ULL : ns;
+}
+
+// One pass; returns the futex timeout for the next sleep in ns (0: none).
+std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
+  const Config& cfg = config();
+  Kswapd& k = g_kswapd[nid];
+  Zone& z = g_pa->zone(nid);
+  std::uint64_t now = now_coarse_ns();
+  std::size_t released = 0, dirty, high, low;
+  {
+    LockGuard<Mutex> g(z.lock);
+    z.wake_pending = false;
+    dirty = z.dirty_pages();
+    high = z.wmark_high;
+    low = z.wmark_low;
+  }
+  k.passes.fetch_add(1, std::memory_order_relaxed);
+  bool still_cached;
+  if (reclaim_pressure_source()()) {
+    k.pressure_events.fetch_add(1, std::memory_order_relaxed);
+    still_cached = drain_idle_cpus(nid, now, 0);
+    kmem_shrink_all();
+    set_affinity_to_node(nid);
+    released += release_cold_pages(g_pa, nid, ~std::size_t{0}, ~0ULL);
+  } else {
+    if (dirty > high) released += release_cold_pages(g_pa, nid, dirty - low, ~0ULL);
+    std::uint64_t decay = ms_to_ns(cfg.decay_ms);
+    if (now > decay) released += release_cold_pages(g_pa, nid, ~std::size_t{0}, now - decay);
+    still_cached = drain_idle_cpus(nid, now, ms_to_ns(cfg.idle_drain_ms));
+  }
+  k.released.fetch_add(released, std::memory_order_relaxed);
+  *released_out = released;
+  // Sleep: until the next block can have aged, or until cached objects can
+  // have gone idle; with neither, until a free arms us again.
+  LockGuard<Mutex> g(z.lock);
+  if (z.dirty_pages() > 0) return decay_ms_or_min(cfg.decay_ms);
+  if (still_cached) return ms_to_ns(cfg.idle_drain_ms ? cfg.idle_drain_ms : 1);
+  z.kswapd_armed = true;
+  return 0;
+}
+
+void* kswapd_main(void* arg) {
+  auto* k = static_cast<Kswapd*>(arg);
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  char name[16];
+  format(name, sizeof name, "ns-kswapd%u", k->nid);
+  prctl(PR_SET_NAME, name, 0, 0, 0);
+  set_affinity_to_node(k->nid);
+  for (;;) {
+    std::uint32_t seen = k->seq.load(std::memory_order_acquire);
+    std::size_t released;
+    std::uint64_t timeout = do_pass(k->nid, &released);
+    if (k->seq.load(std::memory_order_acquire) != seen) continue;  // woken meanwhile
+    if (timeout) {
+      timespec ts{static_cast<time_t>(timeout / 1000000000ULL),
+                  static_cast<long>(timeout % 1000000000ULL)};
+      sys::futex(&k->seq, FUTEX_WAIT_PRIVATE, seen, &ts);
+    } else {
+      sys::futex(&k->seq, FUTEX_WAIT_PRIVATE, seen, nullptr);
+    }
+  }
+  return nullptr;
+}
+
+void start_threads() {
+  for (unsigned n = 0; n < g_pa->nr_nodes(); ++n) {
+    Kswapd& k = g_kswapd[n];
+    if (k.state.load(std::memory_order_acquire) != kStartRequested) continue;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 << 10);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t tid;
+    // Running before the thread exists: a wake in between only bumps seq,
+    // which the new thread's first pass covers.
+    k.state.store(kRunning, std::memory_order_release);
+    if (pthread_create(&tid, &attr, kswapd_main, &k) != 0)
+      k.state.store(kIdle, std::memory_order_release);  // a later wake retries
+    pthread_attr_destroy(&attr);
+  }
+}
+
+}  // namespace
+
+std::size_t release_cold_pages(PageAllocator* pa, unsigned nid, std::size_t max_pages,
+                               std::uint64_t before_ns) {
+  Zone& z = pa->zone(nid);
+  const bool lazy = config().madv_free;
+  std::size_t done = 0;
+  Page* blocks[64];
+  while (done < max_pages) {
+    std::size_t pages = 0;
+    unsigned n;
+    {
+      LockGuard<Mutex> g(z.lock);
+      n = z.isolate_cold_locked(max_pages - done, before_ns, blocks, 64, &pages);
+    }
+    if (n == 0) break;
+    bool zeroed = true;
+    unsigned ok = 0;
+    Page* failed[64];
+    unsigned nfailed = 0;
+    for (unsigned i = 0; i < n; ++i) {
+      void* addr = z.address(blocks[i]);
+      std::size_t len = kPageSize << blocks[i]->order;
+      int e = 0;
+      if (lazy) {
+        long r = sys::madvise(addr, len, MADV_FREE);
+        e = r < 0 ? static_cast<int>(-r) : 0;
+        zeroed = false;
+      } else {
+        e = pa->arena().os().release(addr, len);
+      }
+      if (e) {
+        failed[nfailed++] = blocks[i];
+        continue;
+      }
+      blocks[ok++] = blocks[i];
+      // A free block needs only its head descriptor: the descriptor pages
+      // past the first are released too (they read back as zero, the state
+      // of a tail of a free block). 1.5% of a large released block.
+      std::size_t desc = (std::size_t{1} << blocks[i]->order) * sizeof(Page);
+      if (desc > 2 * kPageSize)
+        pa->arena().os().release(reinterpret_cast<char*>(blocks[i]) + kPageSize, desc - kPageSize);
+    }
+    LockGuard<Mutex> g(z.lock);
+    z.putback_released_locked(blocks, ok, zeroed);
+    for (unsigned i = 0; i < nfailed; ++i) z.free_locked(failed[i], failed[i]->order, false);
+    for (unsigned i = 0; i < ok; ++i) done += std::size_t{1} << blocks[i]->order;
+    if (nfailed) break;
+  }
+  return done;
+}
+
+void reclaim_init() {
+  if (g_ready.load(std::memory_order_acquire)) return;
+  LockGuard<Mutex> g(g_init_lock);
+  if (g_ready.load(std::memory_order_relaxed) || !config().reclaim) return;
+  PageAllocator* pa = page_allocator();
+  if (!pa) return;
+  auto* ks = static_cast<Kswapd*>(boot_alloc(sizeof(Kswapd) * pa->nr_nodes()));
+  if (!ks) return;
+  for (unsigned n = 0; n < pa->nr_nodes(); ++n) (new (&ks[n]) Kswapd())->nid = n;
+  g_kswapd = ks;
+  g_pa = pa;
+  for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
+    Zone& z = pa->zone(n);
+    LockGuard<Mutex> zg(z.lock);
+    z.wake_fn = kswapd_wake;
+    z.wake_ctx = nullptr;
+    z.kswapd_armed = true;  // the first free that leaves resident pages starts it
+  }
+  g_ready.store(true, std::memory_order_release);
+}
+
+Mutex& reclaim_init_lock() {
+  return g_init_lock;
+}
+
+std::size_t reclaim_pass(unsigned nid) {
+  if (!g_ready.load(std::memory_order_acquire) || nid >= g_pa->nr_nodes()) return 0;
+  std::size_t released;
+  do_pass(nid, &released);
+  return released;
+}
+
+void reclaim_fork_child() {
+  if (!g_ready.load(std::memory_order_acquire)) return;
+  for (unsigned n = 0; n < g_pa->nr_nodes(); ++n) {
+    g_kswapd[n].state.store(kIdle, std::memory_order_relaxed);
+    Zone& z = g_pa->zone(n);
+    z.wake_pending = false;
+    z.kswapd_armed = true;
+  }
+}
+
+bool kswapd_running(unsigned nid) {
+  return g_ready.load(std::memory_order_acquire) && nid < g_pa->nr_nodes() &&
+         g_kswapd[nid].state.load(std::memory_order_acquire) == kRunning;
+}
+
+std::size_t reclaim_vmstat(char* buf, std::size_t cap) {
+  BufWriter w(buf, cap);
+  std::uint64_t wake = 0, passes = 0, released = 0, pressure = 0, drains = 0;
+  for (unsigned n = 0; g_ready.load(std::memory_order_acquire) && n < g_pa->nr_nodes(); ++n) {
+    wake += g_kswapd[n].wakeups.load(std::memory_order_relaxed);
+    passes += g_kswapd[n].passes.load(std::memory_order_relaxed);
+    released += g_kswapd[n].released.load(std::memory_order_relaxed);
+    pressure += g_kswapd[n].pressure_events.load(std::memory_order_relaxed);
+    drains += g_kswapd[n].idle_drains.load(std::memory_order_relaxed);
+  }
+  w.printf("kswapd_wakeups %lu\nkswapd_passes %lu\nkswapd_released %lu\n",
+           static_cast<unsigned long>(wake), static_cast<unsigned long>(passes),
+           static_cast<unsigned long>(released));
+  w.printf("pressure_events %lu\nsheaf_idle_drains %lu\n", static_cast<unsigned long>(pressure),
+           static_cast<unsigned long>(drains));
+  return w.size();
+}
+
+}  // namespace numaslub
