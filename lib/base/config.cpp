@@ -13,7 +13,7 @@ extern char** environ;
 namespace numaslub {
 namespace {
 
-enum class Type { kBool, kUint, kSize, kPercpu, kMmapPolicy };
+enum class Type { kBool, kUint, kSize, kPercpu, kMmapPolicy, kNuma };
 
 struct Option {
   const char* name;
@@ -45,6 +45,10 @@ constexpr Option kOptions[] = {
     NS_OPT(mmap_policy, Type::kMmapPolicy, "default",
            "NUMA policy the mmap() wrapper gives anonymous mappings: default, local, "
            "interleave or bind:N"),
+    NS_OPT(numa, Type::kNuma, "local",
+           "heap placement: local (each node's memory on it), interleave[:LIST], bind:LIST "
+           "(only those nodes), preferred:N (node N first); LIST like 0-1,3. A policy set "
+           "with numactl wins"),
     NS_OPT(reclaim, Type::kBool, "1",
            "background reclaim (ns-kswapd<N> threads); 0 keeps every free page cached"),
     NS_OPT(decay_ms, Type::kUint, "500",
@@ -98,6 +102,31 @@ bool eq(const char* s, std::size_t n, const char* lit) {
   return std::strlen(lit) == n && std::memcmp(s, lit, n) == 0;
 }
 
+// A node list in the kernel's cpulist syntax ("0-1,3") into a bit per node.
+bool parse_node_list(const char* s, std::size_t n, std::uint64_t* out) {
+  std::uint64_t mask = 0;
+  std::size_t i = 0;
+  while (i < n) {
+    std::size_t j = i;
+    while (j < n && s[j] != ',' && s[j] != '-') ++j;
+    std::uint64_t lo, hi;
+    if (!parse_uint(s + i, j - i, &lo, false)) return false;
+    hi = lo;
+    if (j < n && s[j] == '-') {
+      std::size_t k = ++j;
+      while (j < n && s[j] != ',') ++j;
+      if (!parse_uint(s + k, j - k, &hi, false)) return false;
+    }
+    if (lo > hi || hi >= 64) return false;
+    for (std::uint64_t b = lo; b <= hi; ++b) mask |= 1ULL << b;
+    if (j < n && ++j == n) return false;  // a trailing comma
+    i = j;
+  }
+  if (!mask) return false;
+  *out = mask;
+  return true;
+}
+
 bool apply(Config* c, const Option& o, const char* v, std::size_t n) {
   char* field = reinterpret_cast<char*>(c) + o.offset;
   std::uint64_t u;
@@ -140,6 +169,28 @@ bool apply(Config* c, const Option& o, const char* v, std::size_t n) {
       c->mmap_node = node;
       return true;
     }
+    case Type::kNuma: {
+      NumaMode m;
+      std::uint64_t nodes = 0;
+      std::size_t k = 0;
+      while (k < n && v[k] != ':') ++k;
+      bool list = k < n;
+      if (eq(v, k, "local") && !list) {
+        m = NumaMode::kLocal;
+      } else if (eq(v, k, "interleave")) {
+        m = NumaMode::kInterleave;
+      } else if (eq(v, k, "bind") && list) {
+        m = NumaMode::kBind;
+      } else if (eq(v, k, "preferred") && list) {
+        m = NumaMode::kPreferred;
+      } else {
+        return false;
+      }
+      if (list && !parse_node_list(v + k + 1, n - k - 1, &nodes)) return false;
+      c->numa = m;
+      c->numa_nodes = nodes;
+      return true;
+    }
     case Type::kPercpu: {
       PercpuMode m;
       if (eq(v, n, "auto"))
@@ -171,8 +222,10 @@ int Config::parse(const char* text, bool warn) {
   int bad = 0;
   const char* p = text;
   while (p && *p) {
+    // An entry ends at a comma, except one followed by a digit: that one
+    // continues a node list ("numa=bind:0-1,3"); no option name starts with one.
     const char* end = p;
-    while (*end && *end != ',') ++end;
+    while (*end && !(*end == ',' && !(end[1] >= '0' && end[1] <= '9'))) ++end;
     const char* eqp = p;
     while (eqp < end && *eqp != '=') ++eqp;
     std::size_t klen = static_cast<std::size_t>(eqp - p);

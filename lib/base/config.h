@@ -13,6 +13,11 @@ namespace numaslub {
 
 enum class PercpuMode : std::uint8_t { kAuto, kRseq, kThread };
 enum class MmapPolicy : std::uint8_t { kDefault, kLocal, kInterleave, kBind };
+// Where the heap's pages go (numa=): each node's range on its node (local),
+// spread over nodes (interleave), only on some nodes (bind), or one node
+// first (preferred). Node ids are the heap's logical nodes, the same as the
+// kernel's wherever every node has memory.
+enum class NumaMode : std::uint8_t { kLocal, kInterleave, kBind, kPreferred };
 
 struct Config {
   std::uint32_t fake_numa = 0;                    // split CPUs into N fake nodes (0: off)
@@ -26,6 +31,8 @@ struct Config {
   PercpuMode percpu = PercpuMode::kAuto;          // per-CPU cache mode
   MmapPolicy mmap_policy = MmapPolicy::kDefault;  // NUMA policy for the mmap wrapper
   std::uint32_t mmap_node = 0;                    // node of mmap_policy=bind:N
+  NumaMode numa = NumaMode::kLocal;               // placement policy of the heap
+  std::uint64_t numa_nodes = 0;                   // numa= LIST, bit per node (0: every node)
   bool reclaim = true;                            // kswapd threads return memory to the OS
   std::uint32_t decay_ms = 500;                   // free pages unused this long are released
   std::uint32_t idle_drain_ms = 1000;             // per-CPU caches idle this long are drained

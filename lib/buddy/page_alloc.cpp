@@ -15,6 +15,22 @@ int PageAllocator::init(const Config& cfg, const Topology& topo, const OsMem& os
   if (int e = arena_.init(topo, cfg, os)) return e;
   unsigned nodes = arena_.nr_nodes();
   nr_cpus_ = topo.nr_cpus ? topo.nr_cpus : 1;
+  const MemPolicy& pol = arena_.policy();
+  bool moved = false;
+  for (unsigned n = 0; n < topo.nr_nodes; ++n) moved |= pol.home[n] != n;
+  if (moved) {
+    // The machine seen through the policy: every CPU joins its home node.
+    auto* view = static_cast<Topology*>(boot_alloc(sizeof(Topology)));
+    if (!view) return 12;
+    *view = topo;
+    for (unsigned n = 0; n < kMaxNodes; ++n) view->node_cpus[n] = CpuMask{};
+    for (unsigned c = 0; c < view->nr_cpus && c < kMaxCpus; ++c) {
+      std::uint16_t h = pol.home[topo.cpu_to_node[c]];
+      view->cpu_to_node[c] = h;
+      view->node_cpus[h].set(c);
+    }
+    topo_ = view;
+  }
   zones_ = static_cast<Zone*>(boot_alloc(sizeof(Zone) * nodes));
   node_stats_ = static_cast<NodeStats*>(boot_alloc(sizeof(NodeStats) * nodes));
   zonelists_ = static_cast<std::uint16_t*>(boot_alloc(sizeof(std::uint16_t) * nodes * nodes));
@@ -25,7 +41,13 @@ int PageAllocator::init(const Config& cfg, const Topology& topo, const OsMem& os
     z->watermark_scale = cfg.watermark_scale;
     z->init(n, r.base, arena_.pfn_to_page(r.pfn_start), r.pages, grow_zone, this);
     new (&node_stats_[n]) NodeStats();
-    topo.fallback_order(n, zonelists_ + n * nodes);
+    // The zonelist: the allowed nodes by distance from n (n first if allowed).
+    std::uint16_t order[kMaxNodes];
+    unsigned k = topo.fallback_order(n, order), len = 0;
+    for (unsigned i = 0; i < k; ++i)
+      if (pol.allows(order[i])) zonelists_[n * nodes + len++] = order[i];
+    if (len == 0) zonelists_[n * nodes + len++] = static_cast<std::uint16_t>(n);
+    zonelist_len_ = len;  // the same for every node: the allowed set
   }
   if (cfg.pcp && cfg.pcp_high > 0) {
     pcp_ = static_cast<PerCpuPages*>(boot_alloc(sizeof(PerCpuPages) * nr_cpus_ * nodes));
@@ -68,10 +90,13 @@ Page* PageAllocator::alloc_pages(int nid, unsigned order, unsigned gfp) {
   if (want >= arena_.nr_nodes()) return nullptr;
   unsigned nodes = arena_.nr_nodes();
   Page* p = nullptr;
-  for (int attempt = 0; attempt < 2 && !p; ++attempt) {
+  // A node the policy excludes has an empty zonelist of its own.
+  bool this_node = gfp & kGfpThisNode;
+  for (int attempt = 0; attempt < 2 && !p && !(this_node && !arena_.policy().allows(want));
+       ++attempt) {
     if (attempt == 1 && drain_all_pcp() == 0) break;
     const std::uint16_t* zl = zonelists_ + want * nodes;
-    unsigned tries = (gfp & kGfpThisNode) ? 1 : nodes;
+    unsigned tries = this_node ? 1 : zonelist_len_;
     for (unsigned i = 0; i < tries && !p; ++i) {
       p = alloc_from(zl[i], cpu, order, gfp);
       if (p) ++(zl[i] == want ? node_stats_[want].alloc_local : node_stats_[want].alloc_fallback);
@@ -88,11 +113,39 @@ Page* PageAllocator::alloc_pages(int nid, unsigned order, unsigned gfp) {
   return p;
 }
 
+unsigned PageAllocator::policy_node(int nid, bool skip_full) {
+  unsigned nodes = arena_.nr_nodes();
+  unsigned want = nid < 0 ? static_cast<unsigned>(local_node()) : static_cast<unsigned>(nid);
+  if (want >= nodes) want = 0;
+  const std::uint16_t* zl = zonelists_ + want * nodes;
+  for (unsigned i = 0; skip_full && i < zonelist_len_; ++i) {
+    const NodeRange& r = arena_.node(zl[i]);
+    if (r.online_pages.load(std::memory_order_acquire) + arena_.section_pages() <= r.pages)
+      return zl[i];  // can still grow
+    LockGuard<Mutex> g(zones_[zl[i]].lock);
+    if (zones_[zl[i]].free_pages) return zl[i];
+  }
+  return zl[0];
+}
+
+int PageAllocator::bind_mapping(void* addr, std::size_t len, int nid) {
+  unsigned nodes = arena_.nr_nodes();
+  unsigned want = nid < 0 ? static_cast<unsigned>(local_node()) : static_cast<unsigned>(nid);
+  if (want >= nodes) want = 0;
+  const std::uint16_t* zl = zonelists_ + want * nodes;
+  int e = 0;
+  for (unsigned i = 0; i < zonelist_len_; ++i)
+    if ((e = arena_.apply_policy(addr, len, zl[i])) == 0) return 0;
+  return e;
+}
+
 void PageAllocator::free_pages(Page* page, unsigned order) {
   unsigned nid = page_to_nid(page);
+  int cpu = current_cpu();
+  if (static_cast<unsigned>(cpu) >= nr_cpus_) cpu = 0;
+  if (static_cast<unsigned>(topo_->node_of_cpu(cpu)) != nid)
+    node_stats_[nid].remote_free.fetch_add(1, std::memory_order_relaxed);
   if (pcp_ && order < kPcpOrders) {
-    int cpu = current_cpu();
-    if (static_cast<unsigned>(cpu) >= nr_cpus_) cpu = 0;
     pcp(static_cast<unsigned>(cpu), nid)->free(zones_[nid], page, order);
     return;
   }

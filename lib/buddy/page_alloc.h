@@ -6,8 +6,16 @@
 // into the zone, then the other nodes by distance (unless kGfpThisNode), and
 // finally drains every CPU's lists and tries once more (the kernel's
 // drain_all_pages on the way to direct reclaim). Only then does it fail.
+//
+// The memory policy (Arena::policy(), numa= or the process's own) shapes
+// both ends: the zonelists hold only the nodes it allows (bind), so a node
+// outside them is served by the nearest allowed one, and topo() is the
+// machine seen through the policy: each CPU belongs to its home node (under
+// bind and preferred the nearest listed node), which is where kNumaNoNode
+// allocations, and the slab layer's per-CPU caches, take their memory.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -30,6 +38,8 @@ struct NodeStats {
   std::uint64_t alloc_local = 0;     // served by the requested node
   std::uint64_t alloc_fallback = 0;  // served by another node (the kernel's numa_miss)
   std::uint64_t alloc_fail = 0;      // no node could serve
+  // Blocks of this node freed by a CPU whose home is another node.
+  std::atomic<std::uint64_t> remote_free{0};
 };
 
 class PageAllocator {
@@ -42,6 +52,17 @@ class PageAllocator {
   // tells whether the block reads as zero (always, with kGfpZero).
   Page* alloc_pages(int nid, unsigned order, unsigned gfp = 0);
   void free_pages(Page* page, unsigned order);
+
+  // The node an allocation for nid (kNumaNoNode: the calling CPU's) is
+  // served from first: nid itself where the policy allows it, else the
+  // nearest allowed node; and past it, while `skip_full`, nodes whose
+  // reservation is used up with nothing free (a hint: not locked against
+  // concurrent frees).
+  unsigned policy_node(int nid, bool skip_full = false);
+  // Gives a direct mapping [addr, addr+len) the policy of node nid's memory
+  // (kNumaNoNode: the calling CPU's home), trying the allowed nodes by
+  // distance when a strict binding is refused. Returns 0 or that errno.
+  int bind_mapping(void* addr, std::size_t len, int nid);
 
   void* alloc_block(int nid, unsigned order, unsigned gfp = 0) {
     Page* p = alloc_pages(nid, order, gfp);
@@ -89,7 +110,8 @@ class PageAllocator {
   Zone* zones_ = nullptr;
   PerCpuPages* pcp_ = nullptr;  // [cpu][node]
   NodeStats* node_stats_ = nullptr;
-  std::uint16_t* zonelists_ = nullptr;  // [node][nr_nodes]
+  std::uint16_t* zonelists_ = nullptr;  // [node][nr_nodes], first zonelist_len_ used
+  unsigned zonelist_len_ = 0;           // nodes the policy allows
   unsigned nr_cpus_ = 0;
 };
 

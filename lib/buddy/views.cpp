@@ -48,6 +48,9 @@ std::size_t PageAllocator::zoneinfo(char* buf, std::size_t cap) {
     w.printf("      numa_miss      %lu\n",
              static_cast<unsigned long>(node_stats_[n].alloc_fallback));
     w.printf("      numa_fail      %lu\n", static_cast<unsigned long>(node_stats_[n].alloc_fail));
+    w.printf("      numa_remote_free %lu\n",
+             static_cast<unsigned long>(
+                 node_stats_[n].remote_free.load(std::memory_order_relaxed)));
     w.printf("  pages free     %zu\n", free);
     w.printf("        min      %zu\n", wmin);
     w.printf("        low      %zu\n", wlow);
@@ -81,6 +84,9 @@ std::size_t PageAllocator::zoneinfo(char* buf, std::size_t cap) {
       w.printf("              hits:  %lu\n", static_cast<unsigned long>(p->hits));
     }
     w.printf("  node_phys:           %u\n", r.phys_node);
+    char pol[96];
+    arena_.policy().describe(pol, sizeof pol);
+    w.printf("  mempolicy:           %s%s\n", pol, arena_.policy().allows(n) ? "" : " (excluded)");
     w.printf("  start_pfn:           %zu\n", static_cast<std::size_t>(r.base >> kPageShift));
   }
   return w.size();

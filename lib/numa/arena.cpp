@@ -55,7 +55,7 @@ std::size_t arena_node_size(const Config& cfg, unsigned nr_nodes) {
 int Arena::init(const Topology& topo, const Config& cfg, const OsMem& os) {
   os_ = &os;
   nr_nodes_ = topo.nr_nodes ? topo.nr_nodes : 1;
-  bind_ = cfg.mbind;
+  policy_.resolve(topo, cfg);
   std::size_t section = section_bytes(cfg);
   std::size_t per_node = arena_node_size(cfg, nr_nodes_);
   if (per_node == 0) return kENOMEM;
@@ -105,14 +105,41 @@ int Arena::online_section(unsigned nid, std::size_t* first_pfn, std::size_t* npa
     n.last_error = e;
     return e;
   }
-  // Binding is best effort: a kernel without NUMA support answers ENOSYS,
-  // a seccomp sandbox EPERM; the memory is usable either way.
-  if (bind_) os_->bind(pfn_to_virt(pfn), section_pages_ << kPageShift, n.phys_node);
+  e = apply_policy(pfn_to_virt(pfn), section_pages_ << kPageShift, nid);
+  if (e) {
+    os_->decommit(pfn_to_virt(pfn), section_pages_ << kPageShift);
+    os_->decommit(desc, desc_bytes);
+    ++n.online_failures;
+    n.last_error = e;
+    return e;
+  }
   ++n.sections_online;
   n.online_pages.store(off + section_pages_, std::memory_order_release);
   *first_pfn = pfn;
   *npages = section_pages_;
   return 0;
+}
+
+int Arena::apply_policy(void* addr, std::size_t len, unsigned nid) const {
+  if (!policy_.os_policy || nid >= nr_nodes_) return 0;
+  constexpr int kMpolBind = 2, kMpolInterleave = 3;
+  constexpr unsigned kBits = MemPolicy::kMaskBits, kWord = MemPolicy::kWordBits;
+  const unsigned phys = nodes_[nid].phys_node;
+  int e;
+  if (policy_.mode == NumaMode::kInterleave && os_->set_policy) {
+    e = os_->set_policy(addr, len, kMpolInterleave, policy_.interleave_mask, kBits);
+  } else if (policy_.mode == NumaMode::kBind && os_->set_policy && phys < kBits) {
+    unsigned long mask[kBits / kWord] = {};
+    mask[phys / kWord] = 1UL << (phys % kWord);
+    e = os_->set_policy(addr, len, kMpolBind, mask, kBits);
+  } else {
+    e = os_->bind(addr, len, phys);  // MPOL_PREFERRED
+  }
+  // Only a refused strict binding is an error; ENOSYS / EPERM mean the
+  // kernel cannot place memory at all, and the memory is usable anyway.
+  constexpr int kENOSYS = 38, kEPERM = 1;
+  if (policy_.mode != NumaMode::kBind || e == kENOSYS || e == kEPERM) return 0;
+  return e;
 }
 
 }  // namespace numaslub

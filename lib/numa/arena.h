@@ -17,6 +17,12 @@
 //   it, so a buddy block never straddles an online boundary.
 // - Reservations are PROT_NONE and MAP_NORESERVE: they cost no commit charge
 //   (strict overcommit works) and shrink to fit RLIMIT_AS.
+// - A section is told the memory policy (policy()) before it is published:
+//   preferred on its node (local, preferred), interleaved (interleave) or
+//   bound to its node (bind), nothing when the process has a policy of its
+//   own or mbind=0. Under bind a section the kernel refuses to bind is not
+//   onlined (its pages could land anywhere): onlining fails and the page
+//   allocator falls back to the next allowed node.
 #pragma once
 
 #include <atomic>
@@ -45,13 +51,22 @@ struct NodeRange {
 
 class Arena {
  public:
-  // Reserves heap and descriptors for every node of topo. Returns 0 or an errno.
+  // Reserves heap and descriptors for every node of topo and resolves the
+  // memory policy (cfg's numa=, or the process's own). Returns 0 or an errno.
   int init(const Topology& topo, const Config& cfg, const OsMem& os);
 
   // Onlines the next section of node nid. On success returns 0 and the
   // section's heap-relative first pfn and page count; ENOSPC when the node's
-  // reservation is used up; otherwise the OS's errno (commit refused).
+  // reservation is used up; otherwise the OS's errno (commit refused, or
+  // under bind the binding refused).
   int online_section(unsigned nid, std::size_t* first_pfn, std::size_t* npages);
+
+  // Tells the OS the policy for [addr, addr+len) holding node nid's memory
+  // (a section, or a direct mapping of the layers above). Returns 0, or
+  // the errno of a binding the kernel refused under bind; elsewhere binding
+  // is best effort (a kernel without NUMA answers ENOSYS, a sandbox EPERM).
+  int apply_policy(void* addr, std::size_t len, unsigned nid) const;
+  const MemPolicy& policy() const { return policy_; }
 
   bool contains(const void* p) const { return reinterpret_cast<std::uintptr_t>(p) - base_ < size_; }
   // True when p lies in an onlined section (its descriptor may be read).
@@ -91,7 +106,7 @@ class Arena {
   unsigned node_shift_ = 0;  // log2(pages per node)
   std::size_t section_pages_ = 0;
   const OsMem* os_ = nullptr;
-  bool bind_ = false;
+  MemPolicy policy_;
   NodeRange* nodes_ = nullptr;
 };
 

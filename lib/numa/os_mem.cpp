@@ -42,12 +42,20 @@ int linux_bind(void* addr, std::size_t len, unsigned node) {
   return r < 0 ? static_cast<int>(-r) : 0;
 }
 
+int linux_set_policy(void* addr, std::size_t len, int mode, const unsigned long* mask,
+                     unsigned long maxnode) {
+  // mbind reads maxnode - 1 bits (a historical off-by-one), hence the + 1.
+  long r = sys::mbind(addr, len, mode, mask, maxnode + 1, 0);
+  return r < 0 ? static_cast<int>(-r) : 0;
+}
+
 int linux_release(void* addr, std::size_t len) {
   long r = sys::madvise(addr, len, MADV_DONTNEED);
   return r < 0 ? static_cast<int>(-r) : 0;
 }
 
-constexpr OsMem kLinux = {linux_reserve, linux_commit, linux_decommit, linux_bind, linux_release};
+constexpr OsMem kLinux = {linux_reserve, linux_commit,  linux_decommit,
+                          linux_bind,    linux_release, linux_set_policy};
 
 }  // namespace
 

@@ -22,6 +22,11 @@ struct OsMem {
   int (*bind)(void* addr, std::size_t len, unsigned node);
   // Drop the contents of committed pages; they read as zero afterwards.
   int (*release)(void* addr, std::size_t len);
+  // Give [addr, addr+len) the memory policy `mode` (MPOL_BIND, MPOL_INTERLEAVE,
+  // ...) over the physical nodes set in mask (maxnode bits). Optional: where
+  // null, the arena asks `bind` for a preferred node instead.
+  int (*set_policy)(void* addr, std::size_t len, int mode, const unsigned long* mask,
+                    unsigned long maxnode) = nullptr;
 };
 
 // System calls: mmap(PROT_NONE, MAP_NORESERVE), mprotect, mbind, madvise.

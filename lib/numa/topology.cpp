@@ -6,6 +6,8 @@
 #include "lib/base/config.h"
 #include "lib/base/format.h"
 #include "lib/base/lock.h"
+#include "lib/base/log.h"
+#include "lib/base/syscall.h"
 
 namespace numaslub {
 
@@ -133,6 +135,138 @@ unsigned Topology::fallback_order(unsigned nid, std::uint16_t* out) const {
     out[k++] = static_cast<std::uint16_t>(best);
   }
   return k;
+}
+
+namespace {
+
+// The kernel's MPOL_* modes and the flags get_mempolicy may or into them.
+constexpr int kMpolDefault = 0, kMpolPreferred = 1, kMpolBind = 2, kMpolInterleave = 3,
+              kMpolPreferredMany = 5, kMpolWeightedInterleave = 6;
+constexpr int kMpolModeFlags = 0x7 << 13;  // MPOL_F_NUMA_BALANCING | RELATIVE | STATIC_NODES
+
+std::uint64_t all_nodes(const Topology& t) {
+  if (t.nr_nodes == 0) return 1;  // the arena's single node
+  return t.nr_nodes >= 64 ? ~0ULL : (1ULL << t.nr_nodes) - 1;
+}
+
+// The logical nodes whose physical node is set in a kernel node mask.
+std::uint64_t logical_nodes(const Topology& t, const unsigned long* mask) {
+  std::uint64_t m = 0;
+  for (unsigned n = 0; n < t.nr_nodes; ++n) {
+    unsigned p = t.phys_node[n];
+    if (p < MemPolicy::kMaskBits && (mask[p / MemPolicy::kWordBits] >> (p % MemPolicy::kWordBits) & 1))
+      m |= 1ULL << n;
+  }
+  return m;
+}
+
+const char* mode_name(NumaMode m) {
+  switch (m) {
+    case NumaMode::kInterleave:
+      return "interleave";
+    case NumaMode::kBind:
+      return "bind";
+    case NumaMode::kPreferred:
+      return "preferred";
+    default:
+      return "local";
+  }
+}
+
+}  // namespace
+
+void MemPolicy::resolve(const Topology& topo, const Config& cfg) {
+  *this = MemPolicy{};
+  const std::uint64_t all = all_nodes(topo);
+  mode = cfg.numa;
+  nodes = cfg.numa_nodes;
+  // The process's own policy (set by numactl before exec, inherited) wins.
+  int pm = kMpolDefault;
+  unsigned long pmask[kMaskBits / kWordBits] = {};
+  if (sys::get_mempolicy(&pm, pmask, kMaskBits, nullptr, 0) != 0) pm = kMpolDefault;
+  pm &= ~kMpolModeFlags;
+  process_mode = pm;
+  if (pm != kMpolDefault) {
+    std::uint64_t lm = logical_nodes(topo, pmask);
+    switch (pm) {
+      case kMpolBind:
+        mode = NumaMode::kBind;
+        break;
+      case kMpolInterleave:
+      case kMpolWeightedInterleave:
+        mode = NumaMode::kInterleave;
+        break;
+      case kMpolPreferred:
+      case kMpolPreferredMany:  // an empty mask is "local allocation"
+        mode = lm ? NumaMode::kPreferred : NumaMode::kLocal;
+        break;
+      default:  // MPOL_LOCAL, and modes newer than this code
+        mode = NumaMode::kLocal;
+        lm = 0;
+    }
+    nodes = lm;
+  }
+  os_policy = cfg.mbind && pm == kMpolDefault;
+  if (mode == NumaMode::kLocal) nodes = 0;
+  if (nodes & ~all) {
+    if (mode == NumaMode::kInterleave || !(nodes & all) || cfg.verbose)
+      log_msg("numa=%s: only nodes 0-%u exist; ignoring the others", mode_name(mode),
+              topo.nr_nodes - 1);
+    nodes &= all;
+  }
+  if (mode != NumaMode::kLocal && nodes == 0) {
+    if (mode == NumaMode::kInterleave) {
+      nodes = all;
+    } else {
+      log_msg("numa=%s names no node of this machine: using local", mode_name(mode));
+      mode = NumaMode::kLocal;
+    }
+  }
+  allowed = mode == NumaMode::kBind ? nodes : all;
+  // A CPU's home: its node, or under bind/preferred the nearest listed node.
+  for (unsigned n = 0; n < topo.nr_nodes; ++n) {
+    home[n] = static_cast<std::uint16_t>(n);
+    if (mode != NumaMode::kBind && mode != NumaMode::kPreferred) continue;
+    std::uint16_t order[kMaxNodes];
+    unsigned k = topo.fallback_order(n, order);
+    for (unsigned i = 0; i < k; ++i)
+      if (nodes >> order[i] & 1) {
+        home[n] = order[i];
+        break;
+      }
+  }
+  if (mode == NumaMode::kInterleave)
+    for (unsigned n = 0; n < topo.nr_nodes; ++n)
+      if (nodes >> n & 1) {
+        unsigned p = topo.phys_node[n];
+        if (p < kMaskBits) interleave_mask[p / kWordBits] |= 1UL << (p % kWordBits);
+      }
+  if (cfg.verbose) {
+    char buf[128];
+    describe(buf, sizeof buf);
+    log_msg("numa policy: %s", buf);
+  }
+}
+
+std::size_t MemPolicy::describe(char* buf, std::size_t cap) const {
+  BufWriter w(buf, cap);
+  w.put(mode_name(mode));
+  char sep = ':';
+  for (unsigned n = 0; mode != NumaMode::kLocal && n < kMaxNodes; ++n) {
+    if (!(nodes >> n & 1) || (n > 0 && nodes >> (n - 1) & 1)) continue;
+    unsigned e = n;
+    while (e + 1 < kMaxNodes && nodes >> (e + 1) & 1) ++e;
+    if (e == n)
+      w.printf("%c%u", sep, n);
+    else
+      w.printf("%c%u-%u", sep, n, e);
+    sep = ',';
+  }
+  if (process_mode != kMpolDefault)
+    w.printf(" (process policy %d)", process_mode);
+  else if (!os_policy)
+    w.put(" (mbind off)");
+  return w.size();
 }
 
 namespace {

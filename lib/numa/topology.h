@@ -8,8 +8,10 @@
 // node that has memory.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
+#include "lib/base/config.h"
 #include "lib/base/sysfs.h"
 
 namespace numaslub {
@@ -38,6 +40,38 @@ struct Topology {
   int node_of_cpu(int cpu) const {
     return cpu >= 0 && static_cast<unsigned>(cpu) < nr_cpus ? cpu_to_node[cpu] : 0;
   }
+};
+
+// The heap's memory policy, the kernel's mempolicy applied to the whole
+// heap: which nodes may hold its pages, which node each node's CPUs
+// allocate from first (their "home"), and what the OS is told about each
+// section. Resolved once from numa= or, when the process was started under
+// a policy of its own (numactl --membind/--interleave/--preferred), from
+// that policy, which then wins and is never overridden with mbind.
+//
+// Invariants: allowed != 0 and only names existing nodes; home[n] is an
+// allowed node for every node n; interleave_mask names physical nodes.
+struct MemPolicy {
+  static constexpr unsigned kMaskBits = 1024;  // physical node ids mbind may see
+  static constexpr unsigned kWordBits = 8 * sizeof(unsigned long);
+
+  NumaMode mode = NumaMode::kLocal;
+  std::uint64_t allowed = ~0ULL;  // logical nodes the page allocator may use
+  std::uint16_t home[kMaxNodes] = {};
+  unsigned long interleave_mask[kMaskBits / kWordBits] = {};  // kInterleave's physical nodes
+  std::uint64_t nodes = 0;  // the LIST (logical), 0 for local
+  bool os_policy = true;    // mbind sections (mbind=1 and no process policy)
+  int process_mode = 0;     // the process's own MPOL_* at start-up (0: MPOL_DEFAULT)
+
+  bool allows(unsigned nid) const { return nid < kMaxNodes && (allowed >> nid & 1); }
+
+  // Resolves cfg (or the process's policy, read with get_mempolicy) for
+  // topo's nodes. An impossible request (nodes that do not exist) is logged
+  // and falls back to local. Never allocates.
+  void resolve(const Topology& topo, const Config& cfg);
+
+  // "bind:1 (process policy)", for views and logs. Returns the length.
+  std::size_t describe(char* buf, std::size_t cap) const;
 };
 
 class Mutex;

@@ -7,9 +7,8 @@
 #include "lib/base/bitops.h"
 #include "lib/base/lock.h"
 #include "lib/base/syscall.h"
-#include "lib/numa/os_mem.h"
+#include "lib/buddy/page_alloc.h"
 #include "lib/numa/page.h"
-#include "lib/numa/topology.h"
 
 namespace numaslub {
 namespace {
@@ -90,8 +89,13 @@ void* huge_alloc(std::size_t size, std::size_t align, int nid) {
   if (p > start) sys::munmap(m, p - start);
   if (start + len + extra > p + len)
     sys::munmap(reinterpret_cast<void*>(p + len), start + len + extra - (p + len));
-  if (nid >= 0 && static_cast<unsigned>(nid) < topology().nr_nodes)
-    os_mem_linux().bind(reinterpret_cast<void*>(p), len, topology().phys_node[nid]);
+  // The heap's memory policy covers direct mappings too (the CPU's home
+  // node when nid < 0); a strict binding no allowed node accepts fails.
+  PageAllocator* pa = page_allocator_if_ready();
+  if (pa && pa->bind_mapping(reinterpret_cast<void*>(p), len, nid) != 0) {
+    sys::munmap(reinterpret_cast<void*>(p), len);
+    return nullptr;
+  }
   LockGuard<Mutex> g(g_lock);
   if (!insert(p, len)) {
     sys::munmap(reinterpret_cast<void*>(p), len);

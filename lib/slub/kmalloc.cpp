@@ -79,11 +79,13 @@ void set_foreign_free(ForeignFreeFn fn) {
 }
 
 void* kmalloc_slow(std::size_t size) {
-  run_deferred_work();
   for (int attempt = 0; attempt < 2; ++attempt) {
     void* p = size <= kMaxSmallSize ? small_alloc_slow(size_to_class(size))
                                     : alloc_any(size, kPageSize, kNumaNoNode, false);
-    if (p) return p;
+    if (p) {
+      run_deferred_work();
+      return p;
+    }
     // Direct reclaim: give every cached object and page back, then retry once.
     if (attempt > 0) break;
     g_state.direct_reclaims.fetch_add(1, std::memory_order_relaxed);
@@ -100,10 +102,7 @@ struct ErrnoGuard {
   ~ErrnoGuard() { errno = saved; }
 };
 
-void kfree_slow(void* p) {
-  if (!p) return;
-  ErrnoGuard keep_errno;
-  run_deferred_work();
+static void kfree_slow_inner(void* p) {
   if (g_state.pa && g_state.pa->arena().contains(p)) {
     NS_CHECK(g_state.pa->owns(p), "free of invalid pointer %p (not in an online section)", p);
     Page* page = g_state.pa->virt_to_page(p);
@@ -114,6 +113,15 @@ void kfree_slow(void* p) {
   if (huge_free(p)) return;
   if (g_foreign_free) return g_foreign_free(p);
   fatal("free of pointer %p that numaslub did not allocate", p);
+}
+
+void kfree_slow(void* p) {
+  if (!p) return;
+  ErrnoGuard keep_errno;
+  kfree_slow_inner(p);
+  // After the free, with no lock held: the free may have asked for work
+  // (starting kswapd) that must not wait for another allocation.
+  run_deferred_work();
 }
 
 void kfree_sized(void* p, std::size_t size) {
@@ -189,9 +197,19 @@ void* kmalloc_node(std::size_t size, int nid) {
   if (nid < 0 || nid == local) {
     p = kmalloc(size);
   } else if (size <= kMaxSmallSize) {
-    // Another node's object cannot come from this CPU's sheaves.
-    KmemCache& c = g_state.caches[size_to_class(size)];
-    p = c.fill(static_cast<unsigned>(nid), &p, 1) ? p : nullptr;
+    // Another node's object cannot come from this CPU's sheaves. It comes
+    // from the node the policy serves nid from (the nearest allowed one
+    // under bind), past nodes that are full: filling from a full node would
+    // fall back with a new slab for every object. Served elsewhere counts
+    // as a miss of nid, as the page allocator counts its fallbacks.
+    unsigned from = g_state.pa->policy_node(nid, true);
+    if (static_cast<int>(from) == local) {
+      p = kmalloc(size);
+    } else {
+      KmemCache& c = g_state.caches[size_to_class(size)];
+      p = c.fill(from, &p, 1) ? p : nullptr;
+    }
+    if (p && static_cast<int>(from) != nid) ++g_state.pa->node_stats(nid).alloc_fallback;
   } else {
     p = alloc_any(size, kPageSize, nid, false);
   }

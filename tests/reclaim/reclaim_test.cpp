@@ -1,0 +1,228 @@
+// lib/reclaim on the process heap: pages really leave after frees and idle
+// time, released memory reads as zero where calloc relies on it, the
+// watermarks and fake pressure drive releases, and a forked child restarts
+// its reclaim thread. Runs with NUMASLUB_CONF set by CTest (short decay).
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "lib/base/config.h"
+#include "lib/buddy/page_alloc.h"
+#include "lib/reclaim/reclaim.h"
+#include "lib/slub/kmalloc.h"
+
+using namespace numaslub;
+
+namespace {
+
+// Resident pages of [p, p+len) according to mincore.
+std::size_t resident_pages(void* p, std::size_t len) {
+  std::vector<unsigned char> vec((len + 4095) / 4096);
+  if (mincore(p, len, vec.data()) != 0) return ~std::size_t{0};
+  std::size_t n = 0;
+  for (unsigned char v : vec) n += v & 1;
+  return n;
+}
+
+template <typename Pred>
+bool wait_for(Pred pred, int ms) {
+  for (int waited = 0; waited < ms; waited += 10) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+// Frees go through the allocator; a slow path runs the deferred start.
+void free_all(std::vector<void*>& v) {
+  for (void* p : v) kfree(p);
+  v.clear();
+}
+
+class Reclaim : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(slub_init());
+    reclaim_init();
+    saved_ = config();
+  }
+  void TearDown() override {
+    config_set_for_test(saved_);
+    reclaim_set_pressure_source(nullptr);
+  }
+  Config saved_;
+};
+
+TEST_F(Reclaim, FreedPagesLeaveAfterDecay) {
+  ASSERT_LE(config().decay_ms, 200u) << "run with NUMASLUB_CONF=decay_ms=100";
+  std::vector<void*> v;
+  for (int i = 0; i < 64; ++i) {
+    void* p = kmalloc(2 << 20);  // large blocks: released block by block
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0x5a, 2 << 20);
+    v.push_back(p);
+  }
+  std::vector<void*> probe(v.begin(), v.end());
+  for (void* p : probe) ASSERT_EQ(resident_pages(p, 2 << 20), 512u);
+  free_all(v);
+  kfree(kmalloc(40));  // a slow path: runs the deferred thread start if needed
+  ASSERT_TRUE(wait_for([] { return kswapd_running(0); }, 2000)) << "kswapd never started";
+  bool left = wait_for(
+      [&] {
+        std::size_t n = 0;
+        for (void* p : probe) n += resident_pages(p, 2 << 20);
+        return n < 64 * 512 / 20;  // under 5% still resident
+      },
+      3000);
+  EXPECT_TRUE(left);
+  static char buf[4096];
+  reclaim_vmstat(buf, sizeof buf);
+  EXPECT_NE(std::strstr(buf, "kswapd_passes"), nullptr);
+}
+
+TEST_F(Reclaim, ReleasedMemoryReadsAsZeroForCalloc) {
+  auto* p = static_cast<unsigned char*>(kmalloc(1 << 20));
+  std::memset(p, 0xff, 1 << 20);
+  kfree(p);
+  // Released: the same pages come back zeroed, with no memset needed.
+  PageAllocator* pa = page_allocator();
+  ASSERT_TRUE(wait_for([&] { return resident_pages(p, 1 << 20) == 0; }, 3000));
+  auto* z = static_cast<unsigned char*>(kcalloc(1, 1 << 20));
+  for (std::size_t i = 0; i < (1 << 20); i += 64) ASSERT_EQ(z[i], 0);
+  kfree(z);
+  // Not released yet (no time to decay): calloc must clear it itself.
+  Config c = config();
+  c.decay_ms = 60000;
+  config_set_for_test(c);
+  auto* d = static_cast<unsigned char*>(kmalloc(1 << 20));
+  std::memset(d, 0xff, 1 << 20);
+  kfree(d);
+  auto* z2 = static_cast<unsigned char*>(kcalloc(1, 1 << 20));
+  for (std::size_t i = 0; i < (1 << 20); i += 64) ASSERT_EQ(z2[i], 0);
+  kfree(z2);
+  (void)pa;
+}
+
+bool g_fake_pressure = false;
+bool fake_pressure() {
+  return g_fake_pressure;
+}
+
+TEST_F(Reclaim, PressureReleasesEverythingCached) {
+  Config c = config();
+  c.decay_ms = 600000;  // decay alone would keep everything
+  config_set_for_test(c);
+  reclaim_set_pressure_source(fake_pressure);
+  std::vector<void*> v;
+  for (int i = 0; i < 32; ++i) {
+    v.push_back(kmalloc(1 << 20));
+    std::memset(v.back(), 1, 1 << 20);
+  }
+  Zone& z = page_allocator()->zone(0);
+  {
+    // And so would the watermarks (set after the allocations: onlining a
+    // section recomputes them).
+    LockGuard<Mutex> g(z.lock);
+    z.wmark_min = z.wmark_low = z.wmark_high = std::size_t{1} << 40;
+  }
+  std::vector<void*> probe(v);
+  free_all(v);
+  g_fake_pressure = false;
+  reclaim_pass(0);
+  std::size_t before = 0;
+  for (void* p : probe) before += resident_pages(p, 1 << 20);
+  EXPECT_GT(before, 32u * 256 / 2) << "released without pressure or decay";
+  g_fake_pressure = true;
+  reclaim_pass(0);
+  std::size_t after = 0;
+  for (void* p : probe) after += resident_pages(p, 1 << 20);
+  EXPECT_EQ(after, 0u);
+}
+
+TEST_F(Reclaim, HighWatermarkReleasesWithoutWaitingForDecay) {
+  Config c = config();
+  c.decay_ms = 600000;
+  config_set_for_test(c);
+  Zone& z = page_allocator()->zone(0);
+  std::size_t high;
+  {
+    LockGuard<Mutex> g(z.lock);
+    high = z.wmark_high;
+  }
+  std::size_t blocks = (high * 4096) / (4 << 20) + 8;  // well past the high mark
+  std::vector<void*> v;
+  for (std::size_t i = 0; i < blocks; ++i) {
+    v.push_back(kmalloc(4 << 20));
+    ASSERT_NE(v.back(), nullptr);
+    std::memset(v.back(), 1, 4 << 20);
+  }
+  free_all(v);
+  kfree(kmalloc(40));
+  bool balanced = wait_for(
+      [&] {
+        LockGuard<Mutex> g(z.lock);
+        return z.dirty_pages() <= z.wmark_high;
+      },
+      3000);
+  EXPECT_TRUE(balanced);
+}
+
+TEST_F(Reclaim, ForkedChildRestartsItsReclaimThread) {
+  std::vector<void*> v;
+  for (int i = 0; i < 16; ++i) v.push_back(kmalloc(1 << 20));
+  free_all(v);
+  kfree(kmalloc(40));
+  ASSERT_TRUE(wait_for([] { return kswapd_running(0); }, 2000));
+  pid_t pid = fork();
+  if (pid == 0) {
+    reclaim_fork_child();  // what the shim's atfork child handler does
+    if (kswapd_running(0)) _exit(10);
+    std::vector<void*> c;
+    for (int i = 0; i < 32; ++i) {
+      c.push_back(kmalloc(1 << 20));
+      std::memset(c.back(), 2, 1 << 20);
+    }
+    std::vector<void*> probe(c);
+    for (void* p : c) kfree(p);
+    kfree(kmalloc(40));
+    for (int i = 0; i < 300 && !kswapd_running(0); ++i) {
+      kfree(kmalloc(40));
+      usleep(10000);
+    }
+    if (!kswapd_running(0)) _exit(11);
+    for (int i = 0; i < 300; ++i) {
+      std::size_t n = 0;
+      for (void* p : probe) n += resident_pages(p, 1 << 20);
+      if (n == 0) _exit(0);
+      usleep(10000);
+    }
+    _exit(12);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0) << "10: thread survived fork, 11: not restarted, 12: no release";
+}
+
+TEST(ReclaimPressure, ParsesPsiAndCgroupFiles) {
+  double v = -1;
+  EXPECT_TRUE(parse_psi_some_avg10(
+      "some avg10=12.50 avg60=3.00 avg300=0.10 total=123\nfull avg10=1.00 avg60=0 avg300=0 "
+      "total=1\n",
+      &v));
+  EXPECT_DOUBLE_EQ(v, 12.5);
+  EXPECT_FALSE(parse_psi_some_avg10("full avg10=1.00", &v));
+  char path[64];
+  EXPECT_TRUE(parse_cgroup_v2_path("0::/user.slice/app.scope\n", path, sizeof path));
+  EXPECT_STREQ(path, "/user.slice/app.scope");
+  EXPECT_FALSE(parse_cgroup_v2_path("4:memory:/foo\n", path, sizeof path));
+}
+
+}  // namespace
