@@ -126,6 +126,16 @@ void Zone::free_locked(Page* page, unsigned order, bool clean) {
            "free of bad page block %p (order %u)", address(page), order);
   NS_CHECK(!(page->flags & (PG_buddy | PG_pcp)), "double free of page block %p (order %u)",
            address(page), order);
+  // A block freed twice after merging with its buddy no longer has PG_buddy
+  // on its own head: look for a free block that contains it instead (at most
+  // one aligned candidate per larger order).
+  for (unsigned o = order + 1; o <= kMaxOrder; ++o) {
+    std::size_t head = pfn & ~((std::size_t{1} << o) - 1);
+    const Page* h = map_ + head;
+    NS_CHECK(!((h->flags & PG_buddy) && head + (std::size_t{1} << h->order) > pfn),
+             "double free of page block %p (order %u) inside free block %p", address(page), order,
+             address(h));
+  }
   ++stats.free[order];
   merge_and_add(pfn, order, clean ? PG_clean : 0u, clean ? 0 : now_coarse_ns());
   if (NS_UNLIKELY(wake_fn != nullptr) && !clean && !wake_pending &&

@@ -35,7 +35,7 @@ struct SlubFast {
   const std::uint16_t* cpu_node;  // node of each CPU (multi-node only)
 };
 extern SlubFast g_slub;
-extern thread_local CpuSlots* t_slots NS_TLS_IE;
+extern constinit thread_local CpuSlots* t_slots NS_TLS_IE;
 
 // Slow paths (slub.cpp, large.cpp).
 NS_NOINLINE void* kmalloc_slow(std::size_t size);
@@ -55,8 +55,12 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
     } else
 #endif
         if (CpuSlots* t = t_slots) {
-      Sheaf* s = reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + off)->main;
-      if (NS_LIKELY(s && s->size)) return s->objects[--s->size];
+      void*** top = &reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + off)->main;
+      void* obj = (*top)[-1];
+      if (NS_LIKELY(!(reinterpret_cast<std::uintptr_t>(obj) & kSheafSentinel))) {
+        --*top;
+        return obj;
+      }
     }
   }
   return kmalloc_slow(size);
@@ -79,11 +83,11 @@ NS_ALWAYS_INLINE void kfree(void* p) {
       } else
 #endif
           if (CpuSlots* t = t_slots) {
-        Sheaf* s = reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + soff)->main;
-        if (NS_LIKELY(s && s->size < s->capacity &&
-                      s->objects[static_cast<std::ptrdiff_t>(s->size) - 1] != p &&
+        void*** top = &reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + soff)->main;
+        if (NS_LIKELY((reinterpret_cast<std::uintptr_t>(*top) & (kSheafBytes - 1)) != 0 &&
+                      (*top)[-1] != p &&
                       (!g_slub.multi_node || t->node == (off >> g_slub.node_shift)))) {
-          s->objects[s->size++] = p;
+          *(*top)++ = p;
           return;
         }
       }

@@ -44,87 +44,82 @@
 
 namespace numaslub {
 
-// Pops the last object of this CPU's main sheaf at slot offset `off`.
-// Returns nullptr when the sheaf is empty or not set up.
+// Pops the last object of this CPU's main sheaf at slot offset `off` (see
+// sheaf.h for the stack-top encoding). Returns nullptr when it is empty.
 NS_ALWAYS_INLINE void* rseq_pop(RseqAbi* rs, char* base, std::size_t off) {
   void* obj;
   __asm__ volatile(NS_RSEQ_CS_DESC
                    "1:\n\t"
-                   "movl (%[rs]), %%eax\n\t"
-                   "shlq $10, %%rax\n\t"
-                   "addq %[base], %%rax\n\t"
-                   "movq (%%rax,%[off]), %%rcx\n\t"
+                   "movl (%[rs]), %%r11d\n\t"
+                   "shlq $10, %%r11\n\t"
+                   "addq %[base], %%r11\n\t"
+                   "movq (%%r11,%[off]), %%rcx\n\t"
+                   "movq -8(%%rcx), %%rax\n\t"
+                   "testb $1, %%al\n\t"
+                   "jnz 5f\n\t"
+                   "subq $8, %%rcx\n\t"
+                   "movq %%rcx, (%%r11,%[off])\n\t"
+                   "2:\n\t"
+                   "jmp 6f\n\t"
+                   "5:\n\t"
                    "xorl %%eax, %%eax\n\t"
-                   "testq %%rcx, %%rcx\n\t"
-                   "jz 2f\n\t"
-                   "movl (%%rcx), %%edx\n\t"
-                   "testl %%edx, %%edx\n\t"
-                   "jz 2f\n\t"
-                   "movq 16(%%rcx,%%rdx,8), %%rax\n\t"
-                   "decl %%edx\n\t"
-                   "movl %%edx, (%%rcx)\n\t"
-                   "2:\n\t" NS_RSEQ_ABORT
+                   "6:\n\t" NS_RSEQ_ABORT
                    : "=&a"(obj)
                    : [rs] "r"(rs), [base] "r"(base), [off] "r"(off)
-                   : "rcx", "rdx", "memory", "cc");
+                   : "rcx", "r11", "memory", "cc");
   return obj;
 }
 
 enum PushResult : int { kPushed = 0, kPushFull = 1, kPushDoubleFree = 2 };
 
 // Pushes obj onto this CPU's main sheaf at slot offset `off`. kPushFull when
-// the sheaf is full or not set up; kPushDoubleFree when obj is the object
-// freed last.
+// the sheaf is full (or is the no-sheaf sentinel); kPushDoubleFree when obj
+// is the object freed last. The double-free test comes first, so a free
+// that would find the sheaf full is still checked.
 NS_ALWAYS_INLINE int rseq_push(RseqAbi* rs, char* base, std::size_t off, void* obj) {
   int r;
   __asm__ volatile(NS_RSEQ_CS_DESC
                    "1:\n\t"
-                   "movl (%[rs]), %%eax\n\t"
-                   "shlq $10, %%rax\n\t"
-                   "addq %[base], %%rax\n\t"
-                   "movq (%%rax,%[off]), %%rcx\n\t"
-                   "movl $1, %%eax\n\t"
-                   "testq %%rcx, %%rcx\n\t"
-                   "jz 2f\n\t"
-                   "movl (%%rcx), %%edx\n\t"
-                   "cmpq %[obj], 16(%%rcx,%%rdx,8)\n\t"
-                   "je 5f\n\t"
-                   "cmpl 4(%%rcx), %%edx\n\t"
-                   "jae 2f\n\t"
-                   "movq %[obj], 24(%%rcx,%%rdx,8)\n\t"
-                   "incl %%edx\n\t"
-                   "xorl %%eax, %%eax\n\t"
-                   "movl %%edx, (%%rcx)\n\t"
-                   "2:\n\t"
-                   "jmp 6f\n\t"
-                   "5:\n\t"
+                   "movl (%[rs]), %%r11d\n\t"
+                   "shlq $10, %%r11\n\t"
+                   "addq %[base], %%r11\n\t"
+                   "movq (%%r11,%[off]), %%rcx\n\t"
                    "movl $2, %%eax\n\t"
-                   "6:\n\t" NS_RSEQ_ABORT
+                   "cmpq %[obj], -8(%%rcx)\n\t"
+                   "je 2f\n\t"
+                   "movl $1, %%eax\n\t"
+                   "testl $511, %%ecx\n\t"
+                   "jz 2f\n\t"
+                   "movq %[obj], (%%rcx)\n\t"
+                   "addq $8, %%rcx\n\t"
+                   "xorl %%eax, %%eax\n\t"
+                   "movq %%rcx, (%%r11,%[off])\n\t"
+                   "2:\n\t" NS_RSEQ_ABORT
                    : "=&a"(r)
                    : [rs] "r"(rs), [base] "r"(base), [off] "r"(off), [obj] "r"(obj)
-                   : "rcx", "rdx", "memory", "cc");
+                   : "rcx", "r11", "memory", "cc");
   return r;
 }
 
-// Stores `sheaf` as main at `slot` (a slot of CPU `cpu`), but only while
+// Stores `top` as main at `slot` (a slot of CPU `cpu`), but only while
 // running on that CPU. Returns the previous main, or kReplaceFailed when the
 // thread is on another CPU (the caller retries from its new CPU).
-inline Sheaf* const kReplaceFailed = reinterpret_cast<Sheaf*>(~std::uintptr_t{0});
-NS_NOINLINE inline Sheaf* rseq_replace_main(RseqAbi* rs, unsigned cpu, Sheaf** slot, Sheaf* sheaf) {
-  Sheaf* old;
+inline void** const kReplaceFailed = reinterpret_cast<void**>(~std::uintptr_t{0});
+NS_NOINLINE inline void** rseq_replace_main(RseqAbi* rs, unsigned cpu, void*** slot, void** top) {
+  void** old;
   __asm__ volatile(NS_RSEQ_CS_DESC
                    "1:\n\t"
                    "cmpl %[cpu], (%[rs])\n\t"
                    "jne 5f\n\t"
                    "movq (%[slot]), %%rax\n\t"
-                   "movq %[sheaf], (%[slot])\n\t"
+                   "movq %[top], (%[slot])\n\t"
                    "2:\n\t"
                    "jmp 6f\n\t"
                    "5:\n\t"
                    "movq $-1, %%rax\n\t"
                    "6:\n\t" NS_RSEQ_ABORT
                    : "=&a"(old)
-                   : [rs] "r"(rs), [cpu] "r"(cpu), [slot] "r"(slot), [sheaf] "r"(sheaf)
+                   : [rs] "r"(rs), [cpu] "r"(cpu), [slot] "r"(slot), [top] "r"(top)
                    : "memory", "cc");
   return old;
 }

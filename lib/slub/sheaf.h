@@ -7,21 +7,28 @@
 //
 // Invariants:
 // - main is touched only by code running on its CPU inside an rseq critical
-//   section (rseq_ops.h): the pop/push commit with a single store of `size`,
-//   and a section interrupted by preemption, migration or a signal restarts,
-//   so no lock and no atomic read-modify-write are needed.
+//   section (rseq_ops.h): pop, push and replacing main each commit with a
+//   single store of the slot's `main` word, and a section interrupted by
+//   preemption, migration or a signal restarts, so no lock and no atomic
+//   read-modify-write are needed.
 // - spare, and the right to replace main, belong to whoever holds the CPU's
-//   `lock` (slow paths only). main is replaced by an rseq section whose commit
-//   is the single store of the new pointer, run on that CPU: once it commits,
-//   no fast path can still be using the old main (it would have been aborted),
-//   so the old sheaf belongs to the lock holder.
+//   `lock` (slow paths only). main is replaced by an rseq section run on that
+//   CPU: once it commits, no fast path can still be using the old main (it
+//   would have been aborted), so the old sheaf belongs to the lock holder.
 // - In per-thread mode (no rseq) the same CpuSlots belong to one thread, and
 //   none of this is needed.
-// - A null main means "not set up": both fast paths branch to the slow path.
-// - objects[-1] is `guard`, which is odd and so never equals an object: the
-//   push path compares the freed pointer with objects[size-1] (the last
-//   freed object, as the kernel's naive double-free check does) without
-//   testing size first.
+//
+// The main word is the sheaf's stack top: the address of the next free
+// entry. A sheaf is one 512-byte aligned block of 64 words; its `capacity`
+// objects fill the last entries, the word just below them is a sentinel
+// (odd, so never an object), and the header sits in the first words. So:
+// - pop:  obj = top[-1]; if obj is odd the sheaf is empty; else top -= 1;
+// - push: if top is 512-aligned the sheaf is full; else *top = obj, top += 1;
+// - the double-free check compares obj with top[-1] (the last freed object,
+//   or the sentinel when empty) with no test of the size first;
+// - the sheaf is ((top - 1) & ~511), its size top - objects.
+// An empty "no sheaf" sentinel sheaf of capacity 0 (kNoSheaf) makes both
+// pop and push take the slow path, which sets up a real one.
 #pragma once
 
 #include <cstddef>
@@ -32,21 +39,50 @@
 
 namespace numaslub {
 
-struct Sheaf {
-  std::uint32_t size;      // objects held; objects[0..size) are valid
-  std::uint32_t capacity;  // objects the array holds
+inline constexpr std::size_t kSheafBytes = 512;
+inline constexpr unsigned kSheafWords = kSheafBytes / sizeof(void*);
+inline constexpr unsigned kSheafMaxCapacity = kSheafWords - 3;  // header (2) + sentinel (1)
+inline constexpr std::uintptr_t kSheafSentinel = 1;
+
+struct alignas(kSheafBytes) Sheaf {
   Sheaf* next;             // barn list link
-  std::uint64_t guard;     // always 1; read as objects[-1]
-  void* objects[];         // capacity entries
+  std::uint32_t size;      // objects held while this is not a CPU's main sheaf
+  std::uint32_t capacity;  // objects it holds when full
+  void* words[kSheafWords - 2];
+
+  // The objects: the last `capacity` words, preceded by the sentinel.
+  void** objects() { return reinterpret_cast<void**>(this + 1) - capacity; }
+  void** top() { return objects() + size; }
+  // Sets capacity and writes the sentinel; the sheaf starts empty.
+  void init(std::uint32_t cap) {
+    next = nullptr;
+    size = 0;
+    capacity = cap;
+    objects()[-1] = reinterpret_cast<void*>(kSheafSentinel);
+  }
+  static Sheaf* from_top(void** top) {
+    return reinterpret_cast<Sheaf*>((reinterpret_cast<std::uintptr_t>(top) - 1) &
+                                    ~(kSheafBytes - 1));
+  }
+  // Writes the size a main word implies back into the sheaf (taking it out of a slot).
+  static Sheaf* take(void** top) {
+    Sheaf* s = from_top(top);
+    s->size = static_cast<std::uint32_t>(top - s->objects());
+    return s;
+  }
 };
-inline constexpr std::size_t kSheafSizeOffset = 0;
-inline constexpr std::size_t kSheafCapOffset = 4;
-inline constexpr std::size_t kSheafObjectsOffset = 24;
-static_assert(offsetof(Sheaf, objects) == kSheafObjectsOffset);
+static_assert(sizeof(Sheaf) == kSheafBytes);
+
+// The shared sentinel sheaf (capacity 0): a CPU slot holds its top until the
+// slow path installs a real sheaf.
+extern Sheaf g_no_sheaf;
+inline void** no_sheaf_top() {
+  return reinterpret_cast<void**>(&g_no_sheaf + 1);
+}
 
 struct SheafSlot {
-  Sheaf* main;
-  Sheaf* spare;
+  void** main;   // top of the main sheaf (no_sheaf_top() when none; null before set-up)
+  Sheaf* spare;  // null when none
 };
 
 // The per-CPU (or, in thread mode, per-thread) set of sheaves. Per-CPU sets

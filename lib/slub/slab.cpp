@@ -53,7 +53,7 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s) {
   order = slab_order_for(size);
   objects = static_cast<std::uint32_t>((kPageSize << order) / size);
   std::uint32_t cap = static_cast<std::uint32_t>((64u << 10) / size);
-  sheaf_capacity = cap < 8 ? 8 : cap > 64 ? 64 : cap;
+  sheaf_capacity = cap < 8 ? 8 : cap > kSheafMaxCapacity ? kSheafMaxCapacity : cap;
   min_partial = 2;
   barn_max_full = 8;
   secret = s;

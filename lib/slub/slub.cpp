@@ -63,6 +63,7 @@ void thread_exit(void* arg);
 }  // namespace
 
 constinit SlubState g_state;
+constinit Sheaf g_no_sheaf = {};
 
 // ---- barn ----------------------------------------------------------------
 
@@ -76,11 +77,9 @@ Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid) {
       return s;
     }
   }
-  auto* s = static_cast<Sheaf*>(boot_alloc(sizeof(Sheaf) + sizeof(void*) * c.sheaf_capacity));
+  auto* s = static_cast<Sheaf*>(boot_alloc(sizeof(Sheaf), kSheafBytes));
   if (!s) return nullptr;
-  s->size = 0;
-  s->capacity = c.sheaf_capacity;
-  s->guard = 1;
+  s->init(c.sheaf_capacity);
   return s;
 }
 
@@ -115,8 +114,15 @@ static bool barn_put_full(KmemCache& c, unsigned nid, Sheaf* s) {
 }
 
 void sheaf_flush(KmemCache& c, Sheaf* s) {
-  c.free_batch(s->objects, s->size);
+  c.free_batch(s->objects(), s->size);
   s->size = 0;
+}
+
+// The sheaf a slot's main word refers to, with its size written back, or
+// null for "no sheaf".
+static Sheaf* main_take(void** top) {
+  if (!top || top == no_sheaf_top()) return nullptr;
+  return Sheaf::take(top);
 }
 
 // Makes *spare a sheaf with objects (for an allocation). False when out of memory.
@@ -129,7 +135,7 @@ static bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
     return true;
   }
   Sheaf* s = *spare;
-  s->size = c.fill(nid, s->objects, s->capacity);
+  s->size = c.fill(nid, s->objects(), s->capacity);
   return s->size > 0;
 }
 
@@ -171,9 +177,9 @@ static void* alloc_slow_rseq(unsigned cls) {
       LockGuard<Mutex> g(cs->lock);
       SheafSlot& sl = cs->slots[cls];
       if (!prepare_full_spare(c, cs->node, &sl.spare)) return nullptr;
-      Sheaf* old = rseq_replace_main(rs, cpu, &sl.main, sl.spare);
+      void** old = rseq_replace_main(rs, cpu, &sl.main, sl.spare->top());
       if (old == kReplaceFailed) continue;  // migrated: the full spare stays with that CPU
-      sl.spare = old;
+      sl.spare = main_take(old);
       ++g_state.stats[cls].refills;
       cs->last_used_ns = now_coarse_ns();
     }
@@ -196,9 +202,9 @@ static void free_slow_rseq(KmemCache& c, void* p) {
     LockGuard<Mutex> g(cs->lock);
     SheafSlot& sl = cs->slots[c.cls];
     if (!prepare_empty_spare(c, cs->node, &sl.spare)) break;
-    Sheaf* old = rseq_replace_main(rs, cpu, &sl.main, sl.spare);
+    void** old = rseq_replace_main(rs, cpu, &sl.main, sl.spare->top());
     if (old == kReplaceFailed) continue;
-    sl.spare = old;
+    sl.spare = main_take(old);
     ++g_state.stats[c.cls].flushes;
     cs->last_used_ns = now_coarse_ns();
   }
@@ -221,7 +227,7 @@ static CpuSlots* thread_slots() {
     cs = static_cast<CpuSlots*>(boot_alloc(sizeof(CpuSlots)));
     if (!cs) return nullptr;
     new (cs) CpuSlots();
-    std::memset(cs->slots, 0, sizeof cs->slots);
+    for (SheafSlot& sl : cs->slots) sl = {no_sheaf_top(), nullptr};
   }
   cs->node = static_cast<std::uint32_t>(g_state.pa->local_node());
   // Publish before pthread_setspecific, which may allocate (keys >= 32):
@@ -238,29 +244,28 @@ static void* alloc_slow_thread(unsigned cls) {
   SheafSlot& sl = cs->slots[cls];
   if (!prepare_full_spare(c, cs->node, &sl.spare)) return nullptr;
   Sheaf* full = sl.spare;
-  sl.spare = sl.main;
-  sl.main = full;
+  sl.spare = main_take(sl.main);
+  void* obj = full->objects()[--full->size];
+  sl.main = full->top();
   ++g_state.stats[cls].refills;
-  return full->objects[--full->size];
+  return obj;
 }
 
 static void free_slow_thread(KmemCache& c, void* p) {
   CpuSlots* cs = thread_slots();
   if (!cs) return c.free_batch(&p, 1);
   SheafSlot& sl = cs->slots[c.cls];
-  if (Sheaf* m = sl.main) {
-    if (m->size && m->objects[m->size - 1] == p) fatal("double free of %p (cache %s)", p, c.name);
-    if (m->size < m->capacity) {
-      m->objects[m->size++] = p;
-      return;
-    }
+  if (sl.main[-1] == p) fatal("double free of %p (cache %s)", p, c.name);
+  if (reinterpret_cast<std::uintptr_t>(sl.main) & (kSheafBytes - 1)) {
+    *sl.main++ = p;  // room after all (the fast path saw another node's object)
+    return;
   }
   if (!prepare_empty_spare(c, cs->node, &sl.spare)) return c.free_batch(&p, 1);
   Sheaf* empty = sl.spare;
-  sl.spare = sl.main;
-  sl.main = empty;
+  sl.spare = main_take(sl.main);
+  empty->objects()[empty->size++] = p;
+  sl.main = empty->top();
   ++g_state.stats[c.cls].flushes;
-  empty->objects[empty->size++] = p;
 }
 
 // Gives every sheaf of a set back (to the barn when full, else to the slabs)
@@ -269,14 +274,14 @@ void release_slots(CpuSlots* cs) {
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
     KmemCache& c = g_state.caches[cls];
     SheafSlot& sl = cs->slots[cls];
-    for (Sheaf* s : {sl.main, sl.spare}) {
+    for (Sheaf* s : {main_take(sl.main), sl.spare}) {
       if (!s) continue;
       if (!(s->size == s->capacity && barn_put_full(c, cs->node, s))) {
         sheaf_flush(c, s);
         sheaf_put_empty(c, cs->node, s);
       }
     }
-    sl.main = sl.spare = nullptr;
+    sl = {no_sheaf_top(), nullptr};
   }
 }
 
@@ -298,6 +303,7 @@ static bool slub_init_locked() {
   PageAllocator* pa = page_allocator();
   if (!pa) return false;
   g_state.pa = pa;
+  g_no_sheaf.init(0);
   g_state.nr_cpus = pa->nr_cpus() < kMaxCpus ? pa->nr_cpus() : kMaxCpus;
   std::uint64_t secret = random_secret();
   for (unsigned c = 0; c < kNrClasses; ++c)
@@ -316,10 +322,13 @@ static bool slub_init_locked() {
                        ? static_cast<unsigned>(pa->topo().node_of_cpu(static_cast<int>(cpu)))
                        : 0;
     g_cpu_node[cpu] = static_cast<std::uint16_t>(nid);
-    if (cpu < g_state.nr_cpus) {
+    if (cpu < g_state.nr_cpus || cpu == kMaxCpus) {
+      // Every fast path reads a slot's main word: point them all at the
+      // no-sheaf sentinel (the rest of the region stays untouched .bss).
       CpuSlots* cs = cpu_slots(cpu);
       cs->node = nid;
       cs->cpu = cpu;
+      for (SheafSlot& sl : cs->slots) sl = {no_sheaf_top(), nullptr};
     }
   }
   const Arena& a = pa->arena();
@@ -415,9 +424,11 @@ static std::size_t drain_cpu_mains(unsigned cpu) {
       n += sl.spare->size;
       sheaf_flush(g_state.caches[cls], sl.spare);
     }
-    if (!sl.main) continue;
-    Sheaf* old = rseq_replace_main(rs, cpu, &sl.main, nullptr);
-    if (old == kReplaceFailed || !old) continue;
+    if (sl.main == no_sheaf_top()) continue;
+    void** top = rseq_replace_main(rs, cpu, &sl.main, no_sheaf_top());
+    if (top == kReplaceFailed) continue;
+    Sheaf* old = main_take(top);
+    if (!old) continue;
     n += old->size;
     sheaf_flush(g_state.caches[cls], old);
     sheaf_put_empty(g_state.caches[cls], cs->node, old);
@@ -458,8 +469,9 @@ std::size_t kmem_cpu_cached(unsigned cpu, std::uint64_t* last_used_ns) {
   // Racy reads: a hint for reclaim, which takes the locks before acting.
   std::size_t n = 0;
   for (const SheafSlot& sl : cs->slots) {
-    if (Sheaf* m = __atomic_load_n(&sl.main, __ATOMIC_RELAXED))
-      n += __atomic_load_n(&m->size, __ATOMIC_RELAXED);
+    void** top = __atomic_load_n(&sl.main, __ATOMIC_RELAXED);
+    if (top && top != no_sheaf_top())
+      n += static_cast<std::size_t>(top - Sheaf::from_top(top)->objects());
     if (Sheaf* s = __atomic_load_n(&sl.spare, __ATOMIC_RELAXED))
       n += __atomic_load_n(&s->size, __ATOMIC_RELAXED);
   }

@@ -1,0 +1,584 @@
+// Tests for lib/buddy: a zone on a plain mmapped region (split and merge with
+// exact free_area counts, a randomized model test against a reference map,
+// clean/dirty tracking, double-free detection), per-CPU page lists, the
+// page allocator on fake NUMA nodes (placement, kGfpThisNode, fallback,
+// kGfpZero) and the buddyinfo/zoneinfo views, plus a multi-threaded stress
+// that checks page contents.
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lib/base/rseq.h"
+#include "lib/buddy/page_alloc.h"
+
+namespace numaslub {
+namespace {
+
+constexpr std::size_t MiB = 1024 * 1024;
+using Counts = std::array<std::size_t, kNrOrders>;
+
+// A zone over a plain anonymous mapping, aligned to the largest block, with
+// its descriptors in a vector, every page onlined.
+struct PlainZone {
+  explicit PlainZone(std::size_t bytes, bool online = true)
+      : bytes_(bytes), map(bytes >> kPageShift) {
+    raw_ = mmap(nullptr, bytes + kMaxBlockSize, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    EXPECT_NE(raw_, MAP_FAILED);
+    base = (reinterpret_cast<std::uintptr_t>(raw_) + kMaxBlockSize - 1) & ~(kMaxBlockSize - 1);
+    z.init(0, base, map.data(), map.size());
+    LockGuard<Mutex> g(z.lock);
+    if (online) z.online_locked(0, map.size());
+  }
+  ~PlainZone() { munmap(raw_, bytes_ + kMaxBlockSize); }
+  std::size_t pages() const { return map.size(); }
+
+  std::size_t bytes_;
+  void* raw_ = nullptr;
+  std::uintptr_t base = 0;
+  std::vector<Page> map;
+  Zone z;
+};
+
+Counts nr_free(const Zone& z) {
+  Counts c{};
+  for (unsigned o = 0; o < kNrOrders; ++o) c[o] = z.free_area[o].nr_free;
+  return c;
+}
+
+Counts only_max(std::size_t n) {
+  Counts c{};
+  c[kMaxOrder] = n;
+  return c;
+}
+
+// A random order 0..10 from r's upper bits: uniform one time in eight, else
+// geometric (half of them order 0), so small blocks dominate as in real use.
+unsigned rand_order(std::uint64_t r) {
+  if ((r & 0xe) == 0) return static_cast<unsigned>((r >> 8) % kNrOrders);
+  return std::min<unsigned>(__builtin_ctzll((r >> 8) | (1ull << 40)), kMaxOrder);
+}
+
+// Walks every free list and checks the zone's invariants against the live
+// blocks: list membership matches flags and order, counters match the lists,
+// no buddy pair is left unmerged, and free + live blocks tile the zone.
+void check_zone(const Zone& z, const std::map<std::size_t, unsigned>& live) {
+  std::vector<std::uint8_t> cover(z.spanned_pages, 0);
+  std::size_t free_pages = 0, clean_pages = 0;
+  for (unsigned o = 0; o < kNrOrders; ++o) {
+    const FreeArea& a = z.free_area[o];
+    std::size_t n = 0, nclean = 0;
+    for (int clean = 0; clean < 2; ++clean) {
+      const ListNode* head = clean ? &a.clean : &a.dirty;
+      for (ListNode* it = head->next; it != head; it = it->next) {
+        Page* p = list_entry<Page>(it, offsetof(Page, lru));
+        std::size_t pfn = z.pfn(p);
+        ASSERT_TRUE(p->flags & PG_buddy) << "pfn " << pfn;
+        ASSERT_EQ(p->order, o) << "pfn " << pfn;
+        ASSERT_EQ(!!(p->flags & PG_clean), !!clean) << "pfn " << pfn;
+        ASSERT_EQ(pfn % (std::size_t{1} << o), 0u);
+        if (o < kMaxOrder) {
+          Page* b = z.pfn_to_page(pfn ^ (std::size_t{1} << o));
+          ASSERT_FALSE((b->flags & PG_buddy) && b->order == o) << "unmerged buddies at " << pfn;
+        }
+        for (std::size_t i = 0; i < (std::size_t{1} << o); ++i) ASSERT_EQ(cover[pfn + i]++, 0);
+        ++n;
+        nclean += clean;
+      }
+    }
+    ASSERT_EQ(n, a.nr_free) << "order " << o;
+    ASSERT_EQ(nclean, a.nr_clean) << "order " << o;
+    free_pages += n << o;
+    clean_pages += nclean << o;
+  }
+  ASSERT_EQ(free_pages, z.free_pages);
+  ASSERT_EQ(clean_pages, z.clean_pages);
+  for (auto [pfn, o] : live)
+    for (std::size_t i = 0; i < (std::size_t{1} << o); ++i) ASSERT_EQ(cover[pfn + i]++, 0);
+  for (std::size_t i = 0; i < cover.size(); ++i) ASSERT_EQ(cover[i], 1) << "page " << i;
+}
+
+// Pins the calling thread to one CPU it may run on; restores on scope exit.
+struct PinCpu {
+  PinCpu() {
+    sched_getaffinity(0, sizeof old, &old);
+    for (cpu = 0; cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &old); ++cpu) {
+    }
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    ok = sched_setaffinity(0, sizeof one, &one) == 0;
+  }
+  ~PinCpu() { sched_setaffinity(0, sizeof old, &old); }
+  cpu_set_t old;
+  int cpu = 0;
+  bool ok = false;
+};
+
+// A page allocator over (fake) nodes of the machine's topology. Kept alive
+// until exit: the arena is never unmapped, and tests must not leak reports.
+struct Heap {
+  Topology real, topo;
+  PageAllocator pa;
+};
+std::vector<std::unique_ptr<Heap>> g_heaps;
+
+PageAllocator* make_heap(unsigned nodes, bool pcp = true, std::uint32_t high = 64,
+                         std::uint32_t batch = 16) {
+  auto h = std::make_unique<Heap>();
+  h->real.load_sysfs();
+  h->topo.make_fake(h->real, nodes);
+  Config cfg;
+  cfg.arena_size = 256 * MiB;
+  cfg.section_size = 16 * MiB;
+  cfg.pcp = pcp;
+  cfg.pcp_high = high;
+  cfg.pcp_batch = batch;
+  if (h->pa.init(cfg, h->topo, os_mem_linux()) != 0) return nullptr;
+  g_heaps.push_back(std::move(h));
+  return &g_heaps.back()->pa;
+}
+
+std::string view(PageAllocator* pa, bool zoneinfo) {
+  std::string s(1 << 20, '\0');
+  std::size_t n = zoneinfo ? pa->zoneinfo(s.data(), s.size()) : pa->buddyinfo(s.data(), s.size());
+  s.resize(n);
+  return s;
+}
+
+TEST(BuddyZone, OnlineUnalignedRangeUsesAlignedBlocks) {
+  PlainZone pz(8 * MiB, false);
+  Zone& z = pz.z;
+  LockGuard<Mutex> g(z.lock);
+  z.online_locked(3, 1021);  // 3 | 4..7 | 8..15 | ... | 512..1023
+  EXPECT_EQ(nr_free(z), (Counts{1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0}));
+  EXPECT_EQ(z.free_pages, 1021u);
+  z.online_locked(0, 3);  // fills the hole: everything merges into one block
+  EXPECT_EQ(nr_free(z), only_max(1));
+  EXPECT_EQ(z.clean_pages, 1024u);
+  z.online_locked(1024, 1024);
+  EXPECT_EQ(nr_free(z), only_max(2));
+  EXPECT_EQ(z.stats.free[0] + z.stats.free[kMaxOrder], 0u);  // onlining is not a free
+}
+
+TEST(BuddyZone, SplitAndMergeExactCounts) {
+  PlainZone pz(64 * MiB);
+  Zone& z = pz.z;
+  EXPECT_EQ(nr_free(z), only_max(16));  // onlining gives maximal clean blocks
+  EXPECT_EQ(z.free_area[kMaxOrder].nr_clean, 16u);
+  EXPECT_EQ(z.clean_pages, pz.pages());
+  Page* a = z.alloc(0);
+  ASSERT_NE(a, nullptr);
+  Counts c{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 15};
+  EXPECT_EQ(nr_free(z), c);  // one order-10 block split down to order 0
+  EXPECT_EQ(z.stats.splits, 10u);
+  EXPECT_EQ(z.free_pages, pz.pages() - 1);
+
+  Page* b = z.alloc(0);  // the other half of the last split
+  EXPECT_EQ(z.pfn(b), z.pfn(a) ^ 1);
+  c[0] = 0;
+  EXPECT_EQ(nr_free(z), c);
+
+  Page* d = z.alloc(1);
+  EXPECT_EQ(z.pfn(d), z.pfn(a) ^ 2);
+  c[1] = 0;
+  EXPECT_EQ(nr_free(z), c);
+
+  Page* e = z.alloc(9);
+  EXPECT_EQ(z.pfn(e) % 512, 0u);
+  c[9] = 0;
+  EXPECT_EQ(nr_free(z), c);
+  EXPECT_EQ(z.free_pages, pz.pages() - 516);
+
+  z.free(b, 0);  // a is in use: no merge
+  c[0] = 1;
+  EXPECT_EQ(nr_free(z), c);
+  z.free(a, 0);  // a+b -> order 1, whose buddy d is in use
+  c[0] = 0;
+  c[1] = 1;
+  EXPECT_EQ(nr_free(z), c);
+  z.free(e, 9);  // no merge: the order-9 buddy half still holds d
+  c[9] = 1;
+  EXPECT_EQ(nr_free(z), c);
+  z.free(d, 1);  // merges all the way up
+  EXPECT_EQ(nr_free(z), only_max(16));
+  EXPECT_EQ(z.free_pages, pz.pages());
+  EXPECT_EQ(z.stats.merges, 10u);  // a+b, then d up to order 9 and with e
+  check_zone(z, {});
+}
+
+TEST(BuddyZone, RandomizedModel) {
+  PlainZone pz(64 * MiB);
+  Zone& z = pz.z;
+  std::mt19937_64 rng(12345);
+  std::map<std::size_t, unsigned> live;                // pfn -> order
+  std::vector<std::pair<std::size_t, unsigned>> pick;  // the same, for a uniform choice
+  std::size_t live_pages = 0, failed = 0;
+  constexpr int kOps = 1'000'000;
+  for (int op = 0; op < kOps; ++op) {
+    std::uint64_t r = rng();
+    if (live.empty() || (r & 1)) {
+      unsigned order = (r & 2) ? static_cast<unsigned>((r >> 8) % kNrOrders) : rand_order(r);
+      Page* p = z.alloc(order, (r >> 4) & 1);
+      if (!p) {
+        ++failed;
+        for (unsigned o = order; o < kNrOrders; ++o) ASSERT_EQ(z.free_area[o].nr_free, 0u);
+        continue;
+      }
+      std::size_t pfn = z.pfn(p);
+      ASSERT_FALSE(p->flags & (PG_buddy | PG_pcp));
+      ASSERT_EQ(reinterpret_cast<std::uintptr_t>(z.address(p)) % (kPageSize << order), 0u);
+      std::size_t end = pfn + (std::size_t{1} << order);
+      ASSERT_LE(end, pz.pages());
+      auto next = live.lower_bound(pfn), prev = next == live.begin() ? live.end() : std::prev(next);
+      ASSERT_TRUE(next == live.end() || next->first >= end) << "overlaps the next live block";
+      ASSERT_TRUE(prev == live.end() || prev->first + (std::size_t{1} << prev->second) <= pfn);
+      live.emplace(pfn, order);
+      pick.emplace_back(pfn, order);
+      live_pages += std::size_t{1} << order;
+    } else {
+      std::size_t i = (r >> 8) % pick.size();
+      auto [pfn, order] = pick[i];
+      pick[i] = pick.back();
+      pick.pop_back();
+      live.erase(pfn);
+      z.free(z.pfn_to_page(pfn), order, (r >> 4) & 1);
+      live_pages -= std::size_t{1} << order;
+    }
+    ASSERT_EQ(z.free_pages, pz.pages() - live_pages);
+    if (op % 50'000 == 0) {
+      ASSERT_NO_FATAL_FAILURE(check_zone(z, live));
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(check_zone(z, live));
+  EXPECT_GT(failed, 100u);  // no block large enough: the zone was full or fragmented
+  EXPECT_GT(z.stats.merges, 100'000u);
+  for (auto [pfn, order] : live) z.free(z.pfn_to_page(pfn), order);
+  live.clear();
+  EXPECT_EQ(nr_free(z), only_max(16));
+  EXPECT_EQ(z.free_pages, pz.pages());
+  check_zone(z, live);
+}
+
+TEST(BuddyZone, CleanAndDirty) {
+  PlainZone pz(64 * MiB);
+  Zone& z = pz.z;
+  Page* p = z.alloc(kMaxOrder);
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(p->flags & PG_clean);  // fresh from onlining
+  z.free(p, kMaxOrder);              // used: dirty
+  EXPECT_EQ(z.free_area[kMaxOrder].nr_clean, 15u);
+  EXPECT_EQ(z.clean_pages, pz.pages() - 1024);
+  EXPECT_FALSE(p->flags & PG_clean);
+
+  // want_clean prefers a clean block; otherwise resident memory goes first.
+  Page* c = z.alloc(kMaxOrder, true);
+  EXPECT_NE(c, p);
+  EXPECT_TRUE(c->flags & PG_clean);
+  Page* d = z.alloc(kMaxOrder, false);
+  EXPECT_EQ(d, p);
+  EXPECT_FALSE(d->flags & PG_clean);
+  z.free(c, kMaxOrder, true);
+  z.free(d, kMaxOrder, false);
+
+  // Splitting the dirty block leaves dirty halves; the merge is dirty again.
+  Page* s = z.alloc(0, false);
+  EXPECT_EQ(s, p);
+  EXPECT_FALSE(s->flags & PG_clean);
+  EXPECT_EQ(z.clean_pages, pz.pages() - 1024);
+  EXPECT_EQ(z.free_area[3].nr_free, 1u);
+  EXPECT_EQ(z.free_area[3].nr_clean, 0u);
+  z.free(s, 0, true);
+  EXPECT_EQ(z.free_area[kMaxOrder].nr_clean, 15u);
+
+  // A small clean block splits into clean halves from a clean parent.
+  Page* a = z.alloc(0, true);
+  Page* b = z.alloc(0, true);
+  ASSERT_EQ(z.pfn(b), z.pfn(a) ^ 1);
+  EXPECT_TRUE(a->flags & PG_clean);
+  EXPECT_TRUE(b->flags & PG_clean);
+  // clean + dirty merges dirty, all the way up.
+  z.free(a, 0, false);
+  z.free(b, 0, true);
+  EXPECT_EQ(nr_free(z), only_max(16));
+  EXPECT_EQ(z.free_area[kMaxOrder].nr_clean, 14u);
+  // clean + clean stays clean.
+  a = z.alloc(0, true);
+  b = z.alloc(0, true);
+  z.free(a, 0, true);
+  z.free(b, 0, true);
+  EXPECT_EQ(z.free_area[kMaxOrder].nr_clean, 14u);
+  EXPECT_EQ(z.clean_pages, 14u * 1024);
+  check_zone(z, {});
+}
+
+TEST(BuddyDeathTest, DoubleFreeIsCaught) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  PlainZone pz(8 * MiB);
+  Page* a = pz.z.alloc(0);
+  Page* b = pz.z.alloc(0);  // keeps a from merging
+  ASSERT_NE(b, nullptr);
+  pz.z.free(a, 0);
+  EXPECT_DEATH(pz.z.free(a, 0), "double free of page block");
+  Page* big = pz.z.alloc(kMaxOrder);
+  pz.z.free(big, kMaxOrder);
+  EXPECT_DEATH(pz.z.free(big, kMaxOrder), "double free of page block");
+  // Through the page allocator: the block sits on a per-CPU list.
+  PageAllocator* pa = make_heap(1);
+  ASSERT_NE(pa, nullptr);
+  Page* p = pa->alloc_pages(0, 0);
+  pa->free_pages(p, 0);
+  EXPECT_DEATH(pa->free_pages(p, 0), "double free of page block");
+}
+
+TEST(BuddyPcp, FreeThenAllocReturnsSamePage) {
+  PinCpu pin;
+  ASSERT_TRUE(pin.ok);
+  PageAllocator* pa = make_heap(1);
+  ASSERT_NE(pa, nullptr);
+  ASSERT_EQ(current_cpu(), pin.cpu);
+  PerCpuPages* pcp = pa->pcp(pin.cpu, 0);
+  for (unsigned order : {0u, 3u}) {
+    Page* a = pa->alloc_pages(0, order);
+    ASSERT_NE(a, nullptr);
+    pa->free_pages(a, order);
+    EXPECT_TRUE(a->flags & PG_pcp);
+    std::uint64_t hits = pcp->hits;
+    Page* b = pa->alloc_pages(0, order);
+    EXPECT_EQ(a, b) << "order " << order;
+    EXPECT_EQ(pcp->hits, hits + 1);
+    EXPECT_FALSE(b->flags & (PG_pcp | PG_buddy | PG_clean));
+    pa->free_pages(b, order);
+  }
+}
+
+TEST(BuddyPcp, CountBoundedByHighAndDrainReturnsAll) {
+  PinCpu pin;
+  ASSERT_TRUE(pin.ok);
+  PageAllocator* pa = make_heap(1, true, 32, 8);
+  ASSERT_NE(pa, nullptr);
+  PerCpuPages* pcp = pa->pcp(current_cpu(), 0);
+  Zone& z = pa->zone(0);
+  for (unsigned order = 0; order < kPcpOrders; ++order) {
+    std::vector<Page*> held;
+    for (int i = 0; i < 200; ++i) {
+      held.push_back(pa->alloc_pages(0, order));
+      ASSERT_NE(held.back(), nullptr);
+      ASSERT_LE(pcp->lists[order].count, pcp->high);
+    }
+    std::size_t live = held.size() << order;
+    for (Page* p : held) {
+      pa->free_pages(p, order);
+      live -= std::size_t{1} << order;
+      ASSERT_LE(pcp->lists[order].count, pcp->high);
+      LockGuard<Mutex> g(z.lock);
+      ASSERT_EQ(z.free_pages + pcp->pages() + live, z.present_pages);
+    }
+    EXPECT_GT(pcp->drains, 0u);
+    EXPECT_GT(pcp->lists[order].count, 0u);
+    std::size_t cached = pcp->pages();
+    EXPECT_EQ(pa->drain_all_pcp(), cached);
+    EXPECT_EQ(pcp->pages(), 0u);
+    EXPECT_EQ(z.free_pages, z.present_pages);
+    EXPECT_EQ(nr_free(z), only_max(z.present_pages >> kMaxOrder));
+  }
+}
+
+class BuddyNuma : public testing::TestWithParam<unsigned> {};
+
+TEST_P(BuddyNuma, PagesComeFromTheRequestedNode) {
+  PageAllocator* pa = make_heap(GetParam());
+  ASSERT_NE(pa, nullptr);
+  ASSERT_EQ(pa->nr_nodes(), GetParam());
+  for (unsigned nid = 0; nid < pa->nr_nodes(); ++nid) {
+    const NodeRange& r = pa->arena().node(nid);
+    for (unsigned order : {0u, 2u, 3u, 5u, 10u}) {
+      Page* p = pa->alloc_pages(static_cast<int>(nid), order);
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(pa->page_to_nid(p), nid);
+      auto a = reinterpret_cast<std::uintptr_t>(pa->page_address(p));
+      EXPECT_GE(a, r.base);
+      EXPECT_LE(a + (kPageSize << order), r.base + (r.pages << kPageShift));
+      EXPECT_EQ(a % (kPageSize << order), 0u);
+      EXPECT_EQ(pa->virt_to_page(reinterpret_cast<void*>(a)), p);
+      EXPECT_TRUE(pa->owns(reinterpret_cast<void*>(a)));
+      std::memset(reinterpret_cast<void*>(a), 0x5a, kPageSize << order);
+      pa->free_pages(p, order);
+    }
+    EXPECT_EQ(pa->node_stats(nid).alloc_local, 5u);
+    EXPECT_EQ(pa->node_stats(nid).alloc_fallback, 0u);
+  }
+  std::string bi = view(pa, false), zi = view(pa, true);
+  for (unsigned nid = 0; nid < pa->nr_nodes(); ++nid) {
+    std::string head = "Node " + std::to_string(nid) + ", zone   Normal";
+    EXPECT_NE(bi.find(head + " "), std::string::npos) << bi;
+    EXPECT_NE(zi.find(head + "\n"), std::string::npos) << zi;
+  }
+  EXPECT_EQ(bi.find("Node " + std::to_string(pa->nr_nodes())), std::string::npos);
+}
+
+TEST_P(BuddyNuma, ThisNodeFailsWhenExhaustedFallbackDoesNot) {
+  PageAllocator* pa = make_heap(GetParam());
+  ASSERT_NE(pa, nullptr);
+  const unsigned nid = 1;
+  const std::size_t blocks = pa->arena().node(nid).pages >> kMaxOrder;
+  std::vector<Page*> held;
+  while (Page* p = pa->alloc_pages(nid, kMaxOrder, kGfpThisNode)) {
+    ASSERT_EQ(pa->page_to_nid(p), nid);
+    held.push_back(p);
+  }
+  EXPECT_EQ(held.size(), blocks);
+  EXPECT_EQ(pa->zone(nid).free_pages, 0u);
+  EXPECT_EQ(pa->alloc_pages(nid, 0, kGfpThisNode), nullptr);
+  EXPECT_EQ(pa->alloc_pages(nid, 0, kGfpThisNode | kGfpZero), nullptr);
+  EXPECT_EQ(pa->node_stats(nid).alloc_fail, 3u);  // the loop's end and the two above
+
+  std::uint16_t order[kMaxNodes];
+  pa->topo().fallback_order(nid, order);
+  for (unsigned o : {0u, 10u}) {
+    std::uint64_t before = pa->node_stats(nid).alloc_fallback;
+    Page* q = pa->alloc_pages(nid, o);
+    ASSERT_NE(q, nullptr);
+    EXPECT_EQ(pa->page_to_nid(q), order[1]);
+    EXPECT_EQ(pa->node_stats(nid).alloc_fallback, before + 1);
+    pa->free_pages(q, o);
+  }
+
+  // kGfpZero on a reused dirty block: the only free block on the node.
+  Page* p = held.back();
+  held.pop_back();
+  auto* mem = static_cast<unsigned char*>(pa->page_address(p));
+  std::memset(mem, 0xab, kMaxBlockSize);
+  pa->free_pages(p, kMaxOrder);
+  EXPECT_EQ(pa->zone(nid).free_pages, kMaxBlockPages);
+  EXPECT_EQ(pa->zone(nid).clean_pages, 0u);
+  Page* z = pa->alloc_pages(nid, kMaxOrder, kGfpZero | kGfpThisNode);
+  ASSERT_EQ(z, p);
+  EXPECT_TRUE(z->flags & PG_clean);
+  std::vector<unsigned char> zero(kMaxBlockSize, 0);
+  EXPECT_EQ(std::memcmp(mem, zero.data(), kMaxBlockSize), 0);
+  std::memset(mem, 0xcd, kMaxBlockSize);
+  pa->free_pages(z, kMaxOrder);
+  for (unsigned o : {0u, 3u}) {
+    Page* s = pa->alloc_pages(nid, o, kGfpZero | kGfpThisNode);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(pa->page_to_nid(s), nid);
+    EXPECT_EQ(std::memcmp(pa->page_address(s), zero.data(), kPageSize << o), 0) << "order " << o;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(FakeNodes, BuddyNuma, testing::Values(2u, 4u));
+
+TEST(BuddyViews, BuddyinfoExact) {
+  PageAllocator* pa = make_heap(2, false);
+  ASSERT_NE(pa, nullptr);
+  const std::string idle =
+      "Node 1, zone   Normal      0      0      0      0      0      0      0      0      0      0"
+      "      0 \n";
+  Page* p = pa->alloc_pages(0, 0);  // onlines one 16 MiB section and splits a block
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(view(pa, false),
+            "Node 0, zone   Normal      1      1      1      1      1      1      1      1      1"
+            "      1      3 \n" +
+                idle);
+  std::string zi = view(pa, true);
+  EXPECT_NE(zi.find("  pages free     4095\n"), std::string::npos) << zi;
+  EXPECT_NE(zi.find("        present  4096\n"), std::string::npos) << zi;
+  EXPECT_NE(zi.find("      nr_splits      10\n"), std::string::npos) << zi;
+  pa->free_pages(p, 0);
+  EXPECT_EQ(view(pa, false),
+            "Node 0, zone   Normal      0      0      0      0      0      0      0      0      0"
+            "      0      4 \n" +
+                idle);
+}
+
+// Threads on one allocator (two fake nodes, per-CPU lists on) allocate random
+// orders on random nodes, stamp every page with their id and address, and
+// check the stamps before freeing: any block handed out twice shows up.
+TEST(BuddyStress, ThreadsKeepContentIntact) {
+  PageAllocator* pa = make_heap(2, true, 16, 4);
+  ASSERT_NE(pa, nullptr);
+  constexpr unsigned kThreads = 4, kOps = 50'000, kHeld = 16;
+  std::atomic<int> errors{0};
+  std::atomic<std::uint64_t> failures{0};
+  // Three words per page (first, last, one in between) tied to the thread,
+  // the block's serial number and the page's address.
+  constexpr std::size_t kWords = kPageSize / 8;
+  struct Held {
+    Page* p;
+    unsigned order;
+    std::uint64_t serial;
+  };
+  auto stamp = [&](const Held& h, bool check, std::uint64_t tid) {
+    auto* w = static_cast<std::uint64_t*>(pa->page_address(h.p));
+    for (std::size_t pg = 0; pg < (std::size_t{1} << h.order); ++pg) {
+      std::uint64_t* page = w + pg * kWords;
+      auto a = reinterpret_cast<std::uintptr_t>(page);
+      std::uint64_t s = (tid << 56) ^ (h.serial << 20) ^ a;
+      std::size_t mid = 1 + (a >> kPageShift) % (kWords - 2);
+      if (!check) {
+        page[0] = s, page[kWords - 1] = ~s, page[mid] = s + 1;
+      } else if (page[0] != s || page[kWords - 1] != ~s || page[mid] != s + 1) {
+        ++errors;
+      }
+    }
+  };
+  auto worker = [&](std::uint64_t tid) {
+    std::mt19937_64 rng(tid * 7919);
+    std::vector<Held> held;
+    auto release = [&](std::size_t i) {
+      stamp(held[i], true, tid);
+      pa->free_pages(held[i].p, held[i].order);
+      held[i] = held.back();
+      held.pop_back();
+    };
+    for (std::uint64_t op = 0; op < kOps; ++op) {
+      std::uint64_t r = rng();
+      if (held.size() < kHeld && (held.empty() || (r & 1))) {
+        unsigned order = rand_order(r);
+        int nid = static_cast<int>((r >> 4) % 3) - 1;  // -1 (local), 0 or 1
+        bool zero = (r >> 6) & 1;
+        Page* p = pa->alloc_pages(nid, order, zero ? unsigned{kGfpZero} : 0u);
+        if (!p) {
+          ++failures;
+          continue;
+        }
+        auto* w = static_cast<std::uint64_t*>(pa->page_address(p));
+        if (zero && (w[0] != 0 || w[(kWords << order) - 1] != 0)) ++errors;
+        held.push_back({p, order, op});
+        stamp(held.back(), false, tid);
+      } else {
+        release((r >> 8) % held.size());
+      }
+    }
+    while (!held.empty()) release(held.size() - 1);
+  };
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < kThreads; ++t) threads.emplace_back(worker, t + 1);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(failures.load(), 0u);
+  pa->drain_all_pcp();
+  for (unsigned nid = 0; nid < 2; ++nid) {
+    Zone& z = pa->zone(nid);
+    EXPECT_GT(z.present_pages, 0u);
+    EXPECT_EQ(z.free_pages, z.present_pages) << "node " << nid;
+    EXPECT_EQ(nr_free(z), only_max(z.present_pages >> kMaxOrder)) << "node " << nid;
+  }
+}
+
+}  // namespace
+}  // namespace numaslub
