@@ -48,9 +48,9 @@ std::size_t PageAllocator::zoneinfo(char* buf, std::size_t cap) {
     w.printf("      numa_miss      %lu\n",
              static_cast<unsigned long>(node_stats_[n].alloc_fallback));
     w.printf("      numa_fail      %lu\n", static_cast<unsigned long>(node_stats_[n].alloc_fail));
-    w.printf("      numa_remote_free %lu\n",
-             static_cast<unsigned long>(
-                 node_stats_[n].remote_free.load(std::memory_order_relaxed)));
+    w.printf(
+        "      numa_remote_free %lu\n",
+        static_cast<unsigned long>(node_stats_[n].remote_free.load(std::memory_order_relaxed)));
     w.printf("  pages free     %zu\n", free);
     w.printf("        min      %zu\n", wmin);
     w.printf("        low      %zu\n", wlow);

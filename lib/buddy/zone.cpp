@@ -3,6 +3,7 @@
 #include "lib/base/bitops.h"
 #include "lib/base/clock.h"
 #include "lib/base/log.h"
+#include "lib/base/syscall.h"
 
 namespace numaslub {
 
@@ -163,6 +164,7 @@ unsigned Zone::isolate_cold_locked(std::size_t max_pages, std::uint64_t before_n
       p->order = static_cast<std::uint8_t>(o);
       out[n++] = p;
       got += std::size_t{1} << o;
+      isolated_pages += std::size_t{1} << o;
     }
   }
   *pages = got;
@@ -173,13 +175,26 @@ void Zone::putback_released_locked(Page* const* blocks, unsigned n, bool zeroed)
   for (unsigned i = 0; i < n; ++i) {
     std::size_t pages = std::size_t{1} << blocks[i]->order;
     stats.released += pages;
+    isolated_pages -= pages;
     merge_and_add(pfn(blocks[i]), blocks[i]->order, zeroed ? PG_clean : PG_lazy, 0);
   }
 }
 
 Page* Zone::alloc(unsigned order, bool want_clean) {
-  LockGuard<Mutex> g(lock);
-  return alloc_locked(order, want_clean);
+  for (;;) {
+    Page* p;
+    bool wait;
+    {
+      LockGuard<Mutex> g(lock);
+      p = alloc_locked(order, want_clean);
+      wait = !p && isolated_pages > 0;
+    }
+    // Reclaim has blocks off the lists while it madvises them: they are
+    // free memory of this zone, so wait for them rather than fail or fall
+    // back to another node.
+    if (!wait) return p;
+    sys::sched_yield();
+  }
 }
 
 void Zone::free(Page* page, unsigned order, bool clean) {

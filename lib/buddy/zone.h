@@ -89,8 +89,13 @@ class Zone {
   unsigned isolate_cold_locked(std::size_t max_pages, std::uint64_t before_ns, Page** out,
                                unsigned max_blocks, std::size_t* pages);
   // Returns isolated blocks: zeroed (MADV_DONTNEED) onto the clean lists,
-  // else (MADV_FREE) onto the dirty lists marked PG_lazy.
+  // else (MADV_FREE) onto the dirty lists marked PG_lazy. A block whose
+  // release failed goes back with unisolate_locked() instead.
   void putback_released_locked(Page* const* blocks, unsigned n, bool zeroed);
+  void unisolate_locked(Page* block) {
+    isolated_pages -= std::size_t{1} << block->order;
+    free_locked(block, block->order, false);
+  }
 
   // Resident free pages: what reclaim may release.
   std::size_t dirty_pages() const { return free_pages - clean_pages - lazy_pages; }
@@ -109,11 +114,12 @@ class Zone {
 
   Mutex lock;
   FreeArea free_area[kNrOrders];
-  std::size_t spanned_pages = 0;  // pages the zone may grow to
-  std::size_t present_pages = 0;  // pages onlined
-  std::size_t free_pages = 0;     // pages on the buddy lists
-  std::size_t clean_pages = 0;    // of those, pages that read as zero
-  std::size_t lazy_pages = 0;     // of those, pages released with MADV_FREE
+  std::size_t spanned_pages = 0;   // pages the zone may grow to
+  std::size_t present_pages = 0;   // pages onlined
+  std::size_t free_pages = 0;      // pages on the buddy lists
+  std::size_t clean_pages = 0;     // of those, pages that read as zero
+  std::size_t lazy_pages = 0;      // of those, pages released with MADV_FREE
+  std::size_t isolated_pages = 0;  // off the lists while reclaim releases them
   // Watermarks over free resident ("dirty") pages, for reclaim: above high
   // the zone caches too much; min/low/high are 1x/2x/3x the scaled gap.
   std::size_t wmark_min = 0, wmark_low = 0, wmark_high = 0;

@@ -154,7 +154,8 @@ std::uint64_t logical_nodes(const Topology& t, const unsigned long* mask) {
   std::uint64_t m = 0;
   for (unsigned n = 0; n < t.nr_nodes; ++n) {
     unsigned p = t.phys_node[n];
-    if (p < MemPolicy::kMaskBits && (mask[p / MemPolicy::kWordBits] >> (p % MemPolicy::kWordBits) & 1))
+    if (p < MemPolicy::kMaskBits &&
+        (mask[p / MemPolicy::kWordBits] >> (p % MemPolicy::kWordBits) & 1))
       m |= 1ULL << n;
   }
   return m;

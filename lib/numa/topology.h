@@ -56,9 +56,10 @@ struct MemPolicy {
   static constexpr unsigned kWordBits = 8 * sizeof(unsigned long);
 
   NumaMode mode = NumaMode::kLocal;
-  std::uint64_t allowed = ~0ULL;  // logical nodes the page allocator may use
-  std::uint16_t home[kMaxNodes] = {};
-  unsigned long interleave_mask[kMaskBits / kWordBits] = {};  // kInterleave's physical nodes
+  std::uint64_t allowed = ~0ULL;       // logical nodes the page allocator may use
+  std::uint16_t home[kMaxNodes] = {};  // node n's CPUs allocate from home[n] first
+  // kInterleave: the physical nodes the sections are interleaved over.
+  unsigned long interleave_mask[kMaskBits / kWordBits] = {};
   std::uint64_t nodes = 0;  // the LIST (logical), 0 for local
   bool os_policy = true;    // mbind sections (mbind=1 and no process policy)
   int process_mode = 0;     // the process's own MPOL_* at start-up (0: MPOL_DEFAULT)
@@ -70,7 +71,7 @@ struct MemPolicy {
   // and falls back to local. Never allocates.
   void resolve(const Topology& topo, const Config& cfg);
 
-  // "bind:1 (process policy)", for views and logs. Returns the length.
+  // "bind:1 (process policy 2)", for views and logs. Returns the length.
   std::size_t describe(char* buf, std::size_t cap) const;
 };
 

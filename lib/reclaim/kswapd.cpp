@@ -12,7 +12,6 @@
 #include "lib/base/boot_alloc.h"
 #include "lib/base/clock.h"
 #include "lib/base/config.h"
-#include "lib/base/deferred.h"
 #include "lib/base/format.h"
 #include "lib/base/lock.h"
 #include "lib/base/syscall.h"
@@ -24,7 +23,7 @@ namespace numaslub {
 
 namespace {
 
-enum State : int { kIdle = 0, kStartRequested, kRunning };
+enum State : int { kIdle = 0, kRunning };
 
 struct alignas(64) Kswapd {
   std::atomic<std::uint32_t> seq{0};  // futex word: bumped by every wake
@@ -38,20 +37,13 @@ constinit PageAllocator* g_pa = nullptr;
 constinit std::atomic<bool> g_ready{false};
 constinit Mutex g_init_lock;
 
-void start_threads();
-
 // Zone::wake_fn: runs with the zone lock held. No allocation, no lock.
 void kswapd_wake(void*, unsigned nid) {
   Kswapd& k = g_kswapd[nid];
   k.wakeups.fetch_add(1, std::memory_order_relaxed);
   k.seq.fetch_add(1, std::memory_order_release);
-  int st = k.state.load(std::memory_order_acquire);
-  if (st == kRunning) {
+  if (k.state.load(std::memory_order_acquire) == kRunning)
     sys::futex(&k.seq, FUTEX_WAKE_PRIVATE, 1);
-  } else if (st == kIdle) {
-    int expected = kIdle;
-    if (k.state.compare_exchange_strong(expected, kStartRequested)) defer_work(start_threads);
-  }
 }
 
 void set_affinity_to_node(unsigned nid) {
@@ -169,10 +161,14 @@ void* kswapd_main(void* arg) {
   return nullptr;
 }
 
+// Creates the threads not running yet. Only from places where no glibc lock
+// can be held: the library constructor and the fork child handler, never a
+// malloc or free path (glibc frees under its stack-cache lock, which
+// pthread_create needs: starting threads lazily from a free deadlocked).
 void start_threads() {
   for (unsigned n = 0; n < g_pa->nr_nodes(); ++n) {
     Kswapd& k = g_kswapd[n];
-    if (k.state.load(std::memory_order_acquire) != kStartRequested) continue;
+    if (k.state.load(std::memory_order_acquire) != kIdle) continue;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 << 10);
@@ -232,7 +228,7 @@ std::size_t release_cold_pages(PageAllocator* pa, unsigned nid, std::size_t max_
     }
     LockGuard<Mutex> g(z.lock);
     z.putback_released_locked(blocks, ok, zeroed);
-    for (unsigned i = 0; i < nfailed; ++i) z.free_locked(failed[i], failed[i]->order, false);
+    for (unsigned i = 0; i < nfailed; ++i) z.unisolate_locked(failed[i]);
     for (unsigned i = 0; i < ok; ++i) done += std::size_t{1} << blocks[i]->order;
     if (nfailed) break;
   }
@@ -255,9 +251,10 @@ void reclaim_init() {
     LockGuard<Mutex> zg(z.lock);
     z.wake_fn = kswapd_wake;
     z.wake_ctx = nullptr;
-    z.kswapd_armed = true;  // the first free that leaves resident pages starts it
+    z.kswapd_armed = true;  // the first free that leaves resident pages wakes it
   }
   g_ready.store(true, std::memory_order_release);
+  start_threads();
 }
 
 Mutex& reclaim_init_lock() {
@@ -279,6 +276,7 @@ void reclaim_fork_child() {
     z.wake_pending = false;
     z.kswapd_armed = true;
   }
+  start_threads();
 }
 
 bool kswapd_running(unsigned nid) {

@@ -3,11 +3,11 @@
 //
 // When it runs: a zone's free path wakes it (Zone::wake_fn, zone lock held)
 // when resident free pages exceed the zone's high watermark, or when it is
-// armed, i.e. asleep with nothing to age. Threads start lazily: the first
-// wake asks for deferred work (lib/base/deferred.h), which the next
-// allocation slow path runs outside every lock; a forked child starts them
-// again the same way. With nothing cached it sleeps on a futex without a
-// timeout: an idle process pays nothing.
+// armed, i.e. asleep with nothing to age. The threads are created by
+// reclaim_init (called from the library constructor) and again in a forked
+// child by its atfork handler: never from malloc or free, which glibc calls
+// with its own locks held (pthread_create needs them). With nothing cached a
+// thread sleeps on a futex without a timeout: an idle process pays nothing.
 //
 // What a pass does, in order:
 // 1. under pressure (PSI or cgroup limits, pressure.h): release everything —
@@ -27,8 +27,9 @@ namespace numaslub {
 
 class PageAllocator;
 
-// Installs the wake hooks on every zone of the process page allocator. No-op
-// with reclaim=off or when called again. Threads start on first need.
+// Installs the wake hooks on every zone of the process page allocator and
+// starts the threads. No-op with reclaim=off or when called again. Call it
+// only where pthread_create is safe (not from inside malloc or free).
 void reclaim_init();
 
 // One synchronous reclaim pass over node nid, as kswapd runs it. Returns
@@ -43,7 +44,8 @@ std::size_t release_cold_pages(PageAllocator* pa, unsigned nid, std::size_t max_
 class Mutex;
 Mutex& reclaim_init_lock();  // for the fork handlers
 
-// After fork, in the child: no reclaim thread exists there any more.
+// After fork, in the child (atfork handler): the threads did not survive;
+// start them again.
 void reclaim_fork_child();
 
 // Whether node nid's thread has been started (and not lost to a fork).

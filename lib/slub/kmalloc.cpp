@@ -10,7 +10,6 @@
 #include <cstring>
 
 #include "lib/base/bitops.h"
-#include "lib/base/deferred.h"
 #include "lib/base/log.h"
 #include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
@@ -82,10 +81,7 @@ void* kmalloc_slow(std::size_t size) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     void* p = size <= kMaxSmallSize ? small_alloc_slow(size_to_class(size))
                                     : alloc_any(size, kPageSize, kNumaNoNode, false);
-    if (p) {
-      run_deferred_work();
-      return p;
-    }
+    if (p) return p;
     // Direct reclaim: give every cached object and page back, then retry once.
     if (attempt > 0) break;
     g_state.direct_reclaims.fetch_add(1, std::memory_order_relaxed);
@@ -119,9 +115,6 @@ void kfree_slow(void* p) {
   if (!p) return;
   ErrnoGuard keep_errno;
   kfree_slow_inner(p);
-  // After the free, with no lock held: the free may have asked for work
-  // (starting kswapd) that must not wait for another allocation.
-  run_deferred_work();
 }
 
 void kfree_sized(void* p, std::size_t size) {

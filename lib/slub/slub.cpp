@@ -11,7 +11,6 @@
 #include "lib/base/boot_alloc.h"
 #include "lib/base/clock.h"
 #include "lib/base/config.h"
-#include "lib/base/deferred.h"
 #include "lib/base/log.h"
 #include "lib/base/rseq.h"
 #include "lib/base/syscall.h"
