@@ -23,6 +23,33 @@ void* numaslub_malloc_node(size_t size, int node);
 /* Number of NUMA nodes the heap manages (fake nodes included). */
 int numaslub_nr_nodes(void);
 
+/* One node's share of the heap. Block counts are page-allocator blocks
+ * (slabs, large blocks); a node-directed small object served by another
+ * node counts as one miss too. */
+struct numaslub_node_stat {
+  int phys_node;                           /* the kernel's id of the node */
+  int allowed;                             /* 1 if the memory policy lets the heap use it */
+  size_t present_bytes;                    /* heap onlined on the node */
+  size_t free_bytes;                       /* of that, free (buddy and per-CPU lists) */
+  size_t allocated_bytes;                  /* present - free: slabs and large blocks */
+  unsigned long long numa_hit;             /* blocks asked of this node and served by it */
+  unsigned long long numa_miss;            /* asked of this node, served by another */
+  unsigned long long numa_fail;            /* asked of this node, no node could serve */
+  unsigned long long pages_remote_freed;   /* its blocks freed by another node's CPU */
+  unsigned long long objects_remote_freed; /* its slab objects freed on another node
+                                              and sent home */
+  unsigned long long slab_objects;         /* its slab objects in use or cached per CPU */
+};
+
+/* Fills *out (size: sizeof *out, for compatibility) for logical node
+ * `node`. Returns 0, or -1 with errno EINVAL for a node that does not exist. */
+int numaslub_node_stats(int node, struct numaslub_node_stat* out, size_t size);
+
+/* The heap's memory policy as text ("local", "interleave:0-3", "bind:1",
+ * "preferred:1"; " (process policy N)" when taken from numactl's). Returns
+ * the length written; buf is always NUL-terminated. */
+size_t numaslub_numa_policy(char* buf, size_t len);
+
 /* The heap's views in the kernel's layouts, written into buf (always
  * NUL-terminated); each returns the length written. */
 size_t numaslub_buddyinfo(char* buf, size_t len);
