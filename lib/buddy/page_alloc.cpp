@@ -139,13 +139,13 @@ int PageAllocator::bind_mapping(void* addr, std::size_t len, int nid) {
   return e;
 }
 
-void PageAllocator::free_pages(Page* page, unsigned order) {
+void PageAllocator::free_pages(Page* page, unsigned order, bool use_pcp) {
   unsigned nid = page_to_nid(page);
   int cpu = current_cpu();
   if (static_cast<unsigned>(cpu) >= nr_cpus_) cpu = 0;
   if (static_cast<unsigned>(topo_->node_of_cpu(cpu)) != nid)
     node_stats_[nid].remote_free.fetch_add(1, std::memory_order_relaxed);
-  if (pcp_ && order < kPcpOrders) {
+  if (pcp_ && use_pcp && order < kPcpOrders) {
     pcp(static_cast<unsigned>(cpu), nid)->free(zones_[nid], page, order);
     return;
   }

@@ -51,7 +51,10 @@ class PageAllocator {
   // nid == kNumaNoNode means the calling CPU's node. The head's PG_clean
   // tells whether the block reads as zero (always, with kGfpZero).
   Page* alloc_pages(int nid, unsigned order, unsigned gfp = 0);
-  void free_pages(Page* page, unsigned order);
+  // use_pcp = false sends a small block straight to the zone: pieces of a
+  // larger block (a large allocation's trimmed tail or its release) should
+  // merge back at once rather than wait on a per-CPU list.
+  void free_pages(Page* page, unsigned order, bool use_pcp = true);
 
   // The node an allocation for nid (kNumaNoNode: the calling CPU's) is
   // served from first: nid itself where the policy allows it, else the

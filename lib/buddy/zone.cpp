@@ -242,7 +242,10 @@ void Zone::online_locked(std::size_t pfn, std::size_t n) {
 
 void Zone::update_watermarks() {
   std::size_t gap = present_pages * watermark_scale / 10000;
-  if (gap < 256) gap = 256;  // at least 1 MiB between marks
+  // At least 8 MiB between marks: a small heap that frees a few large blocks
+  // and allocates them again (a realloc chain) must not have them released
+  // and faulted back in each time; decay still releases them when unused.
+  if (gap < 2048) gap = 2048;
   wmark_min = gap;
   wmark_low = 2 * gap;
   wmark_high = 3 * gap;

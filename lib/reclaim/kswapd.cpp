@@ -17,6 +17,7 @@
 #include "lib/base/syscall.h"
 #include "lib/buddy/page_alloc.h"
 #include "lib/reclaim/pressure.h"
+#include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
 
 namespace numaslub {
@@ -119,16 +120,22 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
     kmem_shrink_all();
     set_affinity_to_node(nid);
     released += release_cold_pages(g_pa, nid, ~std::size_t{0}, ~0ULL);
+    if (nid == 0) released += huge_cache_release(~0ULL);
   } else {
     if (dirty > high) released += release_cold_pages(g_pa, nid, dirty - low, ~0ULL);
     std::uint64_t decay = ms_to_ns(cfg.decay_ms);
-    if (now > decay) released += release_cold_pages(g_pa, nid, ~std::size_t{0}, now - decay);
+    if (now > decay) {
+      released += release_cold_pages(g_pa, nid, ~std::size_t{0}, now - decay);
+      // Node 0's thread also ages the cache of freed direct mappings.
+      if (nid == 0) released += huge_cache_release(now - decay);
+    }
     still_cached = drain_idle_cpus(nid, now, ms_to_ns(cfg.idle_drain_ms));
   }
   k.released.fetch_add(released, std::memory_order_relaxed);
   *released_out = released;
   // Sleep: until the next block can have aged, or until cached objects can
   // have gone idle; with neither, until a free arms us again.
+  if (nid == 0 && huge_cache_bytes() > 0) return decay_ms_or_min(cfg.decay_ms);
   LockGuard<Mutex> g(z.lock);
   if (z.dirty_pages() > 0) return decay_ms_or_min(cfg.decay_ms);
   if (still_cached) return ms_to_ns(cfg.idle_drain_ms ? cfg.idle_drain_ms : 1);
@@ -254,6 +261,7 @@ void reclaim_init() {
     z.kswapd_armed = true;  // the first free that leaves resident pages wakes it
   }
   g_ready.store(true, std::memory_order_release);
+  huge_set_wake_hook([] { kswapd_wake(nullptr, 0); });
   start_threads();
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "lib/base/bitops.h"
+#include "lib/base/clock.h"
 #include "lib/base/lock.h"
 #include "lib/base/syscall.h"
 #include "lib/buddy/page_alloc.h"
@@ -16,6 +17,7 @@ namespace {
 struct Entry {
   std::uintptr_t addr;  // 0: empty; kTombstone: deleted
   std::size_t len;
+  int nid;  // the node asked for (kNumaNoNode: the CPU's), kept for reuse
 };
 constexpr std::uintptr_t kTombstone = 1;
 
@@ -58,12 +60,12 @@ bool grow() {
   return true;
 }
 
-bool insert(std::uintptr_t a, std::size_t len) {
+bool insert(std::uintptr_t a, std::size_t len, int nid) {
   if ((g_used + 1) * 2 > g_cap && !grow()) return false;
   std::size_t i = slot_of(a);
   while (g_table[i].addr > kTombstone) i = (i + 1) & (g_cap - 1);
   if (g_table[i].addr == 0) ++g_used;
-  g_table[i] = {a, len};
+  g_table[i] = {a, len, nid};
   ++g_live;
   g_bytes += len;
   return true;
@@ -77,7 +79,101 @@ void erase(Entry* e) {
 
 }  // namespace
 
-void* huge_alloc(std::size_t size, std::size_t align, int nid) {
+// ---- the cache of freed mappings ---------------------------------------
+//
+// A freed mapping is kept, resident, for reuse by a request of about its
+// size (up to 25% larger than asked), so a program that keeps allocating
+// and freeing blocks above 4 MiB (growing buffers, realloc chains) does not
+// pay for munmap, mmap and a page fault per page every time. Entries are
+// bounded in number and bytes; reclaim unmaps those idle for decay_ms
+// (huge_cache_release), and everything under pressure or malloc_trim.
+
+namespace {
+
+struct Cached {
+  std::uintptr_t addr;
+  std::size_t len;
+  std::uint64_t freed_ns;
+  int nid;
+};
+constexpr unsigned kCacheSlots = 16;
+constexpr std::size_t kCacheMaxBytes = std::size_t{256} << 20;
+constexpr std::size_t kCacheMaxEntry = std::size_t{64} << 20;
+constinit Cached g_cache[kCacheSlots] = {};
+constinit unsigned g_cached = 0;
+constinit std::size_t g_cached_bytes = 0;
+using WakeFn = void (*)();
+constinit WakeFn g_wake = nullptr;
+
+// Takes a cached mapping of at least len bytes (at most len + len/4),
+// aligned to align, made for node nid. Lock held.
+std::uintptr_t cache_take(std::size_t len, std::size_t align, int nid, std::size_t* got) {
+  unsigned best = kCacheSlots;
+  for (unsigned i = 0; i < g_cached; ++i) {
+    const Cached& c = g_cache[i];
+    if (c.len < len || c.len - len > len / 4 || c.addr % align || c.nid != nid) continue;
+    if (best == kCacheSlots || c.len < g_cache[best].len) best = i;
+  }
+  if (best == kCacheSlots) return 0;
+  std::uintptr_t a = g_cache[best].addr;
+  *got = g_cache[best].len;
+  g_cached_bytes -= *got;
+  g_cache[best] = g_cache[--g_cached];
+  return a;
+}
+
+}  // namespace
+
+void huge_set_wake_hook(void (*wake)()) {
+  g_wake = wake;
+}
+
+std::size_t huge_cache_release(std::uint64_t before_ns) {
+  Cached out[kCacheSlots];
+  unsigned n = 0;
+  {
+    LockGuard<Mutex> g(g_lock);
+    for (unsigned i = 0; i < g_cached;) {
+      if (g_cache[i].freed_ns <= before_ns) {
+        out[n++] = g_cache[i];
+        g_cached_bytes -= g_cache[i].len;
+        g_cache[i] = g_cache[--g_cached];
+      } else {
+        ++i;
+      }
+    }
+  }
+  std::size_t bytes = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    sys::munmap(reinterpret_cast<void*>(out[i].addr), out[i].len);
+    bytes += out[i].len;
+  }
+  return bytes >> kPageShift;
+}
+
+std::size_t huge_cache_bytes() {
+  LockGuard<Mutex> g(g_lock);
+  return g_cached_bytes;
+}
+
+void* huge_alloc(std::size_t size, std::size_t align, int nid, bool* zeroed) {
+  if (size > (std::size_t{1} << 46)) return nullptr;
+  {
+    std::size_t want = align_up(size, kPageSize), got = 0;
+    LockGuard<Mutex> g(g_lock);
+    if (g_cached && (g_used + 1) * 2 <= g_cap) {
+      if (std::uintptr_t a = cache_take(want, align > kPageSize ? align : kPageSize, nid, &got)) {
+        insert(a, got, nid);
+        if (zeroed) *zeroed = false;
+        return reinterpret_cast<void*>(a);
+      }
+    }
+  }
+  if (zeroed) *zeroed = true;
+  return huge_map(size, align, nid);
+}
+
+void* huge_map(std::size_t size, std::size_t align, int nid) {
   if (size > (std::size_t{1} << 46)) return nullptr;
   std::size_t len = align_up(size, kPageSize);
   std::size_t extra = align > kPageSize ? align : 0;
@@ -97,7 +193,7 @@ void* huge_alloc(std::size_t size, std::size_t align, int nid) {
     return nullptr;
   }
   LockGuard<Mutex> g(g_lock);
-  if (!insert(p, len)) {
+  if (!insert(p, len, nid)) {
     sys::munmap(reinterpret_cast<void*>(p), len);
     return nullptr;
   }
@@ -106,14 +202,24 @@ void* huge_alloc(std::size_t size, std::size_t align, int nid) {
 
 bool huge_free(void* p) {
   std::size_t len;
+  bool was_empty = false;
   {
     LockGuard<Mutex> g(g_lock);
     Entry* e = find(reinterpret_cast<std::uintptr_t>(p));
     if (!e) return false;
     len = e->len;
+    int nid = e->nid;
     erase(e);
+    if (g_wake && len <= kCacheMaxEntry && g_cached < kCacheSlots &&
+        g_cached_bytes + len <= kCacheMaxBytes) {
+      was_empty = g_cached == 0;
+      g_cache[g_cached++] = {reinterpret_cast<std::uintptr_t>(p), len, now_coarse_ns(), nid};
+      g_cached_bytes += len;
+      len = 0;
+    }
   }
-  sys::munmap(p, len);
+  if (len) sys::munmap(p, len);
+  if (was_empty) g_wake();  // reclaim ages the cache from now on
   return true;
 }
 
@@ -132,8 +238,9 @@ void* huge_resize(void* p, std::size_t new_size) {
   e = find(reinterpret_cast<std::uintptr_t>(p));  // grow() moved the table
   long r = sys::mremap(p, e->len, len, MREMAP_MAYMOVE, nullptr);
   if (sys::failed(r)) return nullptr;
+  int nid = e->nid;
   erase(e);
-  insert(static_cast<std::uintptr_t>(r), len);  // cannot fail: room was made above
+  insert(static_cast<std::uintptr_t>(r), len, nid);  // cannot fail: room was made above
   return reinterpret_cast<void*>(r);
 }
 

@@ -6,11 +6,22 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace numaslub {
 
-// Maps at least size bytes aligned to align (a power of two); null on failure.
-void* huge_alloc(std::size_t size, std::size_t align, int nid);
+// At least size bytes aligned to align (a power of two), from the cache of
+// freed mappings or a new mapping; null on failure. *zeroed (if given) says
+// whether the memory reads as zero (a new mapping) or not (a reused one).
+void* huge_alloc(std::size_t size, std::size_t align, int nid, bool* zeroed = nullptr);
+// A new mapping, bypassing the cache.
+void* huge_map(std::size_t size, std::size_t align, int nid);
+// Unmaps cached mappings freed before before_ns (~0: all); returns pages.
+std::size_t huge_cache_release(std::uint64_t before_ns);
+std::size_t huge_cache_bytes();
+// Reclaim's wake-up, called when the cache stops being empty. Freed
+// mappings are cached only once a hook is set (someone ages them).
+void huge_set_wake_hook(void (*wake)());
 // Unmaps p if it is a recorded mapping; false otherwise.
 bool huge_free(void* p);
 // Length of the mapping at p, or 0 when p is not one.

@@ -31,7 +31,7 @@ void free_page_range(Page* head, std::size_t from, std::size_t to) {
     Page* p = head + from;
     p->flags = 0;
     p->head_off = 0;
-    g_state.pa->free_pages(p, order);
+    g_state.pa->free_pages(p, order, false);
     from += std::size_t{1} << order;
   }
 }
@@ -68,7 +68,10 @@ Page* large_head(const void* p) {
 
 void* alloc_any(std::size_t size, std::size_t align, int nid, bool zero) {
   if (size <= kMaxBlockSize && align <= kMaxBlockSize) return large_alloc(size, align, nid, zero);
-  return huge_alloc(size, align, nid);  // fresh mappings read as zero
+  bool zeroed;
+  void* p = huge_alloc(size, align, nid, &zeroed);
+  if (p && zero && !zeroed) std::memset(p, 0, size);  // a reused mapping
+  return p;
 }
 
 }  // namespace

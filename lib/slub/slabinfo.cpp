@@ -47,7 +47,7 @@ std::size_t slabinfo(char* buf, std::size_t cap) {
 namespace numaslub {
 
 std::size_t kmem_trim() {
-  std::size_t freed = kmem_shrink_all();
+  std::size_t freed = kmem_shrink_all() + huge_cache_release(~0ULL);
   if (!g_state.pa) return freed;
   return freed + g_state.pa->release_free();
 }
@@ -113,7 +113,8 @@ std::size_t vmstat(char* buf, std::size_t cap) {
            static_cast<unsigned long>(g_state.direct_reclaims.load(std::memory_order_relaxed)));
   std::size_t hc, hb;
   huge_stats(&hc, &hb);
-  w.printf("huge_mappings %zu\nhuge_bytes %zu\n", hc, hb);
+  w.printf("huge_mappings %zu\nhuge_bytes %zu\nhuge_cached_bytes %zu\n", hc, hb,
+           huge_cache_bytes());
   return w.size();
 }
 
