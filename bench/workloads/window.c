@@ -1,0 +1,104 @@
+// window: a sliding window of live objects of random sizes, per thread.
+//
+// Each step frees the oldest object of the thread's window and allocates a
+// new one, size log-uniform in [min, max] (default 8 .. 64 KiB: as many
+// objects of 8..15 bytes as of 32..64 KiB). The new object is stamped at both
+// ends and touched once per 4 KiB page; the stamp is checked before free.
+//
+//   window [-t threads] [-s min] [-S max] [-W window] [-n steps/thread] [-L limit_s]
+#include <getopt.h>
+#include <pthread.h>
+
+#include "wl_common.h"
+
+typedef struct {
+  char* p;
+  uint64_t size;
+  uint64_t stamp;
+} obj_t;
+
+static int g_threads = 2, g_window = 2000;
+static long g_steps = 500000;
+static uint64_t g_min = 8, g_max = 65536;
+static uint64_t* g_sums;
+
+static void check_free(obj_t* o) {
+  if (!o->p) return;
+  uint64_t got;
+  memcpy(&got, o->p, sizeof got);
+  if (got != o->stamp || (o->size > sizeof got && (uint8_t)o->p[o->size - 1] != (uint8_t)o->stamp))
+    wl_corrupt("window", o->p, o->stamp, got);
+  free(o->p);
+  o->p = NULL;
+}
+
+static void* worker(void* arg) {
+  int id = (int)(intptr_t)arg;
+  wl_rng r;
+  wl_seed(&r, 77 + (uint64_t)id);
+  obj_t* win = (obj_t*)calloc((size_t)g_window, sizeof(obj_t));
+  uint64_t sum = 0;
+  for (long i = 0; i < g_steps; i++) {
+    obj_t* o = &win[i % g_window];
+    check_free(o);
+    uint64_t size = wl_logsize(&r, g_min, g_max);
+    char* p = (char*)wl_xmalloc(size);
+    uint64_t stamp = wl_next(&r);
+    for (uint64_t off = 4096; off < size; off += 4096) p[off] = 1;
+    p[size - 1] = (char)stamp;  // before the stamp: they overlap when size <= 8
+    memcpy(p, &stamp, sizeof stamp);
+    o->p = p;
+    o->size = size;
+    o->stamp = stamp;
+    sum = wl_mix(sum, size ^ stamp);
+  }
+  for (int i = 0; i < g_window; i++) check_free(&win[i]);
+  free(win);
+  g_sums[id] = sum;
+  return NULL;
+}
+
+int main(int argc, char** argv) {
+  unsigned limit = 300;
+  int c;
+  while ((c = getopt(argc, argv, "t:s:S:W:n:L:")) != -1) {
+    switch (c) {
+      case 't':
+        g_threads = atoi(optarg);
+        break;
+      case 's':
+        g_min = wl_parse_size(optarg);
+        break;
+      case 'S':
+        g_max = wl_parse_size(optarg);
+        break;
+      case 'W':
+        g_window = atoi(optarg);
+        break;
+      case 'n':
+        g_steps = atol(optarg);
+        break;
+      case 'L':
+        limit = (unsigned)atoi(optarg);
+        break;
+      default:
+        wl_die("usage: window [-t threads] [-s min] [-S max] [-W window] [-n steps]");
+    }
+  }
+  if (g_threads < 1 || g_window < 1 || g_min < 8 || g_max < g_min) wl_die("bad arguments");
+  wl_watchdog(limit);
+  g_sums = (uint64_t*)calloc((size_t)g_threads, sizeof *g_sums);
+  pthread_t* th = (pthread_t*)calloc((size_t)g_threads, sizeof *th);
+  double t0 = wl_now();
+  for (int i = 0; i < g_threads; i++) pthread_create(&th[i], NULL, worker, (void*)(intptr_t)i);
+  for (int i = 0; i < g_threads; i++) pthread_join(th[i], NULL);
+  double el = wl_now() - t0;
+  uint64_t sum = 0;
+  for (int i = 0; i < g_threads; i++) sum += g_sums[i];
+  char extra[64];
+  snprintf(extra, sizeof extra, "ops=%lld", (long long)g_threads * (long long)g_steps);
+  wl_report("window", g_threads, el, sum, extra);
+  free(th);
+  free(g_sums);
+  return 0;
+}
