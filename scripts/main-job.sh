@@ -5,10 +5,12 @@
 #   bash scripts/main-job.sh              all steps
 #   STEPS="info" bash scripts/main-job.sh only some of them
 #
-# To add a step (the jemalloc comparison, a real program under LD_PRELOAD):
-# write a function step_<name>, add <name> to DEFAULT_STEPS and its build
-# target to TARGETS. A target the tree does not define yet is not built, and
-# its step prints a note instead of running.
+# Steps: the heap's views (numaslub-info), a real program under LD_PRELOAD
+# with its heap report, numaslub against jemalloc (microbenchmarks in one
+# process, then the throughput workloads under every allocator by
+# LD_PRELOAD, quick mode), and the burst-and-idle memory return test.
+# To add a step: write step_<name>, add <name> to DEFAULT_STEPS and its
+# build target to TARGETS.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,9 +18,9 @@ cd "$ROOT"
 
 BUILD_DIR="${BUILD_DIR:-build}"
 JOBS="${JOBS:-$(nproc)}"
-DEFAULT_STEPS="info page_bench"
+DEFAULT_STEPS="info preload page_bench slub_bench throughput reclaim"
 # Build targets the steps run; one the tree does not define yet is skipped.
-TARGETS=(numaslub-info page_bench)
+TARGETS=(numaslub numaslub-info page_bench slub_bench bench_workloads)
 STEPS="${STEPS:-$DEFAULT_STEPS}"
 # Extra arguments for the page benchmark (Google Benchmark flags).
 PAGE_BENCH_ARGS="${PAGE_BENCH_ARGS:-}"
@@ -58,6 +60,37 @@ step_page_bench() {
   fi
   # shellcheck disable=SC2086  # PAGE_BENCH_ARGS is a list of flags
   "$bin" $PAGE_BENCH_ARGS
+}
+
+step_preload() {
+  banner "a real program under LD_PRELOAD: sqlite3, 200k rows (heap report follows)"
+  local db
+  db=$(mktemp -d)/main-job.db
+  NUMASLUB_STATS=1 "$BUILD_DIR/numaslub-run" -- sqlite3 "$db" \
+    "create table t(a integer primary key, b text);
+     with recursive c(x) as (select 1 union all select x+1 from c where x < 200000)
+     insert into t select x, hex(randomblob(24)) from c;
+     create index ib on t(b);
+     select count(*), sum(length(b)) from t;" 2>&1 |
+    awk '/^== zoneinfo/ { skip = 1 } /^== slabinfo/ { skip = 0 } !skip'
+  rm -rf "$(dirname "$db")"
+}
+
+step_slub_bench() {
+  banner "numaslub vs jemalloc: malloc+free microbenchmarks in one process"
+  "$BUILD_DIR/bench/slub_bench" --benchmark_min_time=0.05 --benchmark_repetitions=3 \
+    --benchmark_filter='pair|batch|prodcons' 2>&1 | sed -n '/^numaslub \/ jemalloc/,$p'
+}
+
+step_throughput() {
+  banner "throughput workloads under each allocator (bench/run.py --quick)"
+  python3 "$ROOT/bench/run.py" --quick --no-build --build-dir "$BUILD_DIR" \
+    --out-dir "$BUILD_DIR/bench-results"
+}
+
+step_reclaim() {
+  banner "memory return: 1 GiB burst freed, then idle (bench/reclaim/run.sh)"
+  bash "$ROOT/bench/reclaim/run.sh" "$BUILD_DIR" 1024 3
 }
 
 start=$SECONDS

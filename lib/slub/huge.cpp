@@ -82,7 +82,7 @@ void erase(Entry* e) {
 // ---- the cache of freed mappings ---------------------------------------
 //
 // A freed mapping is kept, resident, for reuse by a request of about its
-// size (up to 25% larger than asked), so a program that keeps allocating
+// size (up to 25% larger than asked; 16 entries, 64 MiB), so a program that keeps allocating
 // and freeing blocks above 4 MiB (growing buffers, realloc chains) does not
 // pay for munmap, mmap and a page fault per page every time. Entries are
 // bounded in number and bytes; reclaim unmaps those idle for decay_ms
@@ -97,8 +97,8 @@ struct Cached {
   int nid;
 };
 constexpr unsigned kCacheSlots = 16;
-constexpr std::size_t kCacheMaxBytes = std::size_t{256} << 20;
-constexpr std::size_t kCacheMaxEntry = std::size_t{64} << 20;
+constexpr std::size_t kCacheMaxBytes = std::size_t{64} << 20;
+constexpr std::size_t kCacheMaxEntry = std::size_t{32} << 20;
 constinit Cached g_cache[kCacheSlots] = {};
 constinit unsigned g_cached = 0;
 constinit std::size_t g_cached_bytes = 0;
