@@ -59,6 +59,9 @@ constexpr Option kOptions[] = {
            "release with MADV_FREE (lazy, cheaper) instead of MADV_DONTNEED (zeroes pages)"),
     NS_OPT(psi_threshold, Type::kUint, "10",
            "memory pressure (PSI some avg10, percent) above which all cached memory is released"),
+    NS_OPT(debug, Type::kBool, "0",
+           "check every sized free (free_sized, sized delete) against the block's size and "
+           "abort naming the address on a mismatch"),
     NS_OPT(verbose, Type::kBool, "0", "log topology and arena decisions at start-up"),
 };
 #undef NS_OPT

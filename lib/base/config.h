@@ -38,6 +38,7 @@ struct Config {
   std::uint32_t idle_drain_ms = 1000;             // per-CPU caches idle this long are drained
   bool madv_free = false;                         // release with MADV_FREE instead of MADV_DONTNEED
   std::uint32_t psi_threshold = 10;               // memory "some avg10" % that counts as pressure
+  bool debug = false;                             // check sized frees against the block
   bool verbose = false;                           // log decisions at init
 
   // Applies "key=value,..." on top of the current values. Returns the number

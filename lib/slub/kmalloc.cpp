@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "lib/base/bitops.h"
+#include "lib/base/config.h"
 #include "lib/base/log.h"
 #include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
@@ -121,7 +122,17 @@ void kfree_slow(void* p) {
 }
 
 void kfree_sized(void* p, std::size_t size) {
-  (void)size;  // The page descriptor is authoritative; the shim may check size in debug mode.
+  // The page descriptor is authoritative, so a wrong size is harmless to the
+  // heap; in debug mode one larger than the block is reported, since it is a
+  // bug in the caller (a sized delete of the wrong type, a stale length).
+  // Smaller sizes are legal: aligned allocations and in-place realloc give
+  // blocks larger than what the caller asked for.
+  if (NS_UNLIKELY(config().debug) && p) {
+    std::size_t usable = ksize(p);
+    NS_CHECK(usable != 0, "sized free of pointer %p that numaslub did not allocate", p);
+    NS_CHECK(size <= usable, "sized free of %p with size %zu, but the block holds %zu bytes", p,
+             size, usable);
+  }
   kfree(p);
 }
 

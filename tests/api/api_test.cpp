@@ -368,3 +368,21 @@ TEST(ApiDeathTest, DoubleFreeAbortsNamingTheAddress) {
 }
 
 }  // namespace
+
+namespace {
+
+// NUMASLUB_CONF=debug: a sized free larger than the block aborts, naming it.
+TEST(ApiDebugDeathTest, SizedDeleteOfTheWrongSizeAborts) {
+  const char* conf = getenv("NUMASLUB_CONF");
+  if (!conf || !strstr(conf, "debug")) GTEST_SKIP() << "runs with NUMASLUB_CONF=debug";
+  void* p = ::operator new(24);
+  ::operator delete(p, 24);  // the right size: fine
+  EXPECT_DEATH(
+      {
+        void* q = ::operator new(24);
+        ::operator delete(q, 4096);
+      },
+      "sized free of 0x[0-9a-f]+ with size 4096, but the block holds 32 bytes");
+}
+
+}  // namespace
