@@ -158,6 +158,10 @@ std::size_t huge_cache_bytes() {
 
 void* huge_alloc(std::size_t size, std::size_t align, int nid, bool* zeroed) {
   if (size > (std::size_t{1} << 46)) return nullptr;
+  // Cache entries are keyed by the node the mapping was bound to, so "the
+  // CPU's node" is resolved first: a mapping made on another node's CPU
+  // must not be handed to this one.
+  if (PageAllocator* pa = page_allocator_if_ready()) nid = static_cast<int>(pa->policy_node(nid));
   {
     std::size_t want = align_up(size, kPageSize), got = 0;
     LockGuard<Mutex> g(g_lock);
