@@ -48,7 +48,7 @@ NS_ALWAYS_INLINE RseqAbi* fast_rseq_area() {
 
 NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
   if (NS_LIKELY(size <= kMaxSmallSize)) {
-    std::size_t off = kSlotsOffset + size_to_class(size) * sizeof(SheafSlot);
+    std::size_t off = size_to_slot_offset(size);
 #if NS_HAVE_RSEQ_ASM
     if (NS_LIKELY(g_slub.mode == CacheMode::kRseq)) {
       if (void* obj = rseq_pop(fast_rseq_area(), g_slub.cpu_base, off)) return obj;
@@ -69,9 +69,8 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
 NS_ALWAYS_INLINE void kfree(void* p) {
   std::uintptr_t off = reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base;
   if (NS_LIKELY(off < g_slub.heap_size)) {
-    unsigned cls = g_slub.mem_map[off >> kPageShift].slab_class;
-    if (NS_LIKELY(cls != 0)) {
-      std::size_t soff = kSlotsOffset + (cls - 1) * sizeof(SheafSlot);
+    std::size_t soff = g_slub.mem_map[off >> kPageShift].slab_slot;
+    if (NS_LIKELY(soff != 0)) {
 #if NS_HAVE_RSEQ_ASM
       if (NS_LIKELY(g_slub.mode == CacheMode::kRseq)) {
         RseqAbi* rs = fast_rseq_area();

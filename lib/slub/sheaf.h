@@ -101,6 +101,8 @@ inline constexpr std::size_t kCpuSlotsStride = std::size_t{1} << kCpuSlotsShift;
 inline constexpr std::size_t kSlotsOffset = 64;
 static_assert(sizeof(CpuSlots) <= kCpuSlotsStride);
 static_assert(offsetof(CpuSlots, slots) == kSlotsOffset);
+static_assert(class_slot_offset(0) == kSlotsOffset &&
+              class_slot_offset(1) - class_slot_offset(0) == sizeof(SheafSlot));
 
 // A node's store of full and empty sheaves for one class.
 struct Barn {

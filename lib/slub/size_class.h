@@ -52,6 +52,31 @@ inline constexpr auto kClassSize = detail::make_class_sizes();
 inline constexpr auto kClassBySize16 = detail::make_class_lookup<1024 / 16 + 1, 16>();
 inline constexpr auto kClassBySize128 = detail::make_class_lookup<kMaxSmallSize / 128 + 1, 128>();
 
+// Where a class's sheaf slot sits in a CPU's slot set (sheaf.h checks this
+// against CpuSlots): 64-byte header, then 16 bytes per class.
+constexpr std::size_t class_slot_offset(unsigned cls) {
+  return 64 + 16 * std::size_t{cls};
+}
+
+namespace detail {
+template <std::size_t N>
+constexpr std::array<std::uint16_t, N> make_slot_lookup(const std::array<std::uint8_t, N>& cls) {
+  std::array<std::uint16_t, N> t{};
+  for (std::size_t i = 0; i < N; ++i) t[i] = static_cast<std::uint16_t>(class_slot_offset(cls[i]));
+  return t;
+}
+}  // namespace detail
+
+// The same lookups giving the sheaf-slot offset directly (malloc's fast path).
+inline constexpr auto kSlotBySize16 = detail::make_slot_lookup(kClassBySize16);
+inline constexpr auto kSlotBySize128 = detail::make_slot_lookup(kClassBySize128);
+
+// Small requests are the common case: their lookup is the fall-through path.
+[[gnu::always_inline]] constexpr std::size_t size_to_slot_offset(std::size_t n) {
+  if (__builtin_expect(n <= 1024, 1)) return kSlotBySize16[(n + 15) >> 4];
+  return kSlotBySize128[(n + 127) >> 7];
+}
+
 // Class index for a request of n bytes (n <= kMaxSmallSize); 0 bytes -> 16.
 [[gnu::always_inline]] constexpr unsigned size_to_class(std::size_t n) {
   return n <= 1024 ? kClassBySize16[(n + 15) >> 4] : kClassBySize128[(n + 127) >> 7];

@@ -40,8 +40,8 @@ struct Slab {
   std::uint32_t flags;      // Page::flags: PG_head | PG_slab
   std::uint8_t order;       // Page::order
   std::uint8_t slab_class;  // Page::slab_class
-  std::uint16_t reserved16;
-  std::uint32_t head_off;  // 0: this is the head
+  std::uint16_t slab_slot;  // Page::slab_slot
+  std::uint32_t head_off;   // 0: this is the head
   std::uint32_t reserved32;
   KmemCache* cache;                    // priv[0]
   void* freelist;                      // priv[1]
