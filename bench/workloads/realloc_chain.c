@@ -100,15 +100,9 @@ int main(int argc, char** argv) {
   if (g_threads < 1 || g_conc < 1 || g_max < 32) wl_die("bad arguments");
   wl_watchdog(limit);
   g_sums = (uint64_t*)calloc((size_t)g_threads, sizeof *g_sums);
-  pthread_t* th = (pthread_t*)calloc((size_t)g_threads, sizeof *th);
-  double t0 = wl_now();
-  for (int i = 0; i < g_threads; i++) pthread_create(&th[i], NULL, worker, (void*)(intptr_t)i);
-  for (int i = 0; i < g_threads; i++) pthread_join(th[i], NULL);
-  double el = wl_now() - t0;
-  uint64_t sum = 0;
-  for (int i = 0; i < g_threads; i++) sum += g_sums[i];
+  uint64_t sum;
+  double el = wl_run_workers(g_threads, worker, g_sums, &sum);
   wl_report("realloc", g_threads, el, sum, "");
-  free(th);
   free(g_sums);
   return 0;
 }

@@ -88,17 +88,11 @@ int main(int argc, char** argv) {
   if (g_threads < 1 || g_window < 1 || g_min < 8 || g_max < g_min) wl_die("bad arguments");
   wl_watchdog(limit);
   g_sums = (uint64_t*)calloc((size_t)g_threads, sizeof *g_sums);
-  pthread_t* th = (pthread_t*)calloc((size_t)g_threads, sizeof *th);
-  double t0 = wl_now();
-  for (int i = 0; i < g_threads; i++) pthread_create(&th[i], NULL, worker, (void*)(intptr_t)i);
-  for (int i = 0; i < g_threads; i++) pthread_join(th[i], NULL);
-  double el = wl_now() - t0;
-  uint64_t sum = 0;
-  for (int i = 0; i < g_threads; i++) sum += g_sums[i];
+  uint64_t sum;
+  double el = wl_run_workers(g_threads, worker, g_sums, &sum);
   char extra[64];
   snprintf(extra, sizeof extra, "ops=%lld", (long long)g_threads * (long long)g_steps);
   wl_report("window", g_threads, el, sum, extra);
-  free(th);
   free(g_sums);
   return 0;
 }

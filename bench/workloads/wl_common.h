@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +155,25 @@ static inline void wl_report(const char* name, int threads, double elapsed, uint
   printf("RESULT workload=%s threads=%d elapsed_s=%.6f checksum=%016llx%s%s\n", name, threads,
          elapsed, (unsigned long long)checksum, extra && *extra ? " " : "", extra ? extra : "");
   fflush(stdout);
+}
+
+// Runs worker on n threads, passing each its index as (void*)(intptr_t)i;
+// worker i leaves its checksum in sums[i]. Returns the elapsed seconds of
+// the whole run and the sum of the checksums in *checksum.
+static inline double wl_run_workers(int n, void* (*worker)(void*), const uint64_t* sums,
+                                    uint64_t* checksum) {
+  pthread_t* th = (pthread_t*)calloc((size_t)n, sizeof *th);
+  if (!th) wl_die("out of memory");
+  double t0 = wl_now();
+  for (int i = 0; i < n; i++)
+    if (pthread_create(&th[i], NULL, worker, (void*)(intptr_t)i) != 0) wl_die("pthread_create");
+  for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
+  double el = wl_now() - t0;
+  uint64_t sum = 0;
+  for (int i = 0; i < n; i++) sum += sums[i];
+  *checksum = sum;
+  free(th);
+  return el;
 }
 
 #ifdef __cplusplus
