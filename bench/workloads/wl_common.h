@@ -16,8 +16,8 @@
 #define NUMASLUB_BENCH_WL_COMMON_H
 
 #include <fcntl.h>
-#include <signal.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
