@@ -75,10 +75,11 @@ int main(int argc, char** argv) {
   c0 = cpu_s();
   sleep((unsigned)idle_s);
   double idle_cpu = cpu_s() - c0;
-  printf("peak_mib %.1f rss_1s_mib %.1f back_10pct_s %.2f settled_mib %.1f settle_cpu_ms %.2f "
-         "idle_cpu_ms %.3f (over %d s)\n",
-         (double)peak / 1024, (double)at1 / 1024, back, (double)settled / 1024,
-         settle_cpu * 1000, idle_cpu * 1000, idle_s);
+  printf(
+      "peak_mib %.1f rss_1s_mib %.1f back_10pct_s %.2f settled_mib %.1f settle_cpu_ms %.2f "
+      "idle_cpu_ms %.3f (over %d s)\n",
+      (double)peak / 1024, (double)at1 / 1024, back, (double)settled / 1024, settle_cpu * 1000,
+      idle_cpu * 1000, idle_s);
   free(blocks);
   return 0;
 }
