@@ -273,6 +273,41 @@ TEST(BuddyZone, RandomizedModel) {
   check_zone(z, live);
 }
 
+TEST(BuddyZone, ClaimRangeTakesOnlyFreePagesAndKeepsTheRestFree) {
+  PlainZone pz(8 << 20);  // two order-10 blocks
+  Zone& z = pz.z;
+  LockGuard<Mutex> g(z.lock);
+  Page* a = z.alloc_locked(3, false);            // splits one of the order-10 blocks
+  const std::size_t A = z.pfn(a), B = A ^ 1024;  // B: the other, whole block
+  std::size_t before = z.free_pages;
+  // Grow in place by 5 pages: [A+8, A+13) cuts the free order-3 block at
+  // A+8 and leaves the order-4 block at A+16 alone.
+  ASSERT_TRUE(z.claim_range_locked(A + 8, A + 13));
+  EXPECT_EQ(z.free_pages, before - 5);
+  EXPECT_FALSE(z.claim_range_locked(A + 12, A + 14)) << "page A+12 is no longer free";
+  EXPECT_EQ(z.free_pages, before - 5);
+  EXPECT_FALSE(z.claim_range_locked(A, A + 1)) << "page A is allocated";
+  EXPECT_FALSE(z.claim_range_locked(2040, 2050)) << "past the end of the zone";
+  // Out of the middle of the whole block.
+  EXPECT_TRUE(z.claim_range_locked(B + 100, B + 110));
+  EXPECT_EQ(z.free_pages, before - 15);
+  // Give everything back in aligned pieces: it all merges again.
+  auto give = [&](std::size_t from, std::size_t to) {
+    while (from < to) {
+      unsigned k = static_cast<unsigned>(__builtin_ctzll(from | (1u << kMaxOrder)));
+      while ((std::size_t{1} << k) > to - from) --k;
+      Page* p = z.pfn_to_page(from);
+      p->flags = 0;
+      z.free_locked(p, k, false);
+      from += std::size_t{1} << k;
+    }
+  };
+  give(A, A + 13);
+  give(B + 100, B + 110);
+  EXPECT_EQ(nr_free(z), only_max(2));
+  EXPECT_EQ(z.free_pages, z.present_pages);
+}
+
 TEST(BuddyZone, CleanAndDirty) {
   PlainZone pz(64 * MiB);
   Zone& z = pz.z;

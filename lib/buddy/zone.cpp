@@ -222,6 +222,55 @@ std::size_t Zone::release_dirty_locked(int (*release)(void*, std::size_t), std::
   return done;
 }
 
+namespace {
+// The free block (head pfn, order) that contains pfn x, if any. Only pfns
+// below `online` may be read: sections come online bottom up, and the
+// descriptors of the rest are not even mapped.
+bool free_block_of(const Page* map, std::size_t online, std::size_t x, std::size_t* head,
+                   unsigned* order) {
+  for (unsigned o = 0; o <= kMaxOrder; ++o) {
+    std::size_t h = x & ~((std::size_t{1} << o) - 1);
+    if (h >= online) return false;
+    if ((map[h].flags & PG_buddy) && map[h].order == o) {
+      *head = h;
+      *order = o;
+      return true;
+    }
+  }
+  return false;
+}
+}  // namespace
+
+bool Zone::claim_range_locked(std::size_t s, std::size_t e) {
+  // Zone pfns [0, present_pages) are online (sections come online in order).
+  if (s >= e || e > present_pages) return false;
+  std::size_t h;
+  unsigned o;
+  for (std::size_t x = s; x < e; x = h + (std::size_t{1} << o))
+    if (!free_block_of(map_, present_pages, x, &h, &o)) return false;
+  for (std::size_t x = s; x < e;) {
+    free_block_of(map_, present_pages, x, &h, &o);
+    std::size_t end = h + (std::size_t{1} << o);
+    std::uint32_t state = map_[h].flags & (PG_clean | PG_lazy);
+    std::uint64_t stamp = map_[h].priv[1];
+    del_block(map_ + h, o);
+    // Give back what lies outside [s, e), as aligned blocks; being parts of
+    // one free block, no two of them are buddies of each other.
+    auto give_back = [&](std::size_t from, std::size_t to) {
+      while (from < to) {
+        unsigned k = static_cast<unsigned>(__builtin_ctzll(from | (std::size_t{1} << kMaxOrder)));
+        while ((std::size_t{1} << k) > to - from) --k;
+        add_block(map_ + from, k, state, stamp);
+        from += std::size_t{1} << k;
+      }
+    };
+    give_back(h, h > s ? h : s);
+    give_back(end < e ? end : e, end);
+    x = end;
+  }
+  return true;
+}
+
 void Zone::online_locked(std::size_t pfn, std::size_t n) {
   NS_CHECK(pfn + n <= spanned_pages, "online beyond zone span");
   present_pages += n;

@@ -97,6 +97,11 @@ class Zone {
     free_locked(block, block->order, false);
   }
 
+  // Takes zone pfns [s, e) off the free lists if every page in it is free
+  // (for growing an allocation in place); the rest of each free block it
+  // cuts stays free. Returns false, changing nothing, when any page is not.
+  bool claim_range_locked(std::size_t s, std::size_t e);
+
   // Resident free pages: what reclaim may release.
   std::size_t dirty_pages() const { return free_pages - clean_pages - lazy_pages; }
 

@@ -25,9 +25,11 @@ constinit ForeignFreeFn g_foreign_free = nullptr;
 // Frees pages [from, to) of a block whose head is `head`, as naturally
 // aligned power-of-two blocks (offsets are relative to an aligned head).
 void free_page_range(Page* head, std::size_t from, std::size_t to) {
+  // Alignment is taken from the heap pfn, not the offset: a block grown in
+  // place is no longer aligned to its own size.
+  std::size_t base = g_state.pa->arena().page_to_pfn(head);
   while (from < to) {
-    unsigned order = from ? static_cast<unsigned>(__builtin_ctzll(from)) : kMaxOrder;
-    if (order > kMaxOrder) order = kMaxOrder;
+    unsigned order = static_cast<unsigned>(__builtin_ctzll((base + from) | kMaxBlockPages));
     while ((std::size_t{1} << order) > to - from) --order;
     Page* p = head + from;
     p->flags = 0;
@@ -244,6 +246,20 @@ void* krealloc(void* p, std::size_t size) {
       free_page_range(head, need, have);
       head->priv[0] = need;
       return p;
+    }
+    if (need > have && need <= kMaxBlockPages) {
+      // Grow in place when the pages right after the block are free.
+      Zone& z = g_state.pa->zone(g_state.pa->page_to_nid(head));
+      std::size_t s = z.pfn(head) + have;
+      bool grown;
+      {
+        LockGuard<Mutex> g(z.lock);
+        grown = z.claim_range_locked(s, s + (need - have));
+      }
+      if (grown) {
+        head->priv[0] = need;
+        return p;
+      }
     }
   } else if (huge_size(p) && size > kMaxBlockSize) {
     void* q = huge_resize(p, size);
