@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "lib/base/config.h"
+#include "lib/base/stat.h"
 #include "lib/buddy/pcp.h"
 #include "lib/buddy/zone.h"
 #include "lib/numa/arena.h"
@@ -35,9 +36,9 @@ enum Gfp : unsigned {
 inline constexpr int kNumaNoNode = -1;
 
 struct NodeStats {
-  std::uint64_t alloc_local = 0;     // served by the requested node
-  std::uint64_t alloc_fallback = 0;  // served by another node (the kernel's numa_miss)
-  std::uint64_t alloc_fail = 0;      // no node could serve
+  StatCounter alloc_local;     // served by the requested node
+  StatCounter alloc_fallback;  // served by another node (the kernel's numa_miss)
+  StatCounter alloc_fail;      // no node could serve
   // Blocks of this node freed by a CPU whose home is another node.
   std::atomic<std::uint64_t> remote_free{0};
 };

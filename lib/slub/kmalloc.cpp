@@ -87,7 +87,10 @@ void* kmalloc_slow(std::size_t size) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     void* p = size <= kMaxSmallSize ? small_alloc_slow(size_to_class(size))
                                     : alloc_any(size, kPageSize, kNumaNoNode, false);
-    if (p) return p;
+    if (p) {
+      NS_TSAN_ACQUIRE(p);
+      return p;
+    }
     // Direct reclaim: give every cached object and page back, then retry once.
     if (attempt > 0) break;
     g_state.direct_reclaims.fetch_add(1, std::memory_order_relaxed);

@@ -37,6 +37,26 @@ struct SlubFast {
 extern SlubFast g_slub;
 extern constinit thread_local CpuSlots* t_slots NS_TLS_IE;
 
+// ThreadSanitizer cannot see an object change hands through a sheaf (the
+// rseq sections are assembly): in a TSan build, a free releases the object
+// and an allocation acquires it, the edge the sheaf provides.
+#if defined(__SANITIZE_THREAD__)
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#define NS_TSAN_ACQUIRE(p) __tsan_acquire(p)
+#define NS_TSAN_RELEASE(p) __tsan_release(p)
+#else
+#define NS_TSAN_ACQUIRE(p) ((void)0)
+#define NS_TSAN_RELEASE(p) ((void)0)
+#endif
+
+// g_slub is written once by set-up, which stores `heap_size` and then
+// `mode` last with release order; the fast paths load those two with
+// acquire order (a plain load on x86-64) before the fields they guard.
+NS_ALWAYS_INLINE CacheMode fast_mode() {
+  return __atomic_load_n(&g_slub.mode, __ATOMIC_ACQUIRE);
+}
+
 // Slow paths (slub.cpp, large.cpp).
 NS_NOINLINE void* kmalloc_slow(std::size_t size);
 NS_NOINLINE void kfree_slow(void* p);
@@ -50,8 +70,11 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
   if (NS_LIKELY(size <= kMaxSmallSize)) {
     std::size_t off = size_to_slot_offset(size);
 #if NS_HAVE_RSEQ_ASM
-    if (NS_LIKELY(g_slub.mode == CacheMode::kRseq)) {
-      if (void* obj = rseq_pop(fast_rseq_area(), g_slub.cpu_base, off)) return obj;
+    if (NS_LIKELY(fast_mode() == CacheMode::kRseq)) {
+      if (void* obj = rseq_pop(fast_rseq_area(), g_slub.cpu_base, off)) {
+        NS_TSAN_ACQUIRE(obj);
+        return obj;
+      }
     } else
 #endif
         if (CpuSlots* t = t_slots) {
@@ -59,6 +82,7 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
       void* obj = (*top)[-1];
       if (NS_LIKELY(!(reinterpret_cast<std::uintptr_t>(obj) & kSheafSentinel))) {
         --*top;
+        NS_TSAN_ACQUIRE(obj);
         return obj;
       }
     }
@@ -67,12 +91,14 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
 }
 
 NS_ALWAYS_INLINE void kfree(void* p) {
+  NS_TSAN_RELEASE(p);
+  std::uintptr_t size = __atomic_load_n(&g_slub.heap_size, __ATOMIC_ACQUIRE);
   std::uintptr_t off = reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base;
-  if (NS_LIKELY(off < g_slub.heap_size)) {
+  if (NS_LIKELY(off < size)) {
     std::size_t soff = g_slub.mem_map[off >> kPageShift].slab_slot;
     if (NS_LIKELY(soff != 0)) {
 #if NS_HAVE_RSEQ_ASM
-      if (NS_LIKELY(g_slub.mode == CacheMode::kRseq)) {
+      if (NS_LIKELY(fast_mode() == CacheMode::kRseq)) {
         RseqAbi* rs = fast_rseq_area();
         if (NS_LIKELY(!g_slub.multi_node ||
                       g_slub.cpu_node[rs->cpu_id_start] == (off >> g_slub.node_shift))) {

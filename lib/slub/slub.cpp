@@ -121,7 +121,11 @@ void sheaf_flush(KmemCache& c, Sheaf* s) {
 // null for "no sheaf".
 static Sheaf* main_take(void** top) {
   if (!top || top == no_sheaf_top()) return nullptr;
-  return Sheaf::take(top);
+  Sheaf* s = Sheaf::take(top);
+  // The objects were pushed by fast paths on the sheaf's CPU (TSan: the
+  // edge from each free to this owner).
+  for (std::uint32_t i = 0; i < s->size; ++i) NS_TSAN_ACQUIRE(s->objects()[i]);
+  return s;
 }
 
 // Makes *spare a sheaf with objects (for an allocation). False when out of memory.
@@ -135,6 +139,7 @@ static bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
   }
   Sheaf* s = *spare;
   s->size = c.fill(nid, s->objects(), s->capacity);
+  for (std::uint32_t i = 0; i < s->size; ++i) NS_TSAN_RELEASE(s->objects()[i]);
   return s->size > 0;
 }
 
@@ -332,13 +337,13 @@ static bool slub_init_locked() {
   }
   const Arena& a = pa->arena();
   g_slub.heap_base = a.base();
-  g_slub.heap_size = a.size();
   g_slub.mem_map = a.mem_map();
   g_slub.node_shift = static_cast<std::uint8_t>(ilog2(a.size() / a.nr_nodes()));
   g_slub.multi_node = a.nr_nodes() > 1;
   g_slub.cpu_node = g_cpu_node;
   g_slub.cpu_base = g_cpu_region;
   g_slub.rseq_off = mode == CacheMode::kRseq ? rseq_offset() : 0;
+  __atomic_store_n(&g_slub.heap_size, a.size(), __ATOMIC_RELEASE);
   __atomic_store_n(&g_slub.mode, mode, __ATOMIC_RELEASE);
   if (cfg.verbose)
     log_msg("slub: %u caches, %s mode, %u cpus, %u nodes", kNrClasses,

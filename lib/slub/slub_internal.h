@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "lib/base/stat.h"
 #include "lib/buddy/page_alloc.h"
 #include "lib/slub/sheaf.h"
 #include "lib/slub/slab.h"
@@ -11,8 +12,8 @@
 namespace numaslub {
 
 struct ClassStats {
-  std::uint64_t refills = 0;  // main sheaves replaced by a full one
-  std::uint64_t flushes = 0;  // main sheaves replaced by an empty one
+  StatCounter refills;  // main sheaves replaced by a full one
+  StatCounter flushes;  // main sheaves replaced by an empty one
 };
 
 struct SlubState {
