@@ -1,0 +1,68 @@
+/* Helpers shared by the hostile-case programs: checks that name what
+ * failed, a child run with a deadline (a hang is a failure, not a stuck CI),
+ * and a walk over every size class. */
+#ifndef NS_HOSTILE_H
+#define NS_HOSTILE_H
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHECK(cond)                                                                       \
+  do {                                                                                    \
+    if (!(cond)) {                                                                        \
+      fprintf(stderr, "%s:%d: CHECK failed: %s (errno %d)\n", __FILE__, __LINE__, #cond, \
+              errno);                                                                     \
+      _exit(1);                                                                           \
+    }                                                                                     \
+  } while (0)
+
+/* Waits up to `seconds` for pid; on timeout kills it and returns -1, else
+ * the raw wait status. */
+static inline int wait_with_deadline(pid_t pid, double seconds) {
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    int st;
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid) return st;
+    if (r < 0 && errno != EINTR) return -2;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if ((double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) * 1e-9 >
+        seconds) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      return -1;
+    }
+    usleep(1000);
+  }
+}
+
+/* Allocates, fills, checks and frees one block of each size from 1 byte to
+ * 8 MiB (every small class, large blocks, a direct mapping). Async-signal
+ * use is the point of some callers: no stdio here. Returns 0 on success. */
+static inline int touch_every_class(void) {
+  static const size_t big[] = {40000, 70000, 300000, 1u << 20, 3u << 20, 5u << 20, 8u << 20};
+  for (size_t s = 1; s <= 32768 + 1; s += (s < 256 ? 16 : s / 8)) {
+    unsigned char* p = (unsigned char*)malloc(s);
+    if (!p) return 1;
+    memset(p, 0xa5, s);
+    if (p[s - 1] != 0xa5) return 2;
+    free(p);
+  }
+  for (size_t i = 0; i < sizeof big / sizeof big[0]; ++i) {
+    unsigned char* p = (unsigned char*)malloc(big[i]);
+    if (!p) return 3;
+    p[0] = 1;
+    p[big[i] - 1] = 2;
+    free(p);
+  }
+  return 0;
+}
+
+#endif
