@@ -2,17 +2,16 @@
 // allocator, fork handlers), fork safety, and the NUMASLUB_STATS report at
 // exit.
 //
-// Fork: the prepare handler takes every allocator lock in the one global
-// order below, so no lock is held by a thread that will not exist in the
-// child; the parent then releases them and the child resets them (it is the
-// only thread left, and it holds them all).
-//   slub set-up -> reclaim set-up -> page allocator set-up -> topology -> config
-//   -> per-CPU sheaf sets -> barns -> partial lists
-//   -> per-CPU page lists -> zones -> node hotplug
-//   -> huge-mapping table -> thread-set pool -> metadata (boot_alloc)
-// This is the runtime nesting order of those locks (see the lock comments in
-// lib/buddy/zone.h, lib/slub/slab.h), so the handler cannot deadlock with a
-// thread that is mid-allocation.
+// Fork (DESIGN rule 5): no handler takes an allocator lock. Holding our
+// locks from the prepare handler to the fork deadlocks against locks that
+// glibc takes after the handlers (stdio's list lock, NSS's) while another
+// thread holding one of those is in malloc; against a concurrent fork; and
+// against the forking thread's own frame when a signal handler forks. So
+// the parent does nothing, and the child (one thread, before anything else
+// it runs allocates) frees every lock held by a thread that did not survive
+// the fork and repairs what that lock guarded, layer by layer; locks held
+// by the child's own interrupted frame stay held (lib/base/lock.h). Any
+// number of threads may fork at once: there is no shared fork-time state.
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -25,6 +24,7 @@
 #include "lib/base/lock.h"
 #include "lib/base/log.h"
 #include "lib/base/syscall.h"
+#include "lib/base/thread_ctx.h"
 #include "lib/buddy/page_alloc.h"
 #include "lib/numa/topology.h"
 #include "lib/reclaim/kswapd.h"
@@ -39,40 +39,22 @@ using namespace numaslub;
 
 namespace {
 
-void for_each_fork_lock(void (*fn)(Mutex&), bool reverse) {
-  // Collected first so the parent can release in reverse order.
-  static Mutex* locks[1 << 16];
-  static unsigned n;
-  static void (*apply)(Mutex&);
-  n = 0;
-  auto collect = [](Mutex& m) {
-    if (n < sizeof locks / sizeof locks[0]) locks[n++] = &m;
-  };
-  collect(slub_init_lock());
-  collect(reclaim_init_lock());
-  collect(page_allocator_init_lock());
-  collect(topology_lock());
-  collect(config_lock());
-  slub_for_each_lock(collect);
-  if (PageAllocator* pa = page_allocator_if_ready()) pa->for_each_lock(collect);
-  collect(huge_lock());
-  collect(slub_thread_pool_lock());
-  collect(boot_alloc_lock());
-  apply = fn;
-  if (reverse)
-    for (unsigned i = n; i-- > 0;) apply(*locks[i]);
-  else
-    for (unsigned i = 0; i < n; ++i) apply(*locks[i]);
-}
+// The write_report lock (a leaf, below).
+constinit Mutex g_report_lock;
 
-void fork_prepare() {
-  for_each_fork_lock([](Mutex& m) { m.lock(); }, false);
-}
-void fork_parent() {
-  for_each_fork_lock([](Mutex& m) { m.unlock(); }, true);
-}
 void fork_child() {
-  for_each_fork_lock([](Mutex& m) { m.reset_after_fork(); }, false);
+  // t_ctx.tid still holds this thread's id in the parent: the owner of the
+  // locks the child's own interrupted frame holds.
+  std::uint32_t self = t_ctx.tid;
+  config_lock().reset_if_orphaned(self);
+  topology_lock().reset_if_orphaned(self);
+  boot_alloc_fork_child(self);
+  page_allocator_fork_child(self);
+  slub_fork_child(self);
+  huge_fork_child(self);
+  reclaim_init_lock().reset_if_orphaned(self);
+  g_report_lock.reset_if_orphaned(self);
+  t_ctx.tid = static_cast<std::uint32_t>(sys::gettid());
   reclaim_fork_child();  // the kswapd threads did not survive; restart on demand
 }
 
@@ -93,7 +75,7 @@ __attribute__((constructor(101))) void numaslub_constructor() {
         reinterpret_cast<std::size_t (*)(void*)>(dlsym(RTLD_NEXT, "malloc_usable_size"));
     set_foreign_free(foreign_free);
   }
-  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  pthread_atfork(nullptr, nullptr, fork_child);
 }
 
 __attribute__((destructor)) void numaslub_destructor() {
@@ -117,9 +99,8 @@ __attribute__((destructor)) void numaslub_destructor() {
 namespace numaslub::shim {
 
 void write_report(int fd) {
-  static Mutex lock;
   static char buf[1 << 17];
-  LockGuard<Mutex> g(lock);
+  LockGuard<Mutex> g(g_report_lock);
   PageAllocator* pa = page_allocator_if_ready();
   auto section = [&](const char* title, std::size_t n) {
     write_all(fd, title, std::strlen(title));

@@ -448,16 +448,36 @@ TEST(BaseMutex, ContendedCounterIsExact) {
   EXPECT_FALSE(mu.is_locked());
 }
 
-TEST(BaseMutex, TryLockAndResetAfterFork) {
+TEST(BaseMutex, OwnerAndOrphanReset) {
   Mutex mu;
+  unsigned base = t_ctx.locks_held;
   EXPECT_TRUE(mu.try_lock());
   EXPECT_TRUE(mu.is_locked());
+  EXPECT_EQ(mu.owner(), this_thread_id());
+  EXPECT_EQ(t_ctx.locks_held, base + 1);
   EXPECT_FALSE(mu.try_lock());
-  mu.reset_after_fork();
+  // A fork child keeps a lock its own (interrupted) frame holds...
+  EXPECT_FALSE(mu.reset_if_orphaned(this_thread_id()));
+  EXPECT_TRUE(mu.is_locked());
+  // ...and frees one that a thread which did not survive the fork held.
+  EXPECT_TRUE(mu.reset_if_orphaned(this_thread_id() + 1));
   EXPECT_FALSE(mu.is_locked());
+  t_ctx.locks_held = base;  // the orphaned hold is gone
   EXPECT_TRUE(mu.try_lock());
   mu.unlock();
   EXPECT_FALSE(mu.is_locked());
+  EXPECT_EQ(t_ctx.locks_held, base);
+  EXPECT_FALSE(mu.reset_if_orphaned(1));  // free: nothing to reset
+}
+
+TEST(BaseMutexDeathTest, SelfDeadlockIsNamed) {
+  Mutex mu;
+  EXPECT_DEATH(
+      {
+        mu.lock();
+        mu.lock();
+      },
+      "self-deadlock");
 }
 
 // ---------------------------------------------------------------- boot_alloc

@@ -44,8 +44,10 @@ void* boot_alloc(std::size_t size, std::size_t align) {
   return reinterpret_cast<void*>(start);
 }
 
-Mutex& boot_alloc_lock() {
-  return g_lock;
+void boot_alloc_fork_child(std::uint32_t self) {
+  // A thread gone with the fork may have been switching chunks (g_cur and
+  // g_end of different chunks): start a fresh chunk, leaving the old one.
+  if (g_lock.reset_if_orphaned(self)) g_cur = g_end = nullptr;
 }
 
 std::size_t boot_alloc_bytes() {

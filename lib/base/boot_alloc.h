@@ -6,15 +6,17 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace numaslub {
 
 // Returns zeroed memory, or nullptr when the OS refuses (ENOMEM).
 void* boot_alloc(std::size_t size, std::size_t align = 64);
 
-class Mutex;
-// The allocator's lock, a leaf: nothing else is taken under it (fork handlers).
-Mutex& boot_alloc_lock();
+// Its lock is a leaf: nothing else is taken under it.
+// In a fork child (`self`: the forking thread's id in the parent): frees
+// the lock if a thread that did not survive the fork held it.
+void boot_alloc_fork_child(std::uint32_t self);
 
 // Bytes handed out so far (for the stats views).
 std::size_t boot_alloc_bytes();

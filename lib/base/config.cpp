@@ -55,6 +55,9 @@ constexpr Option kOptions[] = {
            "free resident pages not reused for this long are released to the OS"),
     NS_OPT(idle_drain_ms, Type::kUint, "1000",
            "per-CPU object caches of CPUs idle this long are drained back to the slabs"),
+    NS_OPT(reclaim_hold_ms, Type::kUint, "0",
+           "tests only: a reclaim pass holds the blocks it isolated this long before "
+           "releasing them (to fork while a pass is open)"),
     NS_OPT(madv_free, Type::kBool, "0",
            "release with MADV_FREE (lazy, cheaper) instead of MADV_DONTNEED (zeroes pages)"),
     NS_OPT(psi_threshold, Type::kUint, "10",

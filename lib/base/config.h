@@ -36,6 +36,7 @@ struct Config {
   bool reclaim = true;                            // kswapd threads return memory to the OS
   std::uint32_t decay_ms = 500;                   // free pages unused this long are released
   std::uint32_t idle_drain_ms = 1000;             // per-CPU caches idle this long are drained
+  std::uint32_t reclaim_hold_ms = 0;              // tests: hold isolated blocks this long
   bool madv_free = false;                         // release with MADV_FREE instead of MADV_DONTNEED
   std::uint32_t psi_threshold = 10;               // memory "some avg10" % that counts as pressure
   bool debug = false;                             // check sized frees against the block

@@ -1,12 +1,24 @@
-// A futex-based mutex (three states, after Drepper's "Futexes Are Tricky").
+// A futex-based mutex that records its owner (after Drepper's "Futexes Are
+// Tricky", with the owner's thread id as the "locked" value).
 //
-// state: 0 = unlocked, 1 = locked with no waiters, 2 = locked, waiters may sleep.
-// Invariant: a thread that sleeps in FUTEX_WAIT has first set state to 2, so the
-// unlocking thread, seeing 2, always issues a wake. The lock spins briefly
-// before sleeping because our critical sections are short (list splices).
+// state: 0 = unlocked; otherwise the owner's thread id, with kWaiters set
+// once a waiter may sleep. Invariant: a thread that sleeps in FUTEX_WAIT has
+// first set kWaiters, so the unlocking thread, seeing it, always issues a
+// wake. The lock spins briefly before sleeping because our critical
+// sections are short (list splices).
 //
-// Locks never allocate. After fork() the child calls reset_after_fork() on
-// every lock it took in the atfork prepare handler (see shim/ and DESIGN rule 5).
+// Why the owner: fork takes no allocator lock (DESIGN rule 5: that would
+// deadlock against stdio's and NSS's locks, and a signal handler's fork
+// against its own interrupted frame). A fork child finds each lock as it
+// was at the fork: held by the child's own interrupted frame (owner == the
+// child's stale thread id: leave it, that frame will release it), or held by
+// a thread that no longer exists (reset it, and repair what it guarded:
+// see fork_child_repair in each layer). The owner also turns a self-deadlock
+// (a signal handler taking a lock its own thread holds) into a message.
+//
+// Locks never allocate. Each lock and unlock also counts the thread's held
+// locks (lib/base/thread_ctx.h), which tells a signal handler's malloc that
+// it interrupted the allocator.
 #pragma once
 
 #include <linux/futex.h>
@@ -16,49 +28,87 @@
 
 #include "lib/base/compiler.h"
 #include "lib/base/syscall.h"
+#include "lib/base/thread_ctx.h"
 
 namespace numaslub {
 
+[[noreturn]] NS_COLD void mutex_self_deadlock(const void* lock);
+
 class Mutex {
  public:
+  static constexpr std::uint32_t kWaiters = 1u << 31;
+  static constexpr std::uint32_t kOwnerMask = kWaiters - 1;
+
   constexpr Mutex() = default;
   Mutex(const Mutex&) = delete;
   Mutex& operator=(const Mutex&) = delete;
 
   NS_ALWAYS_INLINE void lock() {
+    std::uint32_t me = this_thread_id();
     std::uint32_t expected = 0;
-    if (NS_LIKELY(state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
-                                                 std::memory_order_relaxed)))
-      return;
-    lock_slow();
+    if (NS_UNLIKELY(!state_.compare_exchange_strong(expected, me, std::memory_order_acquire,
+                                                    std::memory_order_relaxed)))
+      lock_slow(me);
+    ++t_ctx.locks_held;
   }
 
   NS_ALWAYS_INLINE bool try_lock() {
     std::uint32_t expected = 0;
-    return state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
-                                          std::memory_order_relaxed);
+    if (!state_.compare_exchange_strong(expected, this_thread_id(), std::memory_order_acquire,
+                                        std::memory_order_relaxed))
+      return false;
+    ++t_ctx.locks_held;
+    return true;
   }
 
   NS_ALWAYS_INLINE void unlock() {
-    if (NS_UNLIKELY(state_.exchange(0, std::memory_order_release) == 2))
+    --t_ctx.locks_held;
+    if (NS_UNLIKELY(state_.exchange(0, std::memory_order_release) & kWaiters))
       sys::futex(&state_, FUTEX_WAKE_PRIVATE, 1);
   }
 
   bool is_locked() const { return state_.load(std::memory_order_relaxed) != 0; }
+  // The owner's thread id (0 when unlocked).
+  std::uint32_t owner() const { return state_.load(std::memory_order_relaxed) & kOwnerMask; }
 
-  // Only in a fork child, where the lock's holder (the forking thread) is the
-  // only thread left and holds it from the prepare handler.
-  void reset_after_fork() { state_.store(0, std::memory_order_relaxed); }
+  // Fork child: true if the lock was held at the fork by a thread other
+  // than `self` (the forking thread's id in the parent), in which case it
+  // is now free again and whatever it guards may be half-updated. A lock
+  // held by `self` stays held: the child's own interrupted frame owns it.
+  bool reset_if_orphaned(std::uint32_t self) {
+    std::uint32_t o = owner();
+    if (o == 0 || o == self) return false;
+    state_.store(0, std::memory_order_relaxed);
+    return true;
+  }
 
  private:
-  NS_NOINLINE void lock_slow() {
+  NS_NOINLINE void lock_slow(std::uint32_t me) {
     for (int spin = 0; spin < 128; ++spin) {
-      if (state_.load(std::memory_order_relaxed) == 0 && try_lock()) return;
+      std::uint32_t expected = 0;
+      if (state_.load(std::memory_order_relaxed) == 0 &&
+          state_.compare_exchange_strong(expected, me, std::memory_order_acquire,
+                                         std::memory_order_relaxed))
+        return;
       cpu_relax();
     }
-    // Announce a waiter (2) and sleep until the holder releases.
-    while (state_.exchange(2, std::memory_order_acquire) != 0)
-      sys::futex(&state_, FUTEX_WAIT_PRIVATE, 2);
+    // Announce a waiter and sleep until the holder releases. Whoever takes
+    // the lock after sleeping keeps kWaiters set: others may still sleep.
+    for (;;) {
+      std::uint32_t cur = state_.load(std::memory_order_relaxed);
+      if (cur == 0) {
+        if (state_.compare_exchange_strong(cur, me | kWaiters, std::memory_order_acquire,
+                                           std::memory_order_relaxed))
+          return;
+        continue;
+      }
+      if ((cur & kOwnerMask) == me) mutex_self_deadlock(this);
+      if (!(cur & kWaiters) &&
+          !state_.compare_exchange_strong(cur, cur | kWaiters, std::memory_order_relaxed,
+                                          std::memory_order_relaxed))
+        continue;
+      sys::futex(&state_, FUTEX_WAIT_PRIVATE, cur | kWaiters);
+    }
   }
 
   std::atomic<std::uint32_t> state_{0};

@@ -3,6 +3,7 @@
 #include <cstdarg>
 
 #include "lib/base/format.h"
+#include "lib/base/lock.h"
 #include "lib/base/syscall.h"
 
 namespace numaslub {
@@ -41,6 +42,13 @@ void fatal(const char* fmt, ...) {
   vlog(fmt, ap);
   va_end(ap);
   sys::abort_now();
+}
+
+void mutex_self_deadlock(const void* lock) {
+  fatal(
+      "self-deadlock: thread %u waits for allocator lock %p that it holds itself (a signal "
+      "handler interrupted the allocator?)",
+      this_thread_id(), lock);
 }
 
 }  // namespace numaslub

@@ -177,19 +177,22 @@ constinit std::atomic<bool> g_page_allocator_failed{false};
 constinit Mutex g_init_lock;
 }  // namespace
 
-Mutex& page_allocator_init_lock() {
-  return g_init_lock;
-}
-
 PageAllocator* page_allocator_if_ready() {
   return g_page_allocator.load(std::memory_order_acquire);
 }
 
-void PageAllocator::for_each_lock(void (*fn)(Mutex&)) {
+void PageAllocator::fork_child_repair(std::uint32_t self) {
   unsigned nodes = arena_.nr_nodes();
-  for (unsigned i = 0; pcp_ && i < nr_cpus_ * nodes; ++i) fn(pcp_[i].lock);
-  for (unsigned n = 0; n < nodes; ++n) fn(zones_[n].lock);
-  for (unsigned n = 0; n < nodes; ++n) fn(arena_.node(n).hotplug_lock);
+  for (unsigned i = 0; pcp_ && i < nr_cpus_ * nodes; ++i)
+    if (pcp_[i].lock.reset_if_orphaned(self))
+      for (PcpList& l : pcp_[i].lists) l.count = 0;
+  for (unsigned n = 0; n < nodes; ++n) zones_[n].fork_child_repair(self);
+  for (unsigned n = 0; n < nodes; ++n) arena_.node(n).hotplug_lock.reset_if_orphaned(self);
+}
+
+void page_allocator_fork_child(std::uint32_t self) {
+  g_init_lock.reset_if_orphaned(self);
+  if (PageAllocator* pa = page_allocator_if_ready()) pa->fork_child_repair(self);
 }
 
 PageAllocator* page_allocator() {

@@ -97,8 +97,13 @@ class PageAllocator {
   NodeStats& node_stats(unsigned nid) { return node_stats_[nid]; }
   int local_node() const;
 
-  // Applies fn to every lock in lock order: per-CPU lists, zones, hotplug.
-  void for_each_lock(void (*fn)(Mutex&));
+  // In a fork child, before anything allocates (`self`: the forking
+  // thread's id in the parent). Frees the locks that threads which did not
+  // survive the fork held and repairs what they guarded: a per-CPU list
+  // they held is emptied (its blocks stay allocated: a leak, never a double
+  // allocation), zones are repaired (Zone::fork_child_repair), a hotplug
+  // lock needs nothing (a section is published last).
+  void fork_child_repair(std::uint32_t self);
 
   // Text views in the kernel's layouts; write into buf (always terminated)
   // and return the length. buddyinfo: "Node N, zone   Normal  n0 .. n10".
@@ -124,7 +129,8 @@ class PageAllocator {
 PageAllocator* page_allocator();
 // The process-wide page allocator if it is set up already, else null.
 PageAllocator* page_allocator_if_ready();
-// Guards the set-up of page_allocator() (fork handlers).
-Mutex& page_allocator_init_lock();
+// In a fork child: page_allocator_if_ready()->fork_child_repair(self), and
+// the set-up lock.
+void page_allocator_fork_child(std::uint32_t self);
 
 }  // namespace numaslub

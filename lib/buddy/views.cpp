@@ -26,12 +26,13 @@ std::size_t PageAllocator::zoneinfo(char* buf, std::size_t cap) {
   for (unsigned n = 0; n < nr_nodes(); ++n) {
     Zone& z = zones_[n];
     const NodeRange& r = arena_.node(n);
-    std::size_t free, clean, present, spanned, wmin, wlow, whigh, nr_clean[kNrOrders];
+    std::size_t free, clean, isolated, present, spanned, wmin, wlow, whigh, nr_clean[kNrOrders];
     ZoneStats st;
     {
       LockGuard<Mutex> g(z.lock);
       free = z.free_pages;
       clean = z.clean_pages;
+      isolated = z.isolated_pages;
       present = z.present_pages;
       spanned = z.spanned_pages;
       wmin = z.wmark_min;
@@ -61,6 +62,7 @@ std::size_t PageAllocator::zoneinfo(char* buf, std::size_t cap) {
     w.printf("      nr_free_dirty  %zu\n", free - clean);
     w.printf("      nr_free_clean  %zu\n", clean);
     w.printf("      nr_free_pcp    %zu\n", pcp_pages);
+    w.printf("      nr_isolated    %zu\n", isolated);
     w.printf("      nr_splits      %lu\n", static_cast<unsigned long>(st.splits));
     w.printf("      nr_merges      %lu\n", static_cast<unsigned long>(st.merges));
     w.printf("      nr_sections    %lu\n", static_cast<unsigned long>(r.sections_online));

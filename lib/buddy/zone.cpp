@@ -4,6 +4,7 @@
 #include "lib/base/clock.h"
 #include "lib/base/log.h"
 #include "lib/base/syscall.h"
+#include "lib/base/thread_ctx.h"
 
 namespace numaslub {
 
@@ -22,14 +23,18 @@ void Zone::init(unsigned nid, std::uintptr_t base, Page* map, std::size_t spanne
     a.clean.init();
     a.nr_free = a.nr_clean = 0;
   }
+  isolated.init();
 }
 
 void Zone::add_block(Page* p, unsigned order, std::uint32_t state, std::uint64_t stamp) {
   FreeArea& a = free_area[order];
   bool clean = state & PG_clean;
-  p->flags = PG_buddy | state;
+  // Order and stamp before the flag, every overlapping mark cleared before
+  // it (the fences order the stores as a fork child may see them).
   p->order = static_cast<std::uint8_t>(order);
   p->priv[1] = stamp;
+  signal_fence();
+  p->flags = PG_buddy | state;
   // Lazily released blocks go to the cold end, fresh frees to the hot end.
   if (state & PG_lazy)
     a.dirty.push_back(&p->lru);
@@ -55,6 +60,7 @@ void Zone::del_block(Page* p, unsigned order) {
   }
   if (p->flags & PG_lazy) lazy_pages -= std::size_t{1} << order;
   p->flags &= ~(PG_buddy | PG_lazy);
+  signal_fence();
 }
 
 Page* Zone::take_block(unsigned order, bool want_clean, unsigned* got_order) {
@@ -162,6 +168,10 @@ unsigned Zone::isolate_cold_locked(std::size_t max_pages, std::uint64_t before_n
       if ((p->flags & PG_lazy) || p->priv[1] > before_ns) continue;
       del_block(p, o);
       p->order = static_cast<std::uint8_t>(o);
+      p->priv[2] = this_thread_id();
+      signal_fence();
+      p->flags |= PG_isolated;
+      isolated.push_back(&p->lru);
       out[n++] = p;
       got += std::size_t{1} << o;
       isolated_pages += std::size_t{1} << o;
@@ -173,14 +183,72 @@ unsigned Zone::isolate_cold_locked(std::size_t max_pages, std::uint64_t before_n
 
 void Zone::putback_released_locked(Page* const* blocks, unsigned n, bool zeroed) {
   for (unsigned i = 0; i < n; ++i) {
-    std::size_t pages = std::size_t{1} << blocks[i]->order;
+    Page* p = blocks[i];
+    std::size_t pages = std::size_t{1} << p->order;
     stats.released += pages;
     isolated_pages -= pages;
-    merge_and_add(pfn(blocks[i]), blocks[i]->order, zeroed ? PG_clean : PG_lazy, 0);
+    ListNode::unlink(&p->lru);
+    p->flags &= ~PG_isolated;
+    signal_fence();
+    merge_and_add(pfn(p), p->order, zeroed ? PG_clean : PG_lazy, 0);
+  }
+}
+
+void Zone::unisolate_locked(Page* block) {
+  isolated_pages -= std::size_t{1} << block->order;
+  ListNode::unlink(&block->lru);
+  block->flags &= ~PG_isolated;
+  signal_fence();
+  free_locked(block, block->order, false);
+}
+
+void Zone::rebuild_lists() {
+  for (FreeArea& a : free_area) {
+    a.dirty.init();
+    a.clean.init();
+    a.nr_free = a.nr_clean = 0;
+  }
+  free_pages = clean_pages = lazy_pages = isolated_pages = 0;
+  isolated.init();
+  // Online zone pfns are [0, present_pages). Marked blocks never overlap
+  // (zone.h), so a walk that skips each marked block whole sees every one.
+  for (std::size_t pfn = 0; pfn < present_pages;) {
+    Page* p = map_ + pfn;
+    unsigned o = p->order;
+    std::size_t n = std::size_t{1} << o;
+    bool sane = o <= kMaxOrder && (pfn & (n - 1)) == 0 && pfn + n <= present_pages;
+    if (sane && (p->flags & PG_buddy)) {
+      add_block(p, o, p->flags & (PG_clean | PG_lazy), p->priv[1]);
+      pfn += n;
+    } else if (sane && (p->flags & PG_isolated)) {
+      isolated_pages += n;
+      isolated.push_back(&p->lru);  // fork_child_repair returns the orphans
+      pfn += n;
+    } else {
+      ++pfn;
+    }
+  }
+}
+
+void Zone::fork_child_repair(std::uint32_t self) {
+  if (lock.owner() == self) return;
+  if (lock.reset_if_orphaned(self)) rebuild_lists();
+  // Blocks isolated by threads that are gone: nobody will put them back.
+  for (ListNode* it = isolated.next; it != &isolated;) {
+    Page* p = list_entry<Page>(it, offsetof(Page, lru));
+    it = it->next;
+    if (p->priv[2] != self) unisolate_locked(p);
   }
 }
 
 Page* Zone::alloc(unsigned order, bool want_clean) {
+  // Reclaim has blocks off the lists while it madvises them: they are free
+  // memory of this zone, so wait for them rather than fail or fall back to
+  // another node; but not forever (a release can stall, and an isolating
+  // thread can die with them in a fork child that missed the repair): past
+  // the deadline this is out of memory, as for any caller of a full zone.
+  constexpr std::uint64_t kIsolatedWaitNs = 200'000'000;
+  std::uint64_t deadline = 0;
   for (;;) {
     Page* p;
     bool wait;
@@ -189,10 +257,10 @@ Page* Zone::alloc(unsigned order, bool want_clean) {
       p = alloc_locked(order, want_clean);
       wait = !p && isolated_pages > 0;
     }
-    // Reclaim has blocks off the lists while it madvises them: they are
-    // free memory of this zone, so wait for them rather than fail or fall
-    // back to another node.
     if (!wait) return p;
+    std::uint64_t now = now_coarse_ns();
+    if (deadline == 0) deadline = now + kIsolatedWaitNs;
+    if (now > deadline) return nullptr;
     sys::sched_yield();
   }
 }

@@ -23,6 +23,13 @@
 //   Reclaim releases blocks by that age (decay).
 // - free_pages == sum over orders of nr_free[o] << o; clean_pages likewise
 //   over the clean lists.
+// - A block reclaim has taken off the lists to release it has PG_isolated
+//   (and no PG_buddy), its order in `order`, the isolating thread's id in
+//   priv[2], and sits on `isolated`; isolated_pages counts its pages.
+// - At every instant, not only under the lock, no two blocks with PG_buddy
+//   or PG_isolated overlap: flags are cleared on a block before any block
+//   containing it or contained in it is marked. A fork child relies on this
+//   to rebuild the lists from the descriptors (fork_child_repair).
 //
 // Lock order: a per-CPU page list lock may be held when taking the zone lock,
 // never the reverse. The grow hook runs with the zone lock held and takes the
@@ -92,10 +99,16 @@ class Zone {
   // else (MADV_FREE) onto the dirty lists marked PG_lazy. A block whose
   // release failed goes back with unisolate_locked() instead.
   void putback_released_locked(Page* const* blocks, unsigned n, bool zeroed);
-  void unisolate_locked(Page* block) {
-    isolated_pages -= std::size_t{1} << block->order;
-    free_locked(block, block->order, false);
-  }
+  void unisolate_locked(Page* block);
+
+  // In a fork child, before anything else allocates. `self` is the forking
+  // thread's id in the parent. Blocks isolated by a thread that did not
+  // survive the fork go back on the lists (dirty: their release may or may
+  // not have happened). If the zone lock was held by such a thread, the
+  // lists may be half-updated: they are rebuilt from the descriptors. A
+  // zone whose lock `self` holds is left alone (that frame is mid-update
+  // and finishes after the signal handler that forked returns).
+  void fork_child_repair(std::uint32_t self);
 
   // Takes zone pfns [s, e) off the free lists if every page in it is free
   // (for growing an allocation in place); the rest of each free block it
@@ -125,6 +138,7 @@ class Zone {
   std::size_t clean_pages = 0;     // of those, pages that read as zero
   std::size_t lazy_pages = 0;      // of those, pages released with MADV_FREE
   std::size_t isolated_pages = 0;  // off the lists while reclaim releases them
+  ListNode isolated;               // those blocks (PG_isolated), linked by lru
   // Watermarks over free resident ("dirty") pages, for reclaim: above high
   // the zone caches too much; min/low/high are 1x/2x/3x the scaled gap.
   std::size_t wmark_min = 0, wmark_low = 0, wmark_high = 0;
@@ -148,6 +162,7 @@ class Zone {
   void del_block(Page* p, unsigned order);
   void merge_and_add(std::size_t pfn, unsigned order, std::uint32_t state, std::uint64_t stamp);
   void update_watermarks();
+  void rebuild_lists();
 
   unsigned nid_ = 0;
   std::uintptr_t base_ = 0;

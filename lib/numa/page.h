@@ -4,8 +4,9 @@
 // it describes, so `address -> descriptor` is a subtraction and a shift.
 //
 // The numa layer owns the array; the layers above own the fields:
-// - buddy: PG_buddy/PG_clean/PG_lazy/PG_pcp, order and lru while a block is
-//   free, and priv[1] (the time it was freed, for reclaim's decay);
+// - buddy: PG_buddy/PG_clean/PG_lazy/PG_pcp/PG_isolated, order and lru while
+//   a block is free, priv[1] (the time it was freed, for reclaim's decay) and
+//   priv[2] (who isolated it);
 // - slub (and large allocations): PG_head/PG_tail/PG_slab/PG_large, head_off,
 //   slab_class (on every page of a slab, so free() learns the size class
 //   from any object's page with one load), and the priv[] words, which
@@ -38,6 +39,8 @@ enum PageFlag : std::uint32_t {
   PG_slab = 1u << 5,   // head of a slab; the slab overlay is valid
   PG_large = 1u << 6,  // head of a whole-block (large) allocation
   PG_lazy = 1u << 7,   // free block released with MADV_FREE: not charged, contents undefined
+  PG_isolated =
+      1u << 8,  // free block taken off the lists by reclaim; priv[2]: the isolating thread
 };
 
 struct alignas(64) Page {

@@ -206,6 +206,11 @@ std::size_t release_cold_pages(PageAllocator* pa, unsigned nid, std::size_t max_
       n = z.isolate_cold_locked(max_pages - done, before_ns, blocks, 64, &pages);
     }
     if (n == 0) break;
+    if (std::uint32_t hold = config().reclaim_hold_ms) {
+      // Test seam: keep the pass open with its blocks isolated.
+      timespec ts{static_cast<time_t>(hold / 1000), static_cast<long>(hold % 1000) * 1000000L};
+      sys::call(SYS_nanosleep, &ts, nullptr);
+    }
     bool zeroed = true;
     unsigned ok = 0;
     Page* failed[64];

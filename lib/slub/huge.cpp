@@ -8,6 +8,7 @@
 #include "lib/base/clock.h"
 #include "lib/base/lock.h"
 #include "lib/base/syscall.h"
+#include "lib/base/thread_ctx.h"
 #include "lib/buddy/page_alloc.h"
 #include "lib/numa/page.h"
 
@@ -22,50 +23,72 @@ struct Entry {
 constexpr std::uintptr_t kTombstone = 1;
 
 constinit Mutex g_lock;
-constinit Entry* g_table = nullptr;
-constinit std::size_t g_cap = 0;   // power of two
+// The table and its capacity in one word (a page-aligned mapping, log2 of
+// the power-of-two capacity in the low bits), so that a fork child never
+// finds a new table with the old capacity, whatever instant it was made at.
+constinit std::uintptr_t g_tab = 0;
+constexpr std::uintptr_t kCapBits = 63;
 constinit std::size_t g_used = 0;  // live + tombstones
 constinit std::size_t g_live = 0;
 constinit std::size_t g_bytes = 0;
 
+Entry* table() {
+  return reinterpret_cast<Entry*>(g_tab & ~kCapBits);
+}
+std::size_t capacity() {
+  return g_tab ? std::size_t{1} << (g_tab & kCapBits) : 0;
+}
+
 std::size_t slot_of(std::uintptr_t a) {
-  return static_cast<std::size_t>((a >> kPageShift) * 0x9E3779B97F4A7C15ULL >> 20) & (g_cap - 1);
+  return static_cast<std::size_t>((a >> kPageShift) * 0x9E3779B97F4A7C15ULL >> 20) &
+         (capacity() - 1);
 }
 
 Entry* find(std::uintptr_t a) {
-  if (!g_cap) return nullptr;
-  for (std::size_t i = slot_of(a);; i = (i + 1) & (g_cap - 1)) {
-    if (g_table[i].addr == a) return &g_table[i];
-    if (g_table[i].addr == 0) return nullptr;
+  std::size_t cap = capacity();
+  Entry* t = table();
+  for (std::size_t i = slot_of(a), n = 0; n < cap; i = (i + 1) & (cap - 1), ++n) {
+    if (t[i].addr == a) return &t[i];
+    if (t[i].addr == 0) return nullptr;
   }
+  return nullptr;
 }
 
 bool grow() {
-  std::size_t cap = g_cap ? g_cap * 2 : 256;
+  std::size_t cap = capacity() ? capacity() * 2 : 256;
   void* m = sys::mmap(nullptr, cap * sizeof(Entry), PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, nullptr);
   if (!m) return false;
-  Entry* old = g_table;
-  std::size_t old_cap = g_cap;
-  g_table = static_cast<Entry*>(m);
-  g_cap = cap;
-  g_used = g_live;
+  Entry* old = table();
+  std::size_t old_cap = capacity();
+  auto* t = static_cast<Entry*>(m);
   for (std::size_t i = 0; i < old_cap; ++i) {
     if (old[i].addr <= kTombstone) continue;
-    std::size_t j = slot_of(old[i].addr);
-    while (g_table[j].addr) j = (j + 1) & (g_cap - 1);
-    g_table[j] = old[i];
+    std::size_t j =
+        static_cast<std::size_t>((old[i].addr >> kPageShift) * 0x9E3779B97F4A7C15ULL >> 20) &
+        (cap - 1);
+    while (t[j].addr) j = (j + 1) & (cap - 1);
+    t[j] = old[i];
   }
+  // Complete before it is published, with one store.
+  signal_fence();
+  g_tab = reinterpret_cast<std::uintptr_t>(m) | ilog2(cap);
+  g_used = g_live;
   if (old) sys::munmap(old, old_cap * sizeof(Entry));
   return true;
 }
 
 bool insert(std::uintptr_t a, std::size_t len, int nid) {
-  if ((g_used + 1) * 2 > g_cap && !grow()) return false;
+  if ((g_used + 1) * 2 > capacity() && !grow()) return false;
+  std::size_t cap = capacity();
+  Entry* t = table();
   std::size_t i = slot_of(a);
-  while (g_table[i].addr > kTombstone) i = (i + 1) & (g_cap - 1);
-  if (g_table[i].addr == 0) ++g_used;
-  g_table[i] = {a, len, nid};
+  while (t[i].addr > kTombstone) i = (i + 1) & (cap - 1);
+  if (t[i].addr == 0) ++g_used;
+  t[i].len = len;
+  t[i].nid = nid;
+  signal_fence();  // the address (what a lookup matches) last
+  t[i].addr = a;
   ++g_live;
   g_bytes += len;
   return true;
@@ -165,7 +188,7 @@ void* huge_alloc(std::size_t size, std::size_t align, int nid, bool* zeroed) {
   {
     std::size_t want = align_up(size, kPageSize), got = 0;
     LockGuard<Mutex> g(g_lock);
-    if (g_cached && (g_used + 1) * 2 <= g_cap) {
+    if (g_cached && (g_used + 1) * 2 <= capacity()) {
       if (std::uintptr_t a = cache_take(want, align > kPageSize ? align : kPageSize, nid, &got)) {
         insert(a, got, nid);
         if (zeroed) *zeroed = false;
@@ -238,7 +261,7 @@ void* huge_resize(void* p, std::size_t new_size) {
   LockGuard<Mutex> g(g_lock);
   Entry* e = find(reinterpret_cast<std::uintptr_t>(p));
   if (!e) return nullptr;
-  if ((g_used + 1) * 2 > g_cap && !grow()) return nullptr;
+  if ((g_used + 1) * 2 > capacity() && !grow()) return nullptr;
   e = find(reinterpret_cast<std::uintptr_t>(p));  // grow() moved the table
   long r = sys::mremap(p, e->len, len, MREMAP_MAYMOVE, nullptr);
   if (sys::failed(r)) return nullptr;
@@ -248,8 +271,22 @@ void* huge_resize(void* p, std::size_t new_size) {
   return reinterpret_cast<void*>(r);
 }
 
-Mutex& huge_lock() {
-  return g_lock;
+void huge_fork_child(std::uint32_t self) {
+  if (!g_lock.reset_if_orphaned(self)) return;
+  // A thread gone with the fork held the lock: the table's entries are
+  // whole (an address is written last), the counts may be one off.
+  g_used = g_live = g_bytes = 0;
+  Entry* t = table();
+  for (std::size_t i = 0; i < capacity(); ++i) {
+    if (t[i].addr) ++g_used;
+    if (t[i].addr > kTombstone) {
+      ++g_live;
+      g_bytes += t[i].len;
+    }
+  }
+  if (g_cached > kCacheSlots) g_cached = kCacheSlots;
+  g_cached_bytes = 0;
+  for (unsigned i = 0; i < g_cached; ++i) g_cached_bytes += g_cache[i].len;
 }
 
 void huge_stats(std::size_t* count, std::size_t* bytes) {

@@ -28,8 +28,10 @@ bool huge_free(void* p);
 std::size_t huge_size(const void* p);
 // Grows or shrinks the mapping at p (mremap, may move); null on failure, p intact.
 void* huge_resize(void* p, std::size_t new_size);
-class Mutex;
-Mutex& huge_lock();  // a leaf lock (fork handlers)
+// In a fork child (`self`: the forking thread's id in the parent): frees the
+// table lock if a thread that did not survive the fork held it, and
+// recounts what it guarded.
+void huge_fork_child(std::uint32_t self);
 
 // Live mappings and their bytes (stats).
 void huge_stats(std::size_t* count, std::size_t* bytes);

@@ -14,6 +14,7 @@
 #include "lib/base/log.h"
 #include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
+#include "lib/slub/reentry.h"
 #include "lib/slub/slub_internal.h"
 
 namespace numaslub {
@@ -77,6 +78,19 @@ void* alloc_any(std::size_t size, std::size_t align, int nid, bool zero) {
   return p;
 }
 
+// A call nested inside the allocator (reentry.h): a mapping of its own.
+void* nested_alloc(std::size_t size, std::size_t align) {
+  void* p = reentry_alloc(size, align);
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+// Entry to a slow path that is not nested: first give back the blocks that
+// nested frees deferred.
+NS_ALWAYS_INLINE void drain_deferred() {
+  if (NS_UNLIKELY(reentry_frees_pending())) reentry_drain_frees();
+}
+
 }  // namespace
 
 void set_foreign_free(ForeignFreeFn fn) {
@@ -84,6 +98,8 @@ void set_foreign_free(ForeignFreeFn fn) {
 }
 
 void* kmalloc_slow(std::size_t size) {
+  if (NS_UNLIKELY(allocator_busy())) return nested_alloc(size, 16);
+  drain_deferred();
   for (int attempt = 0; attempt < 2; ++attempt) {
     void* p = size <= kMaxSmallSize ? small_alloc_slow(size_to_class(size))
                                     : alloc_any(size, kPageSize, kNumaNoNode, false);
@@ -115,7 +131,7 @@ static void kfree_slow_inner(void* p) {
     if (Page* head = large_head(p)) return large_free(head);
     fatal("free of invalid pointer %p (not the start of an allocation)", p);
   }
-  if (huge_free(p)) return;
+  if (reentry_free(p) || huge_free(p)) return;
   if (g_foreign_free) return g_foreign_free(p);
   fatal("free of pointer %p that numaslub did not allocate", p);
 }
@@ -123,6 +139,13 @@ static void kfree_slow_inner(void* p) {
 void kfree_slow(void* p) {
   if (!p) return;
   ErrnoGuard keep_errno;
+  if (NS_UNLIKELY(allocator_busy())) {
+    // Nested: a block of its own is unmapped at once; anything else may
+    // need a lock the interrupted frame holds, so it waits on the list.
+    if (!reentry_free(p)) reentry_defer_free(p);
+    return;
+  }
+  drain_deferred();
   kfree_slow_inner(p);
 }
 
@@ -146,7 +169,7 @@ bool kowns(const void* p) {
     Page* page = g_state.pa->virt_to_page(p);
     return page->slab_class || large_head(p);
   }
-  return huge_size(p) != 0;
+  return reentry_size(p) != 0 || huge_size(p) != 0;
 }
 
 std::size_t ksize(const void* p) {
@@ -157,6 +180,7 @@ std::size_t ksize(const void* p) {
     if (Page* head = large_head(p)) return head->priv[0] << kPageShift;
     return 0;
   }
+  if (std::size_t n = reentry_size(p)) return n;
   return huge_size(p);
 }
 
@@ -166,6 +190,7 @@ void* kcalloc(std::size_t n, std::size_t size) {
     errno = ENOMEM;
     return nullptr;
   }
+  if (NS_UNLIKELY(allocator_busy())) return nested_alloc(total, 16);  // zeroed
   if (total <= kMaxSmallSize) {
     void* p = kmalloc(total);
     if (p) std::memset(p, 0, total);
@@ -179,6 +204,7 @@ void* kcalloc(std::size_t n, std::size_t size) {
 
 void* kmalloc_aligned(std::size_t align, std::size_t size) {
   if (align <= 16) return kmalloc(size);
+  if (NS_UNLIKELY(allocator_busy())) return nested_alloc(size, align);
   void* p = nullptr;
   if (size <= kMaxSmallSize && align <= kMaxSmallSize) {
     // The smallest class that is a multiple of align: its objects are
@@ -194,6 +220,7 @@ void* kmalloc_aligned(std::size_t align, std::size_t size) {
 }
 
 void* kmalloc_node(std::size_t size, int nid) {
+  if (NS_UNLIKELY(allocator_busy())) return nested_alloc(size, 16);
   if (!slub_init()) return nullptr;
   if (nid >= static_cast<int>(g_state.pa->nr_nodes())) {
     errno = EINVAL;
@@ -234,6 +261,17 @@ void* krealloc(void* p, std::size_t size) {
   if (size == 0) {
     kfree(p);
     return nullptr;
+  }
+  if (NS_UNLIKELY(allocator_busy())) {
+    // Nested: no in-place resizing (it takes locks); move to a mapping of
+    // its own, the old block's free is deferred.
+    std::size_t have = ksize(p);
+    void* q = nested_alloc(size, 16);
+    if (q) {
+      std::memcpy(q, p, have < size ? have : size);
+      kfree(p);
+    }
+    return q;
   }
   std::size_t old = ksize(p);
   if (old == 0 && !huge_size(p)) {

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "lib/base/compiler.h"
+#include "lib/base/thread_ctx.h"
 #include "lib/numa/page.h"
 #include "lib/slub/rseq_ops.h"
 #include "lib/slub/sheaf.h"
@@ -77,11 +78,19 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
       }
     } else
 #endif
-        if (CpuSlots* t = t_slots) {
+        if (CpuSlots* t = t_slots; t && NS_LIKELY(!t_ctx.sheaf_busy)) {
+      // Per-thread sheaves: a signal handler's malloc must not pop between
+      // our read and our store, so the operation is marked busy (a nested
+      // call then takes the slow path, which defers to reentry.h).
+      t_ctx.sheaf_busy = 1;
+      signal_fence();
       void*** top = &reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + off)->main;
       void* obj = (*top)[-1];
-      if (NS_LIKELY(!(reinterpret_cast<std::uintptr_t>(obj) & kSheafSentinel))) {
-        --*top;
+      bool got = !(reinterpret_cast<std::uintptr_t>(obj) & kSheafSentinel);
+      if (NS_LIKELY(got)) --*top;
+      signal_fence();
+      t_ctx.sheaf_busy = 0;
+      if (NS_LIKELY(got)) {
         NS_TSAN_ACQUIRE(obj);
         return obj;
       }
@@ -107,14 +116,17 @@ NS_ALWAYS_INLINE void kfree(void* p) {
         }
       } else
 #endif
-          if (CpuSlots* t = t_slots) {
+          if (CpuSlots* t = t_slots; t && NS_LIKELY(!t_ctx.sheaf_busy)) {
+        t_ctx.sheaf_busy = 1;  // as in kmalloc
+        signal_fence();
         void*** top = &reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + soff)->main;
-        if (NS_LIKELY((reinterpret_cast<std::uintptr_t>(*top) & (kSheafBytes - 1)) != 0 &&
+        bool pushed = (reinterpret_cast<std::uintptr_t>(*top) & (kSheafBytes - 1)) != 0 &&
                       (*top)[-1] != p &&
-                      (!g_slub.multi_node || t->node == (off >> g_slub.node_shift)))) {
-          *(*top)++ = p;
-          return;
-        }
+                      (!g_slub.multi_node || t->node == (off >> g_slub.node_shift));
+        if (NS_LIKELY(pushed)) *(*top)++ = p;
+        signal_fence();
+        t_ctx.sheaf_busy = 0;
+        if (NS_LIKELY(pushed)) return;
       }
     }
   }
@@ -171,12 +183,10 @@ std::size_t vmstat(char* buf, std::size_t cap);
 std::size_t slabinfo(char* buf, std::size_t cap);
 // Which per-CPU mode is in use (after the first allocation).
 CacheMode cache_mode();
-// Locks for the fork handlers: set-up, the thread-set pool (a leaf), and
-// the runtime locks in order (CPU sheaf sets, barns, partial lists).
-class Mutex;
-Mutex& slub_init_lock();
-Mutex& slub_thread_pool_lock();
-void slub_for_each_lock(void (*fn)(Mutex&));
+// In a fork child, before anything allocates (`self`: the forking thread's
+// id in the parent): frees the locks that threads which did not survive the
+// fork held, and repairs what they guarded (fork_child.cpp).
+void slub_fork_child(std::uint32_t self);
 
 // Sets up the allocator now (normally done by the first allocation).
 bool slub_init();

@@ -5,6 +5,7 @@
 #include "lib/base/boot_alloc.h"
 #include "lib/base/format.h"
 #include "lib/base/log.h"
+#include "lib/base/thread_ctx.h"
 
 namespace numaslub {
 
@@ -82,7 +83,7 @@ Slab* KmemCache::new_slab(unsigned nid) {
   if (!head) return nullptr;
   std::size_t pages = std::size_t{1} << order;
   for (std::size_t i = 0; i < pages; ++i) {
-    head[i].flags = i ? PG_tail : (PG_head | PG_slab);
+    head[i].flags = i ? PG_tail : 0u;  // the head's PG_slab comes last
     head[i].head_off = static_cast<std::uint32_t>(i);
     head[i].slab_class = static_cast<std::uint8_t>(cls + 1);
     head[i].slab_slot = static_cast<std::uint16_t>(class_slot_offset(cls));
@@ -107,6 +108,8 @@ Slab* KmemCache::new_slab(unsigned nid) {
     next = obj;
   }
   s->freelist = next;
+  signal_fence();
+  head->flags = PG_head | PG_slab;
   return s;
 }
 
@@ -117,6 +120,8 @@ void KmemCache::discard_slab(KmemCacheNode& n, Slab* s) {
   --n.nr_slabs;
   ++n.slabs_freed;
   Page* head = reinterpret_cast<Page*>(s);
+  head->flags = 0;  // no longer a slab, first
+  signal_fence();
   std::size_t pages = std::size_t{1} << order;
   for (std::size_t i = 0; i < pages; ++i) {
     head[i].flags = 0;
@@ -238,6 +243,40 @@ void KmemCache::free_remote(Slab* s, void* obj) {
     s->on_partial = 1;
     ++nd.nr_partial;
   }
+}
+
+void KmemCache::fork_reset_node(unsigned nid) {
+  KmemCacheNode& nd = node[nid];
+  nd.partial.init();
+  nd.nr_partial = nd.nr_slabs = nd.inuse = 0;
+}
+
+void KmemCache::fork_adopt_slab(unsigned nid, Slab* s) {
+  KmemCacheNode& nd = node[nid];
+  ++nd.nr_slabs;
+  s->on_partial = 0;
+  auto* base = static_cast<char*>(slab_base(s));
+  std::size_t span = std::size_t{objects} * size;
+  std::uint32_t free_objs = 0;
+  bool ok = s->cache == this && s->objects == objects && s->nid == nid;
+  for (auto** o = static_cast<void**>(s->freelist); ok && o;) {
+    std::uintptr_t off =
+        reinterpret_cast<std::uintptr_t>(o) - reinterpret_cast<std::uintptr_t>(base);
+    if (off >= span || off % size != 0 || ++free_objs > objects) ok = false;
+    if (ok) o = static_cast<void**>(decode(*o, o));
+  }
+  if (!ok) {
+    s->freelist = nullptr;
+    s->inuse = objects;
+    nd.inuse += objects;
+    return;
+  }
+  s->inuse = objects - free_objs;
+  nd.inuse += s->inuse;
+  if (s->remote.load(std::memory_order_relaxed) & kSlabFull) return;
+  nd.partial.push_back(&s->slab_list);
+  s->on_partial = 1;
+  ++nd.nr_partial;
 }
 
 std::size_t KmemCache::shrink(bool all) {

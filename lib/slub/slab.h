@@ -11,13 +11,13 @@
 //   emptied into freelist under list_lock.
 //
 // inuse counts objects that are not on `freelist` (allocated, in sheaves, or
-// on `remote`). Bit 0 of `remote` (kSlabFull) says the slab is off the
-// partial list because it has nothing to give: set with CAS(0 -> kSlabFull)
-// under list_lock, cleared by whichever free clears it first (CAS); that
-// free puts the slab back on the partial list. So a slab is exactly one of:
-// on the partial list; full (kSlabFull set); or in transit (kSlabFull just
-// cleared by a remote free that is waiting for list_lock to list it).
-// Only listed slabs are discarded, and only when inuse == 0.
+// on `remote`). PG_slab on the head is set last, when the slab is whole, and
+// cleared first when it is discarded (a fork child walks the descriptors). Bit 0 of `remote`
+// (kSlabFull) says the slab is off the partial list because it has nothing to give: set with CAS(0
+// -> kSlabFull) under list_lock, cleared by whichever free clears it first (CAS); that free puts
+// the slab back on the partial list. So a slab is exactly one of: on the partial list; full
+// (kSlabFull set); or in transit (kSlabFull just cleared by a remote free that is waiting for
+// list_lock to list it). Only listed slabs are discarded, and only when inuse == 0.
 //
 // Lock order: CPU slot lock -> barn lock / list_lock -> zone locks (via the
 // page allocator). list_lock and the barn lock are never held together.
@@ -97,6 +97,15 @@ struct KmemCache {
   // Collects remote frees and discards empty slabs beyond min_partial
   // (all empty slabs when `all`). Returns pages given back to the buddy.
   std::size_t shrink(bool all);
+
+  // Fork child, when a thread that did not survive the fork held node nid's
+  // list_lock (the partial list or a slab's freelist may be half-updated):
+  // fork_reset_node empties the node's lists and counts, then every slab of
+  // the node is handed to fork_adopt_slab, which checks its freelist,
+  // recounts inuse and lists it again if it has free objects. A slab whose
+  // freelist does not check out is kept off the lists: leaked, never reused.
+  void fork_reset_node(unsigned nid);
+  void fork_adopt_slab(unsigned nid, Slab* s);
 
   Slab* obj_to_slab(const void* obj) const {
     Page* p = pa->virt_to_page(obj);

@@ -42,10 +42,6 @@ constinit CpuSlots* g_pool = nullptr;  // thread mode: sets of exited threads
 // after the TSD destructors go straight to the slabs.
 constinit thread_local bool t_exiting NS_TLS_IE = false;
 
-CpuSlots* cpu_slots(unsigned cpu) {
-  return reinterpret_cast<CpuSlots*>(g_cpu_region + (std::size_t{cpu} << kCpuSlotsShift));
-}
-
 std::uint64_t random_secret() {
   std::uint64_t v = 0;
   if (sys::call(SYS_getrandom, &v, sizeof v, 1 /*GRND_NONBLOCK*/) != sizeof v) {
@@ -62,6 +58,10 @@ void thread_exit(void* arg);
 }  // namespace
 
 constinit SlubState g_state;
+
+CpuSlots* cpu_slots(unsigned cpu) {
+  return reinterpret_cast<CpuSlots*>(g_cpu_region + (std::size_t{cpu} << kCpuSlotsShift));
+}
 constinit Sheaf g_no_sheaf = {};
 
 // ---- barn ----------------------------------------------------------------
@@ -217,6 +217,23 @@ static void free_slow_rseq(KmemCache& c, void* p) {
 #endif
 
 // ---- per-thread mode ---------------------------------------------------
+//
+// A thread's sheaf set is changed by its own thread only, but a signal
+// handler on that thread may call malloc while a change is half done: every
+// change runs inside a SheafBusy scope, which sends such a nested call to
+// reentry.h instead of the set (the fast paths in kmalloc.h do the same).
+struct SheafBusy {
+  SheafBusy() {
+    ++t_ctx.sheaf_busy;
+    signal_fence();
+  }
+  ~SheafBusy() {
+    signal_fence();
+    --t_ctx.sheaf_busy;
+  }
+  SheafBusy(const SheafBusy&) = delete;
+  SheafBusy& operator=(const SheafBusy&) = delete;
+};
 
 static CpuSlots* thread_slots() {
   if (CpuSlots* t = t_slots) return t;
@@ -242,6 +259,7 @@ static CpuSlots* thread_slots() {
 }
 
 static void* alloc_slow_thread(unsigned cls) {
+  SheafBusy busy;
   KmemCache& c = g_state.caches[cls];
   CpuSlots* cs = thread_slots();
   if (!cs) return alloc_direct(c, -1);
@@ -256,6 +274,7 @@ static void* alloc_slow_thread(unsigned cls) {
 }
 
 static void free_slow_thread(KmemCache& c, void* p) {
+  SheafBusy busy;
   CpuSlots* cs = thread_slots();
   if (!cs) return c.free_batch(&p, 1);
   SheafSlot& sl = cs->slots[c.cls];
@@ -294,6 +313,7 @@ void thread_exit(void* arg) {
   auto* cs = static_cast<CpuSlots*>(arg);
   t_exiting = true;
   t_slots = nullptr;
+  signal_fence();  // a handler's malloc from here on finds no set
   release_slots(cs);
   LockGuard<Mutex> g(g_pool_lock);
   cs->pool_next = g_pool;
@@ -374,15 +394,8 @@ Mutex& slub_init_lock() {
 Mutex& slub_thread_pool_lock() {
   return g_pool_lock;
 }
-
-void slub_for_each_lock(void (*fn)(Mutex&)) {
-  if (!g_ready.load(std::memory_order_acquire)) return;
-  for (unsigned cpu = 0; cpu < g_state.nr_cpus; ++cpu) fn(cpu_slots(cpu)->lock);
-  unsigned nodes = g_state.pa->nr_nodes();
-  for (unsigned cls = 0; cls < kNrClasses; ++cls)
-    for (unsigned n = 0; n < nodes; ++n) fn(g_state.caches[cls].node[n].barn.lock);
-  for (unsigned cls = 0; cls < kNrClasses; ++cls)
-    for (unsigned n = 0; n < nodes; ++n) fn(g_state.caches[cls].node[n].list_lock);
+bool slub_ready() {
+  return g_ready.load(std::memory_order_acquire);
 }
 
 // ---- the small-object slow paths ----------------------------------------
@@ -485,7 +498,10 @@ std::size_t kmem_cpu_cached(unsigned cpu, std::uint64_t* last_used_ns) {
 
 std::size_t kmem_shrink_all() {
   if (!g_ready.load(std::memory_order_acquire)) return 0;
-  if (CpuSlots* t = t_slots) release_slots(t);
+  if (CpuSlots* t = t_slots) {
+    SheafBusy busy;
+    release_slots(t);
+  }
 #if NS_HAVE_RSEQ_ASM
   if (g_slub.mode == CacheMode::kRseq) {
     unsigned long saved[kMaxCpus / 64] = {};

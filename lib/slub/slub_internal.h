@@ -31,5 +31,9 @@ Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid);
 void sheaf_put_empty(KmemCache& c, unsigned nid, Sheaf* s);
 void sheaf_flush(KmemCache& c, Sheaf* s);
 void release_slots(CpuSlots* cs);
+CpuSlots* cpu_slots(unsigned cpu);  // rseq mode: CPU cpu's sheaf set
+bool slub_ready();
+Mutex& slub_init_lock();
+Mutex& slub_thread_pool_lock();
 
 }  // namespace numaslub
