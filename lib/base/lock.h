@@ -43,28 +43,36 @@ class Mutex {
   Mutex(const Mutex&) = delete;
   Mutex& operator=(const Mutex&) = delete;
 
+  // locks_held is raised before the lock is taken and lowered after it is
+  // released (with compiler fences: a signal handler on this thread sees the
+  // stores in this order), so it never undercounts what this thread holds.
   NS_ALWAYS_INLINE void lock() {
     std::uint32_t me = this_thread_id();
+    ++t_ctx.locks_held;
+    signal_fence();
     std::uint32_t expected = 0;
     if (NS_UNLIKELY(!state_.compare_exchange_strong(expected, me, std::memory_order_acquire,
                                                     std::memory_order_relaxed)))
       lock_slow(me);
-    ++t_ctx.locks_held;
   }
 
   NS_ALWAYS_INLINE bool try_lock() {
-    std::uint32_t expected = 0;
-    if (!state_.compare_exchange_strong(expected, this_thread_id(), std::memory_order_acquire,
-                                        std::memory_order_relaxed))
-      return false;
     ++t_ctx.locks_held;
-    return true;
+    signal_fence();
+    std::uint32_t expected = 0;
+    if (state_.compare_exchange_strong(expected, this_thread_id(), std::memory_order_acquire,
+                                       std::memory_order_relaxed))
+      return true;
+    signal_fence();
+    --t_ctx.locks_held;
+    return false;
   }
 
   NS_ALWAYS_INLINE void unlock() {
-    --t_ctx.locks_held;
     if (NS_UNLIKELY(state_.exchange(0, std::memory_order_release) & kWaiters))
       sys::futex(&state_, FUTEX_WAKE_PRIVATE, 1);
+    signal_fence();
+    --t_ctx.locks_held;
   }
 
   bool is_locked() const { return state_.load(std::memory_order_relaxed) != 0; }
