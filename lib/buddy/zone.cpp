@@ -80,11 +80,11 @@ Page* Zone::take_block(unsigned order, bool want_clean, unsigned* got_order) {
   return nullptr;
 }
 
-Page* Zone::alloc_locked(unsigned order, bool want_clean) {
+Page* Zone::alloc_locked(unsigned order, bool want_clean, bool grow) {
   NS_CHECK(order <= kMaxOrder, "alloc of order %u", order);
   unsigned o;
   Page* p = take_block(order, want_clean, &o);
-  if (!p && grow_) {
+  if (!p && grow && grow_) {
     if (grow_(grow_ctx_, this)) {
       ++stats.grow;
       p = take_block(order, want_clean, &o);
@@ -243,24 +243,27 @@ void Zone::fork_child_repair(std::uint32_t self) {
 
 Page* Zone::alloc(unsigned order, bool want_clean) {
   // Reclaim has blocks off the lists while it madvises them: they are free
-  // memory of this zone, so wait for them rather than fail or fall back to
-  // another node; but not forever (a release can stall, and an isolating
-  // thread can die with them in a fork child that missed the repair): past
-  // the deadline this is out of memory, as for any caller of a full zone.
+  // memory of this zone, so wait for them rather than fail, fall back to
+  // another node, or online a new section (the heap would grow while it is
+  // giving memory back); but not forever (a release can stall, and an
+  // isolating thread can die with them in a fork child that missed the
+  // repair): past the deadline the zone grows, or this is out of memory.
   constexpr std::uint64_t kIsolatedWaitNs = 200'000'000;
   std::uint64_t deadline = 0;
+  bool expired = false;
   for (;;) {
     Page* p;
     bool wait;
     {
       LockGuard<Mutex> g(lock);
-      p = alloc_locked(order, want_clean);
-      wait = !p && isolated_pages > 0;
+      bool hold = !expired && isolated_pages >= (std::size_t{1} << order);
+      p = alloc_locked(order, want_clean, !hold);
+      wait = !p && !expired && isolated_pages > 0;
     }
     if (!wait) return p;
     std::uint64_t now = now_coarse_ns();
     if (deadline == 0) deadline = now + kIsolatedWaitNs;
-    if (now > deadline) return nullptr;
+    expired = now > deadline;
     sys::sched_yield();
   }
 }

@@ -78,8 +78,9 @@ class Zone {
   Page* alloc(unsigned order, bool want_clean = false);
   void free(Page* page, unsigned order, bool clean = false);
 
-  // The same with the lock already held.
-  Page* alloc_locked(unsigned order, bool want_clean);
+  // The same with the lock already held; `grow` = false: never online a
+  // new section, fail instead.
+  Page* alloc_locked(unsigned order, bool want_clean, bool grow = true);
   void free_locked(Page* page, unsigned order, bool clean);
 
   // Releases free resident blocks to the OS, coldest first (tail of each

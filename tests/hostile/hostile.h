@@ -4,6 +4,7 @@
 #ifndef NS_HOSTILE_H
 #define NS_HOSTILE_H
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,14 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* numaslub's own API (include/numaslub/numaslub.h): linked, a direct call;
+ * preloaded, the library's symbol (the program is not linked against it). */
+#ifdef NS_LINKED
+#define NS_API(name) (&name)
+#else
+#define NS_API(name) ((__typeof__(&name))dlsym(RTLD_DEFAULT, #name))
+#endif
 
 #define CHECK(cond)                                                                       \
   do {                                                                                    \
