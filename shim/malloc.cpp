@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "lib/base/bitops.h"
@@ -43,12 +44,17 @@ void* realloc_impl(void* p, std::size_t size) {
   return krealloc(p, size);
 }
 
+// glibc's rules: an alignment that is not a power of two (0 included) is
+// rounded up to one; only one above 2^63 (SIZE_MAX / 2 + 1), which has no
+// power of two to round up to, is EINVAL. Any power of two is valid, and a
+// request that cannot be met (a huge size or alignment) is ENOMEM, as for
+// aligned_alloc and posix_memalign.
 void* memalign_impl(std::size_t align, std::size_t size) {
-  if (align > (std::size_t{1} << 40)) {
+  if (align > (SIZE_MAX >> 1) + 1) {
     errno = EINVAL;
     return nullptr;
   }
-  if (!is_pow2(align)) align = std::size_t{1} << ilog2_ceil(align);  // glibc rounds up
+  if (!is_pow2(align)) align = std::size_t{1} << ilog2_ceil(align);
   return kmalloc_aligned(align, size);
 }
 

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "lib/buddy/page_alloc.h"
+#include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/size_class.h"
 
@@ -438,6 +439,32 @@ TEST(SlubHuge, ImpossibleSizesFailWithEnomem) {
   }
 }
 
+std::uint64_t direct_reclaims() {
+  static char buf[8192];
+  vmstat(buf, sizeof buf);
+  const char* s = std::strstr(buf, "direct_reclaim ");
+  return s ? std::strtoull(s + std::strlen("direct_reclaim "), nullptr, 10) : ~0ull;
+}
+
+// A request that can never fit fails without draining every cache first.
+TEST(SlubHuge, ImpossibleSizesSkipDirectReclaim) {
+  void* p = kmalloc(100 * KiB);
+  ASSERT_NE(p, nullptr);
+  std::uint64_t before = direct_reclaims();
+  ASSERT_NE(before, ~0ull);
+  for (std::size_t n : {SIZE_MAX, SIZE_MAX - 4095, std::size_t{1} << 50, kMaxAllocSize + 1}) {
+    EXPECT_EQ(kmalloc(n), nullptr) << n;
+    EXPECT_EQ(kcalloc(1, n), nullptr) << n;
+    EXPECT_EQ(kmalloc_aligned(64, n), nullptr) << n;
+    EXPECT_EQ(kmalloc_aligned(64 * KiB, n), nullptr) << n;
+    EXPECT_EQ(kmalloc_node(n, 0), nullptr) << n;
+    EXPECT_EQ(krealloc(p, n), nullptr) << n;
+  }
+  EXPECT_EQ(kmalloc_aligned(std::size_t{1} << 50, 1), nullptr);
+  EXPECT_EQ(direct_reclaims(), before);
+  kfree(p);
+}
+
 // ------------------------------------------------------------ kcalloc
 
 TEST(SlubCalloc, Zeroes) {
@@ -575,16 +602,22 @@ TEST(SlubRealloc, InPlace) {
 }
 
 TEST(SlubRealloc, FailureLeavesBlockIntact) {
+  // SIZE_MAX - k rounds up past SIZE_MAX to 0 pages: it once "shrank" a
+  // large block in place to nothing.
   for (std::size_t n : {std::size_t{40}, 3000ul, 100 * KiB, 6 * MiB}) {
-    void* p = kmalloc(n);
-    ASSERT_NE(p, nullptr);
-    fill(p, n, 11);
-    errno = 0;
-    EXPECT_EQ(krealloc(p, std::size_t{1} << 50), nullptr) << n;
-    EXPECT_EQ(errno, ENOMEM);
-    EXPECT_EQ(first_bad(p, n, 11), n) << n;
-    EXPECT_GE(ksize(p), n);
-    kfree(p);
+    for (std::size_t to : {std::size_t{1} << 50, SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 4094,
+                           SIZE_MAX - 4096, kMaxAllocSize + 1}) {
+      void* p = kmalloc(n);
+      ASSERT_NE(p, nullptr);
+      std::size_t usable = ksize(p);
+      fill(p, n, 11);
+      errno = 0;
+      EXPECT_EQ(krealloc(p, to), nullptr) << n << " -> " << to;
+      EXPECT_EQ(errno, ENOMEM);
+      EXPECT_EQ(first_bad(p, n, 11), n) << n;
+      EXPECT_EQ(ksize(p), usable) << n << " -> " << to;
+      kfree(p);
+    }
   }
 }
 
@@ -624,6 +657,31 @@ TEST(SlubAligned, HugeAlignments) {
       std::memset(p, 0x5a, n);
       kfree(p);
     }
+  }
+}
+
+// A zero-byte block with a large alignment owns a page until freed; it once
+// had 0 pages (every page freed at once), and the next allocation took them.
+TEST(SlubAligned, ZeroSizeOwnsItsAddress) {
+  for (std::size_t align = 64 * KiB; align <= 16 * MiB; align *= 2) {
+    void* p = kmalloc_aligned(align, 0);
+    ASSERT_NE(p, nullptr) << align;
+    EXPECT_EQ(addr(p) % align, 0u) << align;
+    EXPECT_TRUE(kowns(p)) << align;
+    std::size_t len = ksize(p);
+    EXPECT_GE(len, 1u) << align;
+    std::vector<void*> more;
+    for (std::size_t n : {std::size_t{0}, 1ul, 4096ul, 64 * KiB, align}) {
+      for (int k = 0; k < 4; ++k) {
+        void* q = kmalloc_aligned(align, n);
+        ASSERT_NE(q, nullptr);
+        EXPECT_FALSE(addr(q) < addr(p) + (len ? len : 1) && addr(p) < addr(q) + ksize(q))
+            << "align " << align << ": " << q << " overlaps the zero-byte block " << p;
+        more.push_back(q);
+      }
+    }
+    for (void* q : more) kfree(q);
+    kfree(p);
   }
 }
 

@@ -179,14 +179,23 @@ std::size_t huge_cache_bytes() {
   return g_cached_bytes;
 }
 
+namespace {
+// Bytes of mapping for a request: at least one page, so a zero-byte block
+// still owns its address (a mapping of length 0 would be unmapped at once
+// and its address handed out again). size <= kMaxAllocSize: cannot wrap.
+std::size_t map_len(std::size_t size) {
+  return size ? align_up(size, kPageSize) : kPageSize;
+}
+}  // namespace
+
 void* huge_alloc(std::size_t size, std::size_t align, int nid, bool* zeroed) {
-  if (size > (std::size_t{1} << 46)) return nullptr;
+  if (size > kMaxAllocSize || align > kMaxAllocSize) return nullptr;
   // Cache entries are keyed by the node the mapping was bound to, so "the
   // CPU's node" is resolved first: a mapping made on another node's CPU
   // must not be handed to this one.
   if (PageAllocator* pa = page_allocator_if_ready()) nid = static_cast<int>(pa->policy_node(nid));
   {
-    std::size_t want = align_up(size, kPageSize), got = 0;
+    std::size_t want = map_len(size), got = 0;
     LockGuard<Mutex> g(g_lock);
     if (g_cached && (g_used + 1) * 2 <= capacity()) {
       if (std::uintptr_t a = cache_take(want, align > kPageSize ? align : kPageSize, nid, &got)) {
@@ -201,8 +210,8 @@ void* huge_alloc(std::size_t size, std::size_t align, int nid, bool* zeroed) {
 }
 
 void* huge_map(std::size_t size, std::size_t align, int nid) {
-  if (size > (std::size_t{1} << 46)) return nullptr;
-  std::size_t len = align_up(size, kPageSize);
+  if (size > kMaxAllocSize || align > kMaxAllocSize) return nullptr;
+  std::size_t len = map_len(size);
   std::size_t extra = align > kPageSize ? align : 0;
   void* m = sys::mmap(nullptr, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
                       0, nullptr);
@@ -257,7 +266,8 @@ std::size_t huge_size(const void* p) {
 }
 
 void* huge_resize(void* p, std::size_t new_size) {
-  std::size_t len = align_up(new_size, kPageSize);
+  if (new_size > kMaxAllocSize) return nullptr;  // align_up would wrap
+  std::size_t len = map_len(new_size);
   LockGuard<Mutex> g(g_lock);
   Entry* e = find(reinterpret_cast<std::uintptr_t>(p));
   if (!e) return nullptr;

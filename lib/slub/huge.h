@@ -10,8 +10,17 @@
 
 namespace numaslub {
 
-// At least size bytes aligned to align (a power of two), from the cache of
-// freed mappings or a new mapping; null on failure. *zeroed (if given) says
+// The largest request (size, and alignment) the heap ever serves: half of
+// the 47-bit user address space that x86-64 (4-level paging) and aarch64
+// (48-bit VA) give a mapping made without an address hint, which is how
+// every mapping here is made. A larger request can never fit, whatever is
+// freed or reclaimed first, so the API fails it at once with ENOMEM; every
+// size computation below relies on size, align <= this (no wrap-around).
+inline constexpr std::size_t kMaxAllocSize = std::size_t{1} << 46;
+
+// At least size bytes (one page for size 0) aligned to align (a power of
+// two), from the cache of freed mappings or a new mapping; null on failure,
+// and always for size or align above kMaxAllocSize. *zeroed (if given) says
 // whether the memory reads as zero (a new mapping) or not (a reused one).
 void* huge_alloc(std::size_t size, std::size_t align, int nid, bool* zeroed = nullptr);
 // A new mapping, bypassing the cache.
@@ -26,7 +35,8 @@ void huge_set_wake_hook(void (*wake)());
 bool huge_free(void* p);
 // Length of the mapping at p, or 0 when p is not one.
 std::size_t huge_size(const void* p);
-// Grows or shrinks the mapping at p (mremap, may move); null on failure, p intact.
+// Grows or shrinks the mapping at p (mremap, may move); null on failure
+// (new_size above kMaxAllocSize included), p intact.
 void* huge_resize(void* p, std::size_t new_size);
 // In a fork child (`self`: the forking thread's id in the parent): frees the
 // table lock if a thread that did not survive the fork held it, and

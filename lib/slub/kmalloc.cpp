@@ -12,6 +12,7 @@
 #include "lib/base/bitops.h"
 #include "lib/base/config.h"
 #include "lib/base/log.h"
+#include "lib/base/syscall.h"
 #include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/reentry.h"
@@ -42,7 +43,9 @@ void free_page_range(Page* head, std::size_t from, std::size_t to) {
 
 void* large_alloc(std::size_t size, std::size_t align, int nid, bool zero) {
   if (!slub_init()) return nullptr;
-  std::size_t pages = align_up(size, kPageSize) >> kPageShift;
+  // A zero-byte block still takes a page: it owns its address until freed
+  // (with 0 pages, every page of the block would go straight back).
+  std::size_t pages = size ? align_up(size, kPageSize) >> kPageShift : 1;
   unsigned order = ilog2_ceil(pages);
   if (align > kPageSize && ilog2(align) - kPageShift > order) order = ilog2(align) - kPageShift;
   Page* head = g_state.pa->alloc_pages(nid, order, zero ? unsigned{kGfpZero} : 0u);
@@ -91,6 +94,37 @@ NS_ALWAYS_INLINE void drain_deferred() {
   if (NS_UNLIKELY(reentry_frees_pending())) reentry_drain_frees();
 }
 
+// Whether emptying the caches could let a failed request of size bytes
+// aligned to align succeed. Not for one that can never fit: above
+// kMaxAllocSize, or a mapping larger than RLIMIT_AS allows at all (reclaim
+// gives address space back, it cannot raise the limit). Programs make such
+// requests in loops (glibc's tst-malloc-too-large: thousands), and each
+// would drain every cache for nothing.
+bool reclaim_may_help(std::size_t size, std::size_t align) {
+  if (size > kMaxAllocSize || align > kMaxAllocSize) return false;
+  if (size <= kMaxBlockSize && align <= kMaxBlockSize) return true;  // heap pages
+  std::size_t bytes = align_up(size, kPageSize) + (align > kPageSize ? align : 0);
+  sys::Rlimit lim{};
+  constexpr int kRlimitAs = 9;  // RLIMIT_AS; its "infinity" is ~0, never exceeded
+  return !(sys::getrlimit(kRlimitAs, &lim) == 0 && bytes > lim.cur);
+}
+
+// Direct reclaim before the one retry of a failed allocation: gives every
+// cached object and page back. False when it could not help or freed
+// nothing (then there is no point in retrying).
+bool direct_reclaim(std::size_t size, std::size_t align) {
+  if (!reclaim_may_help(size, align)) return false;
+  g_state.direct_reclaims.fetch_add(1, std::memory_order_relaxed);
+  return kmem_shrink_all() != 0;
+}
+
+// alloc_any, retried once after direct reclaim (as kmalloc_slow does).
+void* alloc_retry(std::size_t size, std::size_t align, int nid, bool zero) {
+  void* p = alloc_any(size, align, nid, zero);
+  if (!p && direct_reclaim(size, align)) p = alloc_any(size, align, nid, zero);
+  return p;
+}
+
 }  // namespace
 
 void set_foreign_free(ForeignFreeFn fn) {
@@ -108,9 +142,7 @@ void* kmalloc_slow(std::size_t size) {
       return p;
     }
     // Direct reclaim: give every cached object and page back, then retry once.
-    if (attempt > 0) break;
-    g_state.direct_reclaims.fetch_add(1, std::memory_order_relaxed);
-    if (kmem_shrink_all() == 0) break;
+    if (attempt > 0 || !direct_reclaim(size, kPageSize)) break;
   }
   errno = ENOMEM;
   return nullptr;
@@ -197,7 +229,7 @@ void* kcalloc(std::size_t n, std::size_t size) {
     return p;
   }
   // Clean buddy blocks and fresh mappings are zero already: no memset.
-  void* p = alloc_any(total, kPageSize, kNumaNoNode, true);
+  void* p = alloc_retry(total, kPageSize, kNumaNoNode, true);
   if (!p) errno = ENOMEM;
   return p;
 }
@@ -213,7 +245,7 @@ void* kmalloc_aligned(std::size_t align, std::size_t size) {
     while (kClassSize[c] % align) ++c;
     p = kmalloc(kClassSize[c]);
   } else {
-    p = alloc_any(size, align, kNumaNoNode, false);
+    p = alloc_retry(size, align, kNumaNoNode, false);
   }
   if (!p) errno = ENOMEM;
   return p;
@@ -250,7 +282,7 @@ void* kmalloc_node(std::size_t size, int nid) {
     }
     if (p && static_cast<int>(from) != nid) ++g_state.pa->node_stats(nid).alloc_fallback;
   } else {
-    p = alloc_any(size, kPageSize, nid, false);
+    p = alloc_retry(size, kPageSize, nid, false);
   }
   if (!p) errno = ENOMEM;
   return p;
@@ -260,6 +292,12 @@ void* krealloc(void* p, std::size_t size) {
   if (!p) return kmalloc(size);
   if (size == 0) {
     kfree(p);
+    return nullptr;
+  }
+  if (size > kMaxAllocSize) {
+    // Can never fit, and the page counts below would wrap (SIZE_MAX rounds
+    // up to 0 pages, a "shrink" that frees the whole block): p stays intact.
+    errno = ENOMEM;
     return nullptr;
   }
   if (NS_UNLIKELY(allocator_busy())) {

@@ -54,8 +54,11 @@ extern "C" void __tsan_release(void* addr);
 // g_slub is written once by set-up, which stores `heap_size` and then
 // `mode` last with release order; the fast paths load those two with
 // acquire order (a plain load on x86-64) before the fields they guard.
+// (The generic __atomic_load: clang's __atomic_load_n takes no enum.)
 NS_ALWAYS_INLINE CacheMode fast_mode() {
-  return __atomic_load_n(&g_slub.mode, __ATOMIC_ACQUIRE);
+  CacheMode m;
+  __atomic_load(&g_slub.mode, &m, __ATOMIC_ACQUIRE);
+  return m;
 }
 
 // Slow paths (slub.cpp, large.cpp).

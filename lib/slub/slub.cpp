@@ -364,7 +364,7 @@ static bool slub_init_locked() {
   g_slub.cpu_base = g_cpu_region;
   g_slub.rseq_off = mode == CacheMode::kRseq ? rseq_offset() : 0;
   __atomic_store_n(&g_slub.heap_size, a.size(), __ATOMIC_RELEASE);
-  __atomic_store_n(&g_slub.mode, mode, __ATOMIC_RELEASE);
+  __atomic_store(&g_slub.mode, &mode, __ATOMIC_RELEASE);  // generic form: mode is an enum
   if (cfg.verbose)
     log_msg("slub: %u caches, %s mode, %u cpus, %u nodes", kNrClasses,
             mode == CacheMode::kRseq ? "rseq" : "thread", g_state.nr_cpus, a.nr_nodes());

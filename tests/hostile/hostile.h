@@ -22,13 +22,12 @@
 #define NS_API(name) ((__typeof__(&name))dlsym(RTLD_DEFAULT, #name))
 #endif
 
-#define CHECK(cond)                                                                       \
-  do {                                                                                    \
-    if (!(cond)) {                                                                        \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (errno %d)\n", __FILE__, __LINE__, #cond, \
-              errno);                                                                     \
-      _exit(1);                                                                           \
-    }                                                                                     \
+#define CHECK(cond)                                                                              \
+  do {                                                                                           \
+    if (!(cond)) {                                                                               \
+      fprintf(stderr, "%s:%d: CHECK failed: %s (errno %d)\n", __FILE__, __LINE__, #cond, errno); \
+      _exit(1);                                                                                  \
+    }                                                                                            \
   } while (0)
 
 /* Waits up to `seconds` for pid; on timeout kills it and returns -1, else
@@ -50,6 +49,25 @@ static inline int wait_with_deadline(pid_t pid, double seconds) {
     }
     usleep(1000);
   }
+}
+
+/* Runs fn in a child process (so one case's failure does not hide the
+ * next), prints its outcome and returns 0 when it exited 0. */
+static inline int run_case(const char* name, int (*fn)(void), double seconds) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) return 1;
+  if (pid == 0) _exit(fn());
+  int st = wait_with_deadline(pid, seconds);
+  int ok = st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+  fprintf(stderr, "%s: %s", name, ok ? "ok\n" : "FAILED");
+  if (!ok && st == -1)
+    fprintf(stderr, " (timed out after %g s)\n", seconds);
+  else if (!ok && WIFSIGNALED(st))
+    fprintf(stderr, " (signal %d)\n", WTERMSIG(st));
+  else if (!ok)
+    fprintf(stderr, "\n");
+  return !ok;
 }
 
 /* Allocates, fills, checks and frees one block of each size from 1 byte to
