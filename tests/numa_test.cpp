@@ -133,7 +133,16 @@ TEST(NumaTopology, MissingSysfsGivesOneNode) {
   auto t = std::make_unique<Topology>();
   t->nr_nodes = 7;  // load_sysfs starts over
   t->load_sysfs("/nonexistent/numaslub/sys");
-  expect_topology(*t, {0}, {{10}}, {0});
+  // The CPUs the kernel shows (affinity, current CPU), not a guessed one.
+  EXPECT_EQ(t->nr_cpus, kernel_cpus());
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  for (unsigned c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) {
+      EXPECT_LT(c, t->nr_cpus);
+    }
+  expect_topology(*t, {0}, {{10}}, std::vector<unsigned>(t->nr_cpus, 0));
   // CPUs known but no node directory: one node holding all of them.
   t = load_tree({{"cpu/possible", "0-5"}});
   expect_topology(*t, {0}, {{10}}, {0, 0, 0, 0, 0, 0});

@@ -779,6 +779,65 @@ TEST(SlubThreads, CpuMigrationMidRun) {
     EXPECT_EQ(bad[static_cast<std::size_t>(i)], 0) << "thread " << i;
 }
 
+// A machine with more CPUs than the per-CPU table (kMaxCpus) runs threads
+// on CPUs beyond it: they must take the shared path (per-thread sheaves),
+// never index past the table. The table is cut to one CPU before set-up in
+// a fresh process (the death test's re-exec), so CPU 1 is such a CPU.
+// Fails on the old code: the fast path indexed CPU 1's unset sheaf set.
+TEST(SlubCpuTableDeathTest, CpusBeyondTheTableUseTheSharedPath) {
+  if (online_cpus_in_mask() < 2 || !cpus01_allowed()) GTEST_SKIP() << "needs CPUs 0 and 1";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        slub_set_max_cpu_slots_for_test(1);
+        // Blocks of every class made on CPU 1, freed on CPU 0, and back.
+        for (int round = 0; round < 6; ++round) {
+          int from = round & 1;
+          if (!pin_to(from) || sched_getcpu() != from) _exit(2);
+          std::vector<Slot> v;
+          for (std::size_t n = 1; n <= kMaxSmallSize + 70 * KiB; n += n < 512 ? 16 : n / 8)
+            for (int k = 0; k < 200; ++k) {
+              v.push_back({kmalloc(n), n});
+              if (!v.back().p) _exit(3);
+              fill_obj(v.back().p, n);
+            }
+          if (!pin_to(from ^ 1)) _exit(2);
+          for (Slot& s : v) {
+            if (!check_obj(s.p, s.n)) _exit(4);
+            kfree(s.p);
+          }
+        }
+        // Threads migrating between the two CPUs.
+        std::vector<long> bad(4, 0);
+        std::vector<std::thread> th;
+        for (int i = 0; i < 4; ++i)
+          th.emplace_back(
+              [&bad, i] { bad[static_cast<std::size_t>(i)] = churn(99 + i, 100000, 256, 150); });
+        for (auto& t : th) t.join();
+        for (long b : bad)
+          if (b != 0) _exit(5);
+        // CPU 1 never got a set of its own.
+        if (slub_nr_cpu_slots() != 1) _exit(6);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// The double-free check holds on the shared path too.
+TEST(SlubCpuTableDeathTest, DoubleFreeBeyondTheTable) {
+  if (online_cpus_in_mask() < 2 || !cpus01_allowed()) GTEST_SKIP() << "needs CPUs 0 and 1";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        slub_set_max_cpu_slots_for_test(1);
+        pin_to(1);
+        void* p = kmalloc(64);
+        kfree(p);
+        kfree(p);
+      },
+      "double free");
+}
+
 TEST(SlubThreads, AllocOnOneCpuFreeOnTheOther) {
   if (online_cpus_in_mask() < 2 || !cpus01_allowed()) GTEST_SKIP() << "needs CPUs 0 and 1";
   std::thread t([] {
