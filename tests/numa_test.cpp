@@ -513,12 +513,15 @@ TEST(NumaArena, NodeSizeShrinksUnderRlimitAs) {
     if (set_as_limit(limit) != 0) return 2;
     Config cfg;  // default 64 GiB per node, 16 MiB sections
     std::size_t one = arena_node_size(cfg, 1);
-    if (!is_pow2(one)) return 3;
-    if (one < cfg.section_size) return 4;
-    if (one > (limit - vm) / 2) return 5;     // at most half of what is left
-    if (one > cfg.arena_size / 64) return 6;  // much smaller than the default
+    // One node under a limit: a multiple of the section, not a power of two.
+    std::size_t section = arena_section_size(cfg, 1);
+    if (!is_pow2(section) || section < 4 * kMiB || section > cfg.section_size) return 3;
+    if (one < section || one % section != 0) return 4;
+    if (one > (limit - vm) / 4 * 3) return 5;  // at most 3/4 of what is left
+    if (one < (limit - vm) / 2) return 14;     // but most of it
+    if (one >= cfg.arena_size) return 6;       // smaller than the default
     std::size_t two = arena_node_size(cfg, 2);
-    if (two == 0 || two > one / 2) return 7;
+    if (two == 0 || two > one / 2 || !is_pow2(two)) return 7;  // several nodes: powers of two
     Topology topo;
     topo.nr_nodes = 1;
     Arena a;

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/rseq.h>
 #include <unistd.h>
 
@@ -836,6 +837,46 @@ TEST(SlubCpuTableDeathTest, DoubleFreeBeyondTheTable) {
         kfree(p);
       },
       "double free");
+}
+
+// A heap that cannot be reserved (RLIMIT_AS too small when the first
+// allocation comes) fails that allocation with ENOMEM, not every later one:
+// once the limit is raised, the next allocation sets the heap up. Run in a
+// fresh process (the death test's re-exec), where nothing has set it up.
+// Fails on the old code: the first failure was final.
+TEST(SlubInitDeathTest, FailedStartIsRetried) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        FILE* f = std::fopen("/proc/self/status", "r");
+        if (!f) _exit(2);
+        char line[256];
+        unsigned long vm_kb = 0;
+        while (std::fgets(line, sizeof line, f))
+          if (std::sscanf(line, "VmSize: %lu kB", &vm_kb) == 1) break;
+        std::fclose(f);
+        rlimit saved{};
+        if (vm_kb == 0 || getrlimit(RLIMIT_AS, &saved) != 0) _exit(2);
+        rlimit tight = saved;
+        tight.rlim_cur = (vm_kb << 10) + 2 * MiB;
+        if (setrlimit(RLIMIT_AS, &tight) != 0) _exit(2);
+        errno = 0;
+        void* p = kmalloc(64);
+        int err = errno;
+        if (p != nullptr) _exit(3);  // the limit leaves no room for a heap
+        if (err != ENOMEM) _exit(4);
+        if (kmalloc(100 * KiB) != nullptr) _exit(5);
+        if (setrlimit(RLIMIT_AS, &saved) != 0) _exit(2);
+        p = kmalloc(64);
+        if (p == nullptr) _exit(6);  // the failure was final
+        std::memset(p, 1, 64);
+        kfree(p);
+        void* q = kmalloc(100 * KiB);
+        if (q == nullptr) _exit(7);
+        kfree(q);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST(SlubThreads, AllocOnOneCpuFreeOnTheOther) {

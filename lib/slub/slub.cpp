@@ -39,7 +39,10 @@ std::uint16_t g_cpu_node[kMaxCpus];
 
 constinit Mutex g_init_lock;
 constinit std::atomic<bool> g_ready{false};
-constinit bool g_init_failed = false;
+// Set-up that failed (no address space for the heap) is retried by the next
+// call: each step below is done once and kept.
+constinit bool g_caches_ready = false;
+constinit bool g_key_ready = false;
 pthread_key_t g_thread_key;
 
 constinit Mutex g_pool_lock;
@@ -354,10 +357,16 @@ static bool slub_init_locked() {
   if (g_state.max_cpu_slots == 0 || g_state.max_cpu_slots > kMaxCpus)
     g_state.max_cpu_slots = kMaxCpus;
   unsigned nr_cpus = pa->nr_cpus() < g_state.max_cpu_slots ? pa->nr_cpus() : g_state.max_cpu_slots;
-  std::uint64_t secret = random_secret();
-  for (unsigned c = 0; c < kNrClasses; ++c)
-    if (!g_state.caches[c].init(c, pa, secret)) return false;
-  if (pthread_key_create(&g_thread_key, thread_exit) != 0) return false;
+  if (!g_caches_ready) {
+    std::uint64_t secret = random_secret();
+    for (unsigned c = 0; c < kNrClasses; ++c)
+      if (!g_state.caches[c].init(c, pa, secret)) return false;
+    g_caches_ready = true;
+  }
+  if (!g_key_ready) {
+    if (pthread_key_create(&g_thread_key, thread_exit) != 0) return false;
+    g_key_ready = true;
+  }
 
   const Config& cfg = config();
   CacheMode mode = CacheMode::kThread;
@@ -372,7 +381,7 @@ static bool slub_init_locked() {
   const Arena& a = pa->arena();
   g_slub.heap_base = a.base();
   g_slub.mem_map = a.mem_map();
-  g_slub.node_shift = static_cast<std::uint8_t>(ilog2(a.size() / a.nr_nodes()));
+  g_slub.node_shift = static_cast<std::uint8_t>(a.node_shift() + kPageShift);
   g_slub.multi_node = a.nr_nodes() > 1;
   g_slub.cpu_node = g_cpu_node;
   g_slub.cpu_base = g_cpu_region;
@@ -389,11 +398,7 @@ bool slub_init() {
   if (NS_LIKELY(g_ready.load(std::memory_order_acquire))) return true;
   LockGuard<Mutex> g(g_init_lock);
   if (g_ready.load(std::memory_order_relaxed)) return true;
-  if (g_init_failed) return false;
-  if (!slub_init_locked()) {
-    g_init_failed = true;
-    return false;
-  }
+  if (!slub_init_locked()) return false;  // retried by the next call
   g_ready.store(true, std::memory_order_release);
   return true;
 }
