@@ -133,7 +133,16 @@ TEST(NumaTopology, MissingSysfsGivesOneNode) {
   auto t = std::make_unique<Topology>();
   t->nr_nodes = 7;  // load_sysfs starts over
   t->load_sysfs("/nonexistent/numaslub/sys");
-  expect_topology(*t, {0}, {{10}}, {0});
+  // The CPUs the kernel shows (affinity, current CPU), not a guessed one.
+  EXPECT_EQ(t->nr_cpus, kernel_cpus());
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  for (unsigned c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) {
+      EXPECT_LT(c, t->nr_cpus);
+    }
+  expect_topology(*t, {0}, {{10}}, std::vector<unsigned>(t->nr_cpus, 0));
   // CPUs known but no node directory: one node holding all of them.
   t = load_tree({{"cpu/possible", "0-5"}});
   expect_topology(*t, {0}, {{10}}, {0, 0, 0, 0, 0, 0});
@@ -504,12 +513,15 @@ TEST(NumaArena, NodeSizeShrinksUnderRlimitAs) {
     if (set_as_limit(limit) != 0) return 2;
     Config cfg;  // default 64 GiB per node, 16 MiB sections
     std::size_t one = arena_node_size(cfg, 1);
-    if (!is_pow2(one)) return 3;
-    if (one < cfg.section_size) return 4;
-    if (one > (limit - vm) / 2) return 5;     // at most half of what is left
-    if (one > cfg.arena_size / 64) return 6;  // much smaller than the default
+    // One node under a limit: a multiple of the section, not a power of two.
+    std::size_t section = arena_section_size(cfg, 1);
+    if (!is_pow2(section) || section < 4 * kMiB || section > cfg.section_size) return 3;
+    if (one < section || one % section != 0) return 4;
+    if (one > (limit - vm) / 4 * 3) return 5;  // at most 3/4 of what is left
+    if (one < (limit - vm) / 2) return 14;     // but most of it
+    if (one >= cfg.arena_size) return 6;       // smaller than the default
     std::size_t two = arena_node_size(cfg, 2);
-    if (two == 0 || two > one / 2) return 7;
+    if (two == 0 || two > one / 2 || !is_pow2(two)) return 7;  // several nodes: powers of two
     Topology topo;
     topo.nr_nodes = 1;
     Arena a;

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/rseq.h>
 #include <unistd.h>
 
@@ -835,6 +836,105 @@ TEST(SlubThreads, CpuMigrationMidRun) {
   for (auto& t : th) t.join();
   for (int i = 0; i < kThreads; ++i)
     EXPECT_EQ(bad[static_cast<std::size_t>(i)], 0) << "thread " << i;
+}
+
+// A machine with more CPUs than the per-CPU table (kMaxCpus) runs threads
+// on CPUs beyond it: they must take the shared path (per-thread sheaves),
+// never index past the table. The table is cut to one CPU before set-up in
+// a fresh process (the death test's re-exec), so CPU 1 is such a CPU.
+// Fails on the old code: the fast path indexed CPU 1's unset sheaf set.
+TEST(SlubCpuTableDeathTest, CpusBeyondTheTableUseTheSharedPath) {
+  if (online_cpus_in_mask() < 2 || !cpus01_allowed()) GTEST_SKIP() << "needs CPUs 0 and 1";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        slub_set_max_cpu_slots_for_test(1);
+        // Blocks of every class made on CPU 1, freed on CPU 0, and back.
+        for (int round = 0; round < 6; ++round) {
+          int from = round & 1;
+          if (!pin_to(from) || sched_getcpu() != from) _exit(2);
+          std::vector<Slot> v;
+          for (std::size_t n = 1; n <= kMaxSmallSize + 70 * KiB; n += n < 512 ? 16 : n / 8)
+            for (int k = 0; k < 200; ++k) {
+              v.push_back({kmalloc(n), n});
+              if (!v.back().p) _exit(3);
+              fill_obj(v.back().p, n);
+            }
+          if (!pin_to(from ^ 1)) _exit(2);
+          for (Slot& s : v) {
+            if (!check_obj(s.p, s.n)) _exit(4);
+            kfree(s.p);
+          }
+        }
+        // Threads migrating between the two CPUs.
+        std::vector<long> bad(4, 0);
+        std::vector<std::thread> th;
+        for (int i = 0; i < 4; ++i)
+          th.emplace_back(
+              [&bad, i] { bad[static_cast<std::size_t>(i)] = churn(99 + i, 100000, 256, 150); });
+        for (auto& t : th) t.join();
+        for (long b : bad)
+          if (b != 0) _exit(5);
+        // CPU 1 never got a set of its own.
+        if (slub_nr_cpu_slots() != 1) _exit(6);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// The double-free check holds on the shared path too.
+TEST(SlubCpuTableDeathTest, DoubleFreeBeyondTheTable) {
+  if (online_cpus_in_mask() < 2 || !cpus01_allowed()) GTEST_SKIP() << "needs CPUs 0 and 1";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        slub_set_max_cpu_slots_for_test(1);
+        pin_to(1);
+        void* p = kmalloc(64);
+        kfree(p);
+        kfree(p);
+      },
+      "double free");
+}
+
+// A heap that cannot be reserved (RLIMIT_AS too small when the first
+// allocation comes) fails that allocation with ENOMEM, not every later one:
+// once the limit is raised, the next allocation sets the heap up. Run in a
+// fresh process (the death test's re-exec), where nothing has set it up.
+// Fails on the old code: the first failure was final.
+TEST(SlubInitDeathTest, FailedStartIsRetried) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        FILE* f = std::fopen("/proc/self/status", "r");
+        if (!f) _exit(2);
+        char line[256];
+        unsigned long vm_kb = 0;
+        while (std::fgets(line, sizeof line, f))
+          if (std::sscanf(line, "VmSize: %lu kB", &vm_kb) == 1) break;
+        std::fclose(f);
+        rlimit saved{};
+        if (vm_kb == 0 || getrlimit(RLIMIT_AS, &saved) != 0) _exit(2);
+        rlimit tight = saved;
+        tight.rlim_cur = (vm_kb << 10) + 2 * MiB;
+        if (setrlimit(RLIMIT_AS, &tight) != 0) _exit(2);
+        errno = 0;
+        void* p = kmalloc(64);
+        int err = errno;
+        if (p != nullptr) _exit(3);  // the limit leaves no room for a heap
+        if (err != ENOMEM) _exit(4);
+        if (kmalloc(100 * KiB) != nullptr) _exit(5);
+        if (setrlimit(RLIMIT_AS, &saved) != 0) _exit(2);
+        p = kmalloc(64);
+        if (p == nullptr) _exit(6);  // the failure was final
+        std::memset(p, 1, 64);
+        kfree(p);
+        void* q = kmalloc(100 * KiB);
+        if (q == nullptr) _exit(7);
+        kfree(q);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST(SlubThreads, AllocOnOneCpuFreeOnTheOther) {

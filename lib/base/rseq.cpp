@@ -90,9 +90,23 @@ unsigned possible_cpus() {
     for (unsigned i = 0; i < kMaxCpus; ++i)
       if (m.test(i)) n = i + 1;
   } else {
-    n = 1;
+    n = kernel_cpus();
   }
   cached.store(n, std::memory_order_relaxed);
+  return n;
+}
+
+unsigned kernel_cpus() {
+  unsigned long mask[kMaxCpus / 64] = {};
+  unsigned n = 1;
+  // Returns the bytes written (the kernel's mask size, at most ours), or
+  // -EINVAL when the kernel has more than kMaxCpus CPU ids.
+  long r = sys::call(SYS_sched_getaffinity, 0, sizeof mask, mask);
+  if (r == -22) return kMaxCpus;
+  for (unsigned i = 0; r > 0 && i < kMaxCpus; ++i)
+    if (mask[i / 64] >> (i % 64) & 1) n = i + 1;
+  unsigned cpu = 0;
+  if (sys::getcpu(&cpu, nullptr) == 0 && cpu >= n) n = cpu < kMaxCpus ? cpu + 1 : kMaxCpus;
   return n;
 }
 

@@ -49,7 +49,16 @@ RseqAbi* rseq_area();
 // Reads the rseq area where there is one, else asks getcpu.
 int current_cpu();
 
-// Number of possible CPUs (/sys/devices/system/cpu/possible), capped at kMaxCpus.
+// Number of possible CPUs (/sys/devices/system/cpu/possible), capped at
+// kMaxCpus; where sysfs cannot be read (chroot, minimal container, a tmpfs
+// over /sys), kernel_cpus().
 unsigned possible_cpus();
+
+// What the kernel itself says without sysfs: one past the highest CPU in
+// the calling thread's affinity mask or the CPU it runs on, capped at
+// kMaxCpus. A lower bound only (a thread may widen its affinity later, and
+// CPU ids may exceed kMaxCpus): size tables with it that grow on demand or
+// send ids beyond them to a shared slow path, never bound a CPU id with it.
+unsigned kernel_cpus();
 
 }  // namespace numaslub

@@ -173,7 +173,11 @@ std::size_t PageAllocator::release_free(std::size_t max_pages) {
 
 namespace {
 constinit std::atomic<PageAllocator*> g_page_allocator{nullptr};
-constinit std::atomic<bool> g_page_allocator_failed{false};
+// A failed set-up is not final: the address space may be there on the next
+// call (the program freed some, or raised RLIMIT_AS). The object's memory
+// is kept for that retry, and the failure is logged once.
+constinit void* g_page_allocator_mem = nullptr;
+constinit bool g_page_allocator_logged = false;
 constinit Mutex g_init_lock;
 }  // namespace
 
@@ -197,15 +201,15 @@ void page_allocator_fork_child(std::uint32_t self) {
 
 PageAllocator* page_allocator() {
   if (PageAllocator* pa = g_page_allocator.load(std::memory_order_acquire)) return pa;
-  if (g_page_allocator_failed.load(std::memory_order_relaxed)) return nullptr;
   LockGuard<Mutex> g(g_init_lock);
   if (PageAllocator* pa = g_page_allocator.load(std::memory_order_relaxed)) return pa;
-  void* mem = boot_alloc(sizeof(PageAllocator));
-  if (!mem) return nullptr;
-  auto* pa = new (mem) PageAllocator();
+  if (!g_page_allocator_mem && !(g_page_allocator_mem = boot_alloc(sizeof(PageAllocator))))
+    return nullptr;
+  auto* pa = new (g_page_allocator_mem) PageAllocator();
   if (int e = pa->init(config(), topology(), os_mem_linux())) {
-    log_msg("cannot reserve the heap (errno %d)", e);
-    g_page_allocator_failed.store(true, std::memory_order_relaxed);
+    if (!g_page_allocator_logged || config().verbose)
+      log_msg("cannot reserve the heap (errno %d); allocations fail until it can be", e);
+    g_page_allocator_logged = true;
     return nullptr;
   }
   g_page_allocator.store(pa, std::memory_order_release);

@@ -14,6 +14,10 @@ namespace {
 constexpr int kRlimitAs = 9;  // RLIMIT_AS
 constexpr int kENOSPC = 28, kEINVAL = 22, kENOMEM = 12;
 
+void unreserve(const OsMem& os, void* p, std::size_t len) {
+  if (os.unreserve) os.unreserve(p, len);
+}
+
 // Address space this process may still map under RLIMIT_AS, or ~0.
 std::uint64_t address_space_left() {
   sys::Rlimit lim{};
@@ -26,57 +30,99 @@ std::uint64_t address_space_left() {
   return lim.cur > used ? lim.cur - used : 0;
 }
 
-std::size_t section_bytes(const Config& cfg) {
-  std::uint64_t s = cfg.section_size;
-  if (s < kMaxBlockSize) s = kMaxBlockSize;
-  return static_cast<std::size_t>(pow2_floor(s));
+// The heap's share of the address space RLIMIT_AS leaves: the rest is for
+// the program's own mappings, thread stacks and the heap's direct mappings
+// (blocks over 4 MiB).
+constexpr std::uint64_t kBudgetNum = 3, kBudgetDen = 4;
+
+struct Sizing {
+  std::size_t per_node = 0;  // bytes reserved per node (0: not even a section fits)
+  std::size_t section = 0;
+};
+
+// Under RLIMIT_AS (glibc's malloc works with a few MiB; so must we):
+// - the heap takes 3/4 of what is left, less the descriptors (1/64) and the
+//   alignment slack of its reservation;
+// - sections shrink (down to the 4 MiB buddy block) so that a small budget
+//   still holds several, and the slack stays small;
+// - one node's range is any multiple of a section, not a power of two (its
+//   node_shift is rounded up; nothing past `pages` is reserved). Several
+//   nodes keep power-of-two ranges, so no address space is reserved between
+//   them.
+Sizing arena_sizing(const Config& cfg, unsigned nr_nodes) {
+  Sizing z;
+  std::uint64_t s = cfg.section_size < kMaxBlockSize ? kMaxBlockSize : cfg.section_size;
+  std::size_t section = static_cast<std::size_t>(pow2_floor(s));
+  std::uint64_t want = cfg.arena_size < section ? section : cfg.arena_size;
+  std::uint64_t left = address_space_left();
+  if (left != ~0ULL) {
+    std::uint64_t budget = left / kBudgetDen * kBudgetNum;
+    while (section > kMaxBlockSize && section * 16 > budget) section >>= 1;
+    // The heap's reservation needs a section of alignment slack while it is
+    // made (it is trimmed right after); the descriptors' needs none.
+    std::uint64_t slack = section + kPageSize;
+    std::uint64_t per_node = budget > slack ? (budget - slack) / nr_nodes : 0;
+    per_node = per_node / 65 * 64;  // divide first: per_node * 64 can wrap
+    if (per_node < want) want = per_node;
+  }
+  z.section = section;
+  if (want < section) return z;
+  z.per_node = static_cast<std::size_t>(nr_nodes > 1 || left == ~0ULL ? pow2_floor(want)
+                                                                      : align_down(want, section));
+  return z;
 }
 
 }  // namespace
 
 std::size_t arena_node_size(const Config& cfg, unsigned nr_nodes) {
-  std::size_t section = section_bytes(cfg);
-  std::uint64_t want = cfg.arena_size < section ? section : cfg.arena_size;
-  std::uint64_t left = address_space_left();
-  if (left != ~0ULL) {
-    // Take at most half of what is left, so the program and its large
-    // mappings keep room; the heap needs its size plus 1/64 for descriptors
-    // and one section of alignment slack per reservation.
-    std::uint64_t budget = left / 2;
-    std::uint64_t slack = 2 * section;
-    std::uint64_t per_node = budget > slack ? (budget - slack) / nr_nodes : 0;
-    per_node = per_node / 65 * 64;  // divide first: per_node * 64 can wrap
-    if (per_node < want) want = per_node;
-  }
-  if (want < section) return 0;
-  return static_cast<std::size_t>(pow2_floor(want));
+  return arena_sizing(cfg, nr_nodes).per_node;
+}
+
+std::size_t arena_section_size(const Config& cfg, unsigned nr_nodes) {
+  return arena_sizing(cfg, nr_nodes).section;
 }
 
 int Arena::init(const Topology& topo, const Config& cfg, const OsMem& os) {
   os_ = &os;
   nr_nodes_ = topo.nr_nodes ? topo.nr_nodes : 1;
   policy_.resolve(topo, cfg);
-  std::size_t section = section_bytes(cfg);
-  std::size_t per_node = arena_node_size(cfg, nr_nodes_);
+  Sizing z = arena_sizing(cfg, nr_nodes_);
+  std::size_t section = z.section, per_node = z.per_node;
   if (per_node == 0) return kENOMEM;
   section_pages_ = section >> kPageShift;
-  node_shift_ = ilog2(per_node >> kPageShift);
-  size_ = per_node * nr_nodes_;
 
-  void* heap = nullptr;
-  if (int e = os.reserve(size_, section, &heap)) return e;
-  std::size_t map_bytes = (size_ >> kPageShift) * sizeof(Page);
-  void* map = nullptr;
-  if (int e = os.reserve(map_bytes, kPageSize, &map)) return e;
+  // The estimate can be wrong (no /proc to read VmSize from, other threads
+  // mapping at the same time): when the kernel refuses, reserve half as
+  // much, down to one section, rather than fail.
+  void *heap = nullptr, *map = nullptr;
+  std::size_t map_bytes = 0;
+  for (;;) {
+    node_shift_ = ilog2_ceil(per_node >> kPageShift);
+    size_ = ((std::size_t{nr_nodes_} - 1) << (node_shift_ + kPageShift)) + per_node;
+    map_bytes = (size_ >> kPageShift) * sizeof(Page);
+    int e = os.reserve(size_, section, &heap);
+    if (!e) {
+      e = os.reserve(map_bytes, kPageSize, &map);
+      if (e) unreserve(os, heap, size_);
+    }
+    if (!e) break;
+    if (e != kENOMEM || per_node <= section) return e;
+    per_node = nr_nodes_ > 1 ? per_node / 2 : align_down(per_node / 2, section);
+    if (per_node < section) per_node = section;
+  }
   base_ = reinterpret_cast<std::uintptr_t>(heap);
   mem_map_ = static_cast<Page*>(map);
 
   nodes_ = static_cast<NodeRange*>(boot_alloc(sizeof(NodeRange) * nr_nodes_));
-  if (!nodes_) return kENOMEM;
+  if (!nodes_) {
+    unreserve(os, heap, size_);
+    unreserve(os, map, map_bytes);
+    return kENOMEM;
+  }
   for (unsigned n = 0; n < nr_nodes_; ++n) {
     NodeRange* r = new (&nodes_[n]) NodeRange();
     r->pfn_start = std::size_t{n} << node_shift_;
-    r->pages = std::size_t{1} << node_shift_;
+    r->pages = per_node >> kPageShift;
     r->base = base_ + (r->pfn_start << kPageShift);
     r->phys_node = topo.phys_node[n];
   }

@@ -16,7 +16,10 @@
 // - A section is a multiple of the largest buddy block (4 MiB) and aligned to
 //   it, so a buddy block never straddles an online boundary.
 // - Reservations are PROT_NONE and MAP_NORESERVE: they cost no commit charge
-//   (strict overcommit works) and shrink to fit RLIMIT_AS.
+//   (strict overcommit works) and shrink to fit RLIMIT_AS (arena_node_size).
+// - A node's range spans 2^node_shift pages but only its first `pages` are
+//   reserved (pages < 2^node_shift only with one node under RLIMIT_AS, where
+//   the range ends the reservation: size() stops at the last node's pages).
 // - A section is told the memory policy (policy()) before it is published:
 //   preferred on its node (local, preferred), interleaved (interleave) or
 //   bound to its node (bind), nothing when the process has a policy of its
@@ -88,6 +91,7 @@ class Arena {
   Page* virt_to_page(const void* p) const { return mem_map_ + virt_to_pfn(p); }
   void* page_to_virt(const Page* p) const { return pfn_to_virt(page_to_pfn(p)); }
   unsigned nid_of_pfn(std::size_t pfn) const { return static_cast<unsigned>(pfn >> node_shift_); }
+  unsigned node_shift() const { return node_shift_; }  // log2(pages per node range)
 
   unsigned nr_nodes() const { return nr_nodes_; }
   NodeRange& node(unsigned nid) { return nodes_[nid]; }
@@ -111,8 +115,12 @@ class Arena {
 };
 
 // Bytes of address space per node that fit under RLIMIT_AS (and the
-// configured arena_size): a power of two, at least one section, or 0 when not
-// even that fits. Exposed for tests.
+// configured arena_size): a power of two (without a limit, or with several
+// nodes) or a multiple of the section (one node under a limit), at least one
+// section, or 0 when not even that fits. Exposed for tests.
 std::size_t arena_node_size(const Config& cfg, unsigned nr_nodes);
+// The section size the arena uses under the same conditions: cfg's, made
+// smaller (down to 4 MiB) when RLIMIT_AS leaves little room.
+std::size_t arena_section_size(const Config& cfg, unsigned nr_nodes);
 
 }  // namespace numaslub

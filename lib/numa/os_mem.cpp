@@ -54,8 +54,13 @@ int linux_release(void* addr, std::size_t len) {
   return r < 0 ? static_cast<int>(-r) : 0;
 }
 
-constexpr OsMem kLinux = {linux_reserve, linux_commit,  linux_decommit,
-                          linux_bind,    linux_release, linux_set_policy};
+int linux_unreserve(void* addr, std::size_t len) {
+  long r = sys::munmap(addr, len);
+  return r < 0 ? static_cast<int>(-r) : 0;
+}
+
+constexpr OsMem kLinux = {linux_reserve, linux_commit,     linux_decommit, linux_bind,
+                          linux_release, linux_set_policy, linux_unreserve};
 
 }  // namespace
 

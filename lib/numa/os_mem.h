@@ -27,6 +27,9 @@ struct OsMem {
   // null, the arena asks `bind` for a preferred node instead.
   int (*set_policy)(void* addr, std::size_t len, int mode, const unsigned long* mask,
                     unsigned long maxnode) = nullptr;
+  // Give a reservation (or the part [addr, addr+len) of one) back to the OS.
+  // Optional: where null, a reservation that turned out useless is kept.
+  int (*unreserve)(void* addr, std::size_t len) = nullptr;
 };
 
 // System calls: mmap(PROT_NONE, MAP_NORESERVE), mprotect, mbind, madvise.

@@ -7,6 +7,7 @@
 #include "lib/base/format.h"
 #include "lib/base/lock.h"
 #include "lib/base/log.h"
+#include "lib/base/rseq.h"
 #include "lib/base/syscall.h"
 
 namespace numaslub {
@@ -31,10 +32,14 @@ void Topology::load_sysfs(const char* root) {
   char path[256], buf[4096];
   CpuMask possible;
   format(path, sizeof path, "%s/cpu/possible", root);
-  unsigned cpus = 1;
+  // Without sysfs, what the kernel says (affinity, current CPU): a lower
+  // bound, which the per-CPU layers treat as such (they grow, or send CPUs
+  // beyond their tables to a shared path).
+  unsigned cpus = 0;
   if (read_text_file(path, buf, sizeof buf) > 0 && parse_list(buf, &possible) && !possible.empty())
     for (unsigned c = 0; c < kMaxCpus; ++c)
       if (possible.test(c)) cpus = c + 1;
+  if (cpus == 0) cpus = kernel_cpus();
 
   NodeMask with_mem;
   format(path, sizeof path, "%s/node/has_memory", root);

@@ -57,7 +57,8 @@ void slub_fork_child(std::uint32_t self) {
   slub_thread_pool_lock().reset_if_orphaned(self);
   if (!slub_ready()) return;
   if (g_slub.mode == CacheMode::kRseq)
-    for (unsigned cpu = 0; cpu < g_state.nr_cpus; ++cpu) {
+    for (unsigned cpu = 0, n = __atomic_load_n(&g_slub.nr_cpu_slots, __ATOMIC_ACQUIRE); cpu < n;
+         ++cpu) {
       CpuSlots* cs = cpu_slots(cpu);
       if (cs->lock.reset_if_orphaned(self))
         for (SheafSlot& sl : cs->slots) sl.spare = nullptr;

@@ -206,6 +206,11 @@ void* huge_alloc(std::size_t size, std::size_t align, int nid, bool* zeroed) {
     }
   }
   if (zeroed) *zeroed = true;
+  if (void* p = huge_map(size, align, nid)) return p;
+  // Out of address space (RLIMIT_AS) or memory while freed mappings sit in
+  // the cache: unmap them and try once more, rather than fail for want of
+  // what we hold ourselves.
+  if (huge_cache_release(~std::uint64_t{0}) == 0) return nullptr;
   return huge_map(size, align, nid);
 }
 

@@ -23,13 +23,18 @@ namespace numaslub {
 
 enum class CacheMode : std::uint8_t { kNone = 0, kRseq, kThread };
 
-// What the fast paths read; written once at set-up (and never after).
+// What the fast paths read; written once at set-up (and never after, but
+// for nr_cpu_slots, which grows).
 struct SlubFast {
   CacheMode mode;
   bool multi_node;
   std::uint8_t node_shift;  // log2(bytes per node range)
   std::ptrdiff_t rseq_off;  // thread pointer -> rseq area
   char* cpu_base;           // CpuSlots of CPU 0; CPU c at + (c << kCpuSlotsShift)
+  // CPUs 0..nr_cpu_slots-1 have their slot set at cpu_base set up. Only
+  // grows (release store after the sets are written); the rseq sections
+  // compare each CPU id with it before indexing (rseq_ops.h).
+  std::uint32_t nr_cpu_slots;
   std::uintptr_t heap_base;
   std::uintptr_t heap_size;
   Page* mem_map;
@@ -75,7 +80,7 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
     std::size_t off = size_to_slot_offset(size);
 #if NS_HAVE_RSEQ_ASM
     if (NS_LIKELY(fast_mode() == CacheMode::kRseq)) {
-      if (void* obj = rseq_pop(fast_rseq_area(), g_slub.cpu_base, off)) {
+      if (void* obj = rseq_pop(fast_rseq_area(), g_slub.cpu_base, g_slub.nr_cpu_slots, off)) {
         NS_TSAN_ACQUIRE(obj);
         return obj;
       }
@@ -112,9 +117,11 @@ NS_ALWAYS_INLINE void kfree(void* p) {
 #if NS_HAVE_RSEQ_ASM
       if (NS_LIKELY(fast_mode() == CacheMode::kRseq)) {
         RseqAbi* rs = fast_rseq_area();
-        if (NS_LIKELY(!g_slub.multi_node ||
-                      g_slub.cpu_node[rs->cpu_id_start] == (off >> g_slub.node_shift))) {
-          int r = rseq_push(rs, g_slub.cpu_base, soff, p);
+        // cpu_node has an entry for each CPU below nr_cpu_slots only.
+        std::uint32_t cpu;
+        if (NS_LIKELY(!g_slub.multi_node || ((cpu = rs->cpu_id_start) < g_slub.nr_cpu_slots &&
+                                             g_slub.cpu_node[cpu] == (off >> g_slub.node_shift)))) {
+          int r = rseq_push(rs, g_slub.cpu_base, g_slub.nr_cpu_slots, soff, p);
           if (NS_LIKELY(r == kPushed)) return;
         }
       } else
@@ -193,5 +200,12 @@ void slub_fork_child(std::uint32_t self);
 
 // Sets up the allocator now (normally done by the first allocation).
 bool slub_init();
+
+// Per-CPU sheaf sets set up so far (rseq mode; 0 before set-up).
+unsigned slub_nr_cpu_slots();
+// Tests: makes the per-CPU table hold only CPUs 0..n-1 (as on a machine
+// with more CPUs than kMaxCpus), so threads on other CPUs use the path for
+// CPUs beyond the table. Call before set-up.
+void slub_set_max_cpu_slots_for_test(unsigned n);
 
 }  // namespace numaslub

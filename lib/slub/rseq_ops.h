@@ -8,9 +8,15 @@
 // the kernel has cleared rseq_cs by then, so (0) sets it again. The abort
 // handler is preceded by the signature registered with the area.
 //
-// A thread whose area is not registered yet (our own area) has
-// cpu_id_start == kMaxCpus, the index of a slot set whose sheaves are null,
-// so it always falls into the slow path, which registers it.
+// Each section compares cpu_id_start with `limit`, the number of CPUs whose
+// slot sets are set up (it only grows), before it indexes the table: a CPU
+// at or beyond it takes the slow path, which sets its set up or, past the
+// table's end (machines with more than kMaxCpus CPUs), serves it from a
+// shared path. So no CPU id the kernel can report indexes out of bounds or
+// into an unset set, whatever count of CPUs set-up believed. A thread whose
+// area is not registered yet (our own area) has cpu_id_start == kMaxCpus,
+// never below the limit, so it too falls into the slow path, which
+// registers it.
 #pragma once
 
 #include <cstddef>
@@ -45,12 +51,16 @@
 namespace numaslub {
 
 // Pops the last object of this CPU's main sheaf at slot offset `off` (see
-// sheaf.h for the stack-top encoding). Returns nullptr when it is empty.
-NS_ALWAYS_INLINE void* rseq_pop(RseqAbi* rs, char* base, std::size_t off) {
+// sheaf.h for the stack-top encoding). Returns nullptr when it is empty or
+// the CPU is at or beyond `limit`.
+NS_ALWAYS_INLINE void* rseq_pop(RseqAbi* rs, char* base, const std::uint32_t& limit,
+                                std::size_t off) {
   void* obj;
   __asm__ volatile(NS_RSEQ_CS_DESC
                    "1:\n\t"
                    "movl (%[rs]), %%r11d\n\t"
+                   "cmpl %[limit], %%r11d\n\t"
+                   "jae 5f\n\t"
                    "shlq $10, %%r11\n\t"
                    "addq %[base], %%r11\n\t"
                    "movq (%%r11,%[off]), %%rcx\n\t"
@@ -65,7 +75,7 @@ NS_ALWAYS_INLINE void* rseq_pop(RseqAbi* rs, char* base, std::size_t off) {
                    "xorl %%eax, %%eax\n\t"
                    "6:\n\t" NS_RSEQ_ABORT
                    : "=&a"(obj)
-                   : [rs] "r"(rs), [base] "r"(base), [off] "r"(off)
+                   : [rs] "r"(rs), [base] "r"(base), [limit] "m"(limit), [off] "r"(off)
                    : "rcx", "r11", "memory", "cc");
   return obj;
 }
@@ -73,31 +83,42 @@ NS_ALWAYS_INLINE void* rseq_pop(RseqAbi* rs, char* base, std::size_t off) {
 enum PushResult : int { kPushed = 0, kPushFull = 1, kPushDoubleFree = 2 };
 
 // Pushes obj onto this CPU's main sheaf at slot offset `off`. kPushFull when
-// the sheaf is full (or is the no-sheaf sentinel); kPushDoubleFree when obj
-// is the object freed last. The double-free test comes first, so a free
-// that would find the sheaf full is still checked.
-NS_ALWAYS_INLINE int rseq_push(RseqAbi* rs, char* base, std::size_t off, void* obj) {
+// the sheaf is full (or is the no-sheaf sentinel, or the CPU is at or beyond
+// `limit`); kPushDoubleFree when obj is the object freed last. The
+// double-free test comes first, so a free that would find the sheaf full is
+// still checked.
+NS_ALWAYS_INLINE int rseq_push(RseqAbi* rs, char* base, const std::uint32_t& limit, std::size_t off,
+                               void* obj) {
   int r;
-  __asm__ volatile(NS_RSEQ_CS_DESC
-                   "1:\n\t"
-                   "movl (%[rs]), %%r11d\n\t"
-                   "shlq $10, %%r11\n\t"
-                   "addq %[base], %%r11\n\t"
-                   "movq (%%r11,%[off]), %%rcx\n\t"
-                   "movl $2, %%eax\n\t"
-                   "cmpq %[obj], -8(%%rcx)\n\t"
-                   "je 2f\n\t"
-                   "movl $1, %%eax\n\t"
-                   "testl $511, %%ecx\n\t"
-                   "jz 2f\n\t"
-                   "movq %[obj], (%%rcx)\n\t"
-                   "addq $8, %%rcx\n\t"
-                   "xorl %%eax, %%eax\n\t"
-                   "movq %%rcx, (%%r11,%[off])\n\t"
-                   "2:\n\t" NS_RSEQ_ABORT
-                   : "=&a"(r)
-                   : [rs] "r"(rs), [base] "r"(base), [off] "r"(off), [obj] "r"(obj)
-                   : "rcx", "r11", "memory", "cc");
+  __asm__ volatile(
+      NS_RSEQ_CS_DESC
+      "1:\n\t"
+      "movl (%[rs]), %%r11d\n\t"
+      "movl $1, %%eax\n\t"
+      "cmpl %[limit], %%r11d\n\t"
+      "jae 2f\n\t"
+      "shlq $10, %%r11\n\t"
+      "addq %[base], %%r11\n\t"
+      "movq (%%r11,%[off]), %%rcx\n\t"
+      "cmpq %[obj], -8(%%rcx)\n\t"
+      "je 7f\n\t"
+      "testl $511, %%ecx\n\t"
+      "jz 2f\n\t"
+      "movq %[obj], (%%rcx)\n\t"
+      "addq $8, %%rcx\n\t"
+      "xorl %%eax, %%eax\n\t"
+      "movq %%rcx, (%%r11,%[off])\n\t"
+      "2:\n\t"
+      // The double free, out of line and past the commit
+      // (outside the section: nothing to restart).
+      ".pushsection __rseq_failure, \"ax\"\n\t"
+      "7:\n\t"
+      "movl $2, %%eax\n\t"
+      "jmp 2b\n\t"
+      ".popsection\n\t" NS_RSEQ_ABORT
+      : "=&a"(r)
+      : [rs] "r"(rs), [base] "r"(base), [limit] "m"(limit), [off] "r"(off), [obj] "r"(obj)
+      : "rcx", "r11", "memory", "cc");
   return r;
 }
 

@@ -25,15 +25,24 @@ constinit thread_local CpuSlots* t_slots NS_TLS_IE = nullptr;
 
 namespace {
 
-// Per-CPU sheaf sets: CPUs 0..kMaxCpus-1, plus the never-set-up set at
-// index kMaxCpus for threads whose rseq area is not registered yet. In .bss:
-// only the pages of CPUs that run allocations ever become resident.
-alignas(4096) char g_cpu_region[(kMaxCpus + 1) * kCpuSlotsStride];
-std::uint16_t g_cpu_node[kMaxCpus + 1];
+// Per-CPU sheaf sets, CPUs 0..kMaxCpus-1. In .bss: only the pages of CPUs
+// that are set up ever become resident.
+//
+// Invariant: the sets of CPUs below g_slub.nr_cpu_slots (and their
+// g_cpu_node entries) are set up; it starts at the topology's count of CPUs
+// and grows, under g_init_lock, when a thread runs on a CPU beyond it (the
+// count is a lower bound where sysfs is hidden, and a thread may widen its
+// affinity). A CPU at or beyond g_state.max_cpu_slots (kMaxCpus; less in
+// tests) has no set: its threads use per-thread sheaves, as in thread mode.
+alignas(4096) char g_cpu_region[kMaxCpus * kCpuSlotsStride];
+std::uint16_t g_cpu_node[kMaxCpus];
 
 constinit Mutex g_init_lock;
 constinit std::atomic<bool> g_ready{false};
-constinit bool g_init_failed = false;
+// Set-up that failed (no address space for the heap) is retried by the next
+// call: each step below is done once and kept.
+constinit bool g_caches_ready = false;
+constinit bool g_key_ready = false;
 pthread_key_t g_thread_key;
 
 constinit Mutex g_pool_lock;
@@ -41,6 +50,22 @@ constinit CpuSlots* g_pool = nullptr;  // thread mode: sets of exited threads
 // Set while a thread's sheaves are being torn down, so frees that glibc makes
 // after the TSD destructors go straight to the slabs.
 constinit thread_local bool t_exiting NS_TLS_IE = false;
+
+// CPUs whose sets are set up (see g_cpu_region).
+unsigned nr_cpu_slots() {
+  return __atomic_load_n(&g_slub.nr_cpu_slots, __ATOMIC_ACQUIRE);
+}
+
+// Sets up the empty sheaf set of one CPU: every main word points at the
+// no-sheaf sentinel, which sends the fast paths to the slow path.
+void setup_cpu_slots(unsigned cpu) {
+  unsigned nid = static_cast<unsigned>(g_state.pa->topo().node_of_cpu(static_cast<int>(cpu)));
+  g_cpu_node[cpu] = static_cast<std::uint16_t>(nid);
+  CpuSlots* cs = cpu_slots(cpu);
+  cs->node = nid;
+  cs->cpu = cpu;
+  for (SheafSlot& sl : cs->slots) sl = {no_sheaf_top(), nullptr};
+}
 
 std::uint64_t random_secret() {
   std::uint64_t v = 0;
@@ -167,6 +192,21 @@ static void* alloc_direct(KmemCache& c, int nid) {
 
 // ---- rseq mode ---------------------------------------------------------
 
+// A thread runs on a CPU at or beyond nr_cpu_slots. Sets up the sets up to
+// and including `cpu` and returns true, or false when cpu is beyond the
+// table (the caller then uses per-thread sheaves).
+static bool cpu_slots_grow(unsigned cpu) {
+  if (cpu >= g_state.max_cpu_slots) return false;
+  LockGuard<Mutex> g(g_init_lock);
+  unsigned n = g_slub.nr_cpu_slots;
+  for (; n <= cpu; ++n) setup_cpu_slots(n);
+  __atomic_store_n(&g_slub.nr_cpu_slots, n, __ATOMIC_RELEASE);
+  return true;
+}
+
+static void* alloc_slow_thread(unsigned cls);
+static void free_slow_thread(KmemCache& c, void* p);
+
 #if NS_HAVE_RSEQ_ASM
 static void* alloc_slow_rseq(unsigned cls) {
   KmemCache& c = g_state.caches[cls];
@@ -175,7 +215,10 @@ static void* alloc_slow_rseq(unsigned cls) {
     RseqAbi* rs = rseq_area();
     if (!rs) break;
     unsigned cpu = __atomic_load_n(&rs->cpu_id_start, __ATOMIC_RELAXED);
-    if (cpu >= g_state.nr_cpus) break;
+    if (cpu >= nr_cpu_slots()) {
+      if (cpu_slots_grow(cpu)) continue;
+      return alloc_slow_thread(cls);  // beyond the table
+    }
     CpuSlots* cs = cpu_slots(cpu);
     {
       LockGuard<Mutex> g(cs->lock);
@@ -187,7 +230,7 @@ static void* alloc_slow_rseq(unsigned cls) {
       ++g_state.stats[cls].refills;
       cs->last_used_ns = now_coarse_ns();
     }
-    if (void* obj = rseq_pop(rs, g_slub.cpu_base, off)) return obj;
+    if (void* obj = rseq_pop(rs, g_slub.cpu_base, g_slub.nr_cpu_slots, off)) return obj;
   }
   return alloc_direct(c, -1);
 }
@@ -197,11 +240,14 @@ static void free_slow_rseq(KmemCache& c, void* p) {
   for (int attempt = 0; attempt < 16; ++attempt) {
     RseqAbi* rs = rseq_area();
     if (!rs) break;
-    int r = rseq_push(rs, g_slub.cpu_base, off, p);
+    int r = rseq_push(rs, g_slub.cpu_base, g_slub.nr_cpu_slots, off, p);
     if (r == kPushed) return;
     if (r == kPushDoubleFree) fatal("double free of %p (cache %s)", p, c.name);
     unsigned cpu = __atomic_load_n(&rs->cpu_id_start, __ATOMIC_RELAXED);
-    if (cpu >= g_state.nr_cpus) break;
+    if (cpu >= nr_cpu_slots()) {
+      if (cpu_slots_grow(cpu)) continue;
+      return free_slow_thread(c, p);  // beyond the table
+    }
     CpuSlots* cs = cpu_slots(cpu);
     LockGuard<Mutex> g(cs->lock);
     SheafSlot& sl = cs->slots[c.cls];
@@ -328,11 +374,19 @@ static bool slub_init_locked() {
   if (!pa) return false;
   g_state.pa = pa;
   g_no_sheaf.init(0);
-  g_state.nr_cpus = pa->nr_cpus() < kMaxCpus ? pa->nr_cpus() : kMaxCpus;
-  std::uint64_t secret = random_secret();
-  for (unsigned c = 0; c < kNrClasses; ++c)
-    if (!g_state.caches[c].init(c, pa, secret)) return false;
-  if (pthread_key_create(&g_thread_key, thread_exit) != 0) return false;
+  if (g_state.max_cpu_slots == 0 || g_state.max_cpu_slots > kMaxCpus)
+    g_state.max_cpu_slots = kMaxCpus;
+  unsigned nr_cpus = pa->nr_cpus() < g_state.max_cpu_slots ? pa->nr_cpus() : g_state.max_cpu_slots;
+  if (!g_caches_ready) {
+    std::uint64_t secret = random_secret();
+    for (unsigned c = 0; c < kNrClasses; ++c)
+      if (!g_state.caches[c].init(c, pa, secret)) return false;
+    g_caches_ready = true;
+  }
+  if (!g_key_ready) {
+    if (pthread_key_create(&g_thread_key, thread_exit) != 0) return false;
+    g_key_ready = true;
+  }
 
   const Config& cfg = config();
   CacheMode mode = CacheMode::kThread;
@@ -341,24 +395,13 @@ static bool slub_init_locked() {
 #endif
   if (cfg.percpu == PercpuMode::kRseq && mode != CacheMode::kRseq)
     log_msg("percpu=rseq requested but rseq is unavailable: using per-thread caches");
-  for (unsigned cpu = 0; cpu <= kMaxCpus; ++cpu) {
-    unsigned nid = cpu < g_state.nr_cpus
-                       ? static_cast<unsigned>(pa->topo().node_of_cpu(static_cast<int>(cpu)))
-                       : 0;
-    g_cpu_node[cpu] = static_cast<std::uint16_t>(nid);
-    if (cpu < g_state.nr_cpus || cpu == kMaxCpus) {
-      // Every fast path reads a slot's main word: point them all at the
-      // no-sheaf sentinel (the rest of the region stays untouched .bss).
-      CpuSlots* cs = cpu_slots(cpu);
-      cs->node = nid;
-      cs->cpu = cpu;
-      for (SheafSlot& sl : cs->slots) sl = {no_sheaf_top(), nullptr};
-    }
-  }
+  // The CPUs the topology knows; more are set up when threads run there.
+  for (unsigned cpu = 0; cpu < nr_cpus; ++cpu) setup_cpu_slots(cpu);
+  g_slub.nr_cpu_slots = nr_cpus;
   const Arena& a = pa->arena();
   g_slub.heap_base = a.base();
   g_slub.mem_map = a.mem_map();
-  g_slub.node_shift = static_cast<std::uint8_t>(ilog2(a.size() / a.nr_nodes()));
+  g_slub.node_shift = static_cast<std::uint8_t>(a.node_shift() + kPageShift);
   g_slub.multi_node = a.nr_nodes() > 1;
   g_slub.cpu_node = g_cpu_node;
   g_slub.cpu_base = g_cpu_region;
@@ -367,7 +410,7 @@ static bool slub_init_locked() {
   __atomic_store(&g_slub.mode, &mode, __ATOMIC_RELEASE);  // generic form: mode is an enum
   if (cfg.verbose)
     log_msg("slub: %u caches, %s mode, %u cpus, %u nodes", kNrClasses,
-            mode == CacheMode::kRseq ? "rseq" : "thread", g_state.nr_cpus, a.nr_nodes());
+            mode == CacheMode::kRseq ? "rseq" : "thread", nr_cpus, a.nr_nodes());
   return true;
 }
 
@@ -375,13 +418,17 @@ bool slub_init() {
   if (NS_LIKELY(g_ready.load(std::memory_order_acquire))) return true;
   LockGuard<Mutex> g(g_init_lock);
   if (g_ready.load(std::memory_order_relaxed)) return true;
-  if (g_init_failed) return false;
-  if (!slub_init_locked()) {
-    g_init_failed = true;
-    return false;
-  }
+  if (!slub_init_locked()) return false;  // retried by the next call
   g_ready.store(true, std::memory_order_release);
   return true;
+}
+
+void slub_set_max_cpu_slots_for_test(unsigned n) {
+  g_state.max_cpu_slots = n;
+}
+
+unsigned slub_nr_cpu_slots() {
+  return g_ready.load(std::memory_order_acquire) ? nr_cpu_slots() : 0;
 }
 
 CacheMode cache_mode() {
@@ -457,7 +504,7 @@ static std::size_t drain_cpu_mains(unsigned cpu) {
 std::size_t kmem_drain_cpu(unsigned cpu) {
 #if NS_HAVE_RSEQ_ASM
   if (g_ready.load(std::memory_order_acquire) && g_slub.mode == CacheMode::kRseq &&
-      cpu < g_state.nr_cpus)
+      cpu < nr_cpu_slots())
     return drain_cpu_mains(cpu);
 #endif
   (void)cpu;
@@ -480,7 +527,7 @@ std::size_t kmem_flush_barns(unsigned nid) {
 
 std::size_t kmem_cpu_cached(unsigned cpu, std::uint64_t* last_used_ns) {
   if (!g_ready.load(std::memory_order_acquire) || g_slub.mode != CacheMode::kRseq ||
-      cpu >= g_state.nr_cpus)
+      cpu >= nr_cpu_slots())
     return 0;
   CpuSlots* cs = cpu_slots(cpu);
   // Racy reads: a hint for reclaim, which takes the locks before acting.
@@ -506,13 +553,13 @@ std::size_t kmem_shrink_all() {
   if (g_slub.mode == CacheMode::kRseq) {
     unsigned long saved[kMaxCpus / 64] = {};
     if (sys::call(SYS_sched_getaffinity, 0, sizeof saved, saved) > 0) {
-      for (unsigned cpu = 0; cpu < g_state.nr_cpus; ++cpu)
+      for (unsigned cpu = 0, n = nr_cpu_slots(); cpu < n; ++cpu)
         if (saved[cpu / 64] & (1UL << (cpu % 64))) drain_cpu_mains(cpu);
       sys::call(SYS_sched_setaffinity, 0, sizeof saved, saved);
     }
   }
 #endif
-  for (unsigned cpu = 0; cpu < g_state.nr_cpus; ++cpu) {
+  for (unsigned cpu = 0, n = nr_cpu_slots(); cpu < n; ++cpu) {
     CpuSlots* cs = cpu_slots(cpu);
     LockGuard<Mutex> g(cs->lock);
     for (unsigned cls = 0; cls < kNrClasses; ++cls) {

@@ -18,7 +18,7 @@ struct ClassStats {
 
 struct SlubState {
   PageAllocator* pa = nullptr;
-  unsigned nr_cpus = 0;
+  unsigned max_cpu_slots = 0;  // the per-CPU table's size (0 before set-up: kMaxCpus)
   KmemCache caches[kNrClasses];
   ClassStats stats[kNrClasses];
   std::atomic<std::uint64_t> direct_reclaims{0};
