@@ -156,6 +156,10 @@ std::size_t huge_cache_bytes() {
   return g_cached_bytes;
 }
 
+std::size_t huge_cache_bytes_hint() {
+  return __atomic_load_n(&g_cached_bytes, __ATOMIC_RELAXED);
+}
+
 void* huge_alloc(std::size_t size, std::size_t align, int nid, bool* zeroed) {
   if (size > (std::size_t{1} << 46)) return nullptr;
   // Cache entries are keyed by the node the mapping was bound to, so "the

@@ -2,6 +2,7 @@
 // time, released memory reads as zero where calloc relies on it, the
 // watermarks and fake pressure drive releases, and a forked child restarts
 // its reclaim thread. Runs with NUMASLUB_CONF set by CTest (short decay).
+#include <dirent.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -86,6 +87,9 @@ TEST_F(Reclaim, FreedPagesLeaveAfterDecay) {
 }
 
 TEST_F(Reclaim, ReleasedMemoryReadsAsZeroForCalloc) {
+  Config c0 = config();
+  c0.reclaim_start = 0;  // 1 MiB is below the default start mark
+  config_set_for_test(c0);
   auto* p = static_cast<unsigned char*>(kmalloc(1 << 20));
   std::memset(p, 0xff, 1 << 20);
   kfree(p);
@@ -177,18 +181,57 @@ TEST_F(Reclaim, HighWatermarkReleasesWithoutWaitingForDecay) {
   EXPECT_TRUE(balanced);
 }
 
-TEST_F(Reclaim, ForkedChildRestartsItsReclaimThread) {
+// Frees n MiB of touched 1 MiB blocks.
+void burst(int mib) {
   std::vector<void*> v;
-  for (int i = 0; i < 16; ++i) v.push_back(kmalloc(1 << 20));
+  for (int i = 0; i < mib; ++i) {
+    v.push_back(kmalloc(1 << 20));
+    std::memset(v.back(), 3, 1 << 20);
+  }
   free_all(v);
+}
+
+std::size_t task_count() {
+  std::size_t n = 0;
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
+    closedir(d);
+  }
+  return n;
+}
+
+TEST_F(Reclaim, ThreadStartsOnlyAboveTheStartMark) {
+  ASSERT_EQ(config().reclaim_start, 32u << 20) << "run with the default reclaim_start";
+  std::size_t tasks = task_count();
+  burst(4);
+  kfree(kmalloc(40));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(kswapd_running(0)) << "4 MiB free started a thread";
+  EXPECT_EQ(task_count(), tasks);
+  burst(64);
+  ASSERT_TRUE(wait_for([] { return kswapd_running(0); }, 2000)) << "64 MiB free: no thread";
+  EXPECT_EQ(task_count(), tasks + 1);
+}
+
+TEST_F(Reclaim, ForkedChildRestartsItsReclaimThreadLazily) {
+  burst(64);
   kfree(kmalloc(40));
   ASSERT_TRUE(wait_for([] { return kswapd_running(0); }, 2000));
+  // Let the parent's thread release what it can, so the child starts from
+  // a small cache.
+  Zone& z = page_allocator()->zone(0);
+  wait_for(
+      [&] {
+        LockGuard<Mutex> g(z.lock);
+        return z.dirty_pages() * 4096 < (16u << 20);
+      },
+      3000);
   pid_t pid = fork();
   if (pid == 0) {
     reclaim_fork_child();  // what the shim's atfork child handler does
-    if (!kswapd_running(0)) _exit(10);
+    if (kswapd_running(0) || task_count() != 1) _exit(10);
     std::vector<void*> c;
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < 64; ++i) {
       c.push_back(kmalloc(1 << 20));
       std::memset(c.back(), 2, 1 << 20);
     }
@@ -198,7 +241,7 @@ TEST_F(Reclaim, ForkedChildRestartsItsReclaimThread) {
     for (int i = 0; i < 300; ++i) {
       std::size_t n = 0;
       for (void* p : probe) n += resident_pages(p, 1 << 20);
-      if (n == 0) _exit(0);
+      if (n == 0) _exit(kswapd_running(0) ? 0 : 11);
       usleep(10000);
     }
     _exit(12);
@@ -206,7 +249,9 @@ TEST_F(Reclaim, ForkedChildRestartsItsReclaimThread) {
   int st = 0;
   waitpid(pid, &st, 0);
   ASSERT_TRUE(WIFEXITED(st));
-  EXPECT_EQ(WEXITSTATUS(st), 0) << "10: no thread after the fork handler, 12: no release";
+  EXPECT_EQ(WEXITSTATUS(st), 0)
+      << "10: a thread right after the fork handler, 11: released without a thread, "
+         "12: no release";
 }
 
 TEST(ReclaimPressure, ParsesPsiAndCgroupFiles) {
