@@ -251,7 +251,7 @@ static CpuSlots* thread_slots() {
 static void catch_up_trim(CpuSlots* cs) {
   std::uint64_t gen = g_trim_gen.load(std::memory_order_relaxed);
   if (NS_UNLIKELY(cs->trim_gen != gen)) {
-    release_slots(cs);
+    release_slots(cs, false);
     cs->trim_gen = gen;
   }
 }
@@ -289,15 +289,15 @@ static void free_slow_thread(KmemCache& c, void* p) {
   ++g_state.stats[c.cls].flushes;
 }
 
-// Gives every sheaf of a set back (to the barn when full, else to the slabs)
-// and leaves the set's slots null.
-void release_slots(CpuSlots* cs) {
+// Gives every sheaf of a set back (to the barn when full and keep_full, else
+// to the slabs) and leaves the set's slots null.
+void release_slots(CpuSlots* cs, bool keep_full) {
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
     KmemCache& c = g_state.caches[cls];
     SheafSlot& sl = cs->slots[cls];
     for (Sheaf* s : {main_take(sl.main), sl.spare}) {
       if (!s) continue;
-      if (!(s->size == s->capacity && barn_put_full(c, cs->node, s))) {
+      if (!(keep_full && s->size == s->capacity && barn_put_full(c, cs->node, s))) {
         sheaf_flush(c, s);
         sheaf_put_empty(c, cs->node, s);
       }
@@ -311,7 +311,7 @@ void thread_exit(void* arg) {
   auto* cs = static_cast<CpuSlots*>(arg);
   t_exiting = true;
   t_slots = nullptr;
-  release_slots(cs);
+  release_slots(cs, true);
   LockGuard<Mutex> g(g_pool_lock);
   cs->pool_next = g_pool;
   g_pool = cs;
@@ -650,7 +650,7 @@ std::size_t kmem_shrink_all() {
   // were emptied when they were pooled.
   g_trim_gen.fetch_add(1, std::memory_order_relaxed);
   if (CpuSlots* t = t_slots) {
-    release_slots(t);
+    release_slots(t, false);
     t->trim_gen = g_trim_gen.load(std::memory_order_relaxed);
   }
 #if NS_HAVE_RSEQ_ASM
