@@ -57,9 +57,9 @@ bool worth_a_thread(unsigned nid, const Zone& z) {
 // raw system calls (mmap on first use, clone).
 void kswapd_wake(void*, unsigned nid) {
   Kswapd& k = g_kswapd[nid];
-  k.wakeups.fetch_add(1, std::memory_order_relaxed);
   int st = k.state.load(std::memory_order_acquire);
   if (st == kRunning) {
+    k.wakeups.fetch_add(1, std::memory_order_relaxed);
     k.seq.fetch_add(1, std::memory_order_release);
     sys::futex(&k.seq, FUTEX_WAKE_PRIVATE, 1);
     return;
