@@ -146,19 +146,34 @@ std::uint64_t decay_ms_or_min(std::uint32_t decay_ms) {
   return ns < 10000000ULL ? 10000000ULL : ns;
 }
 
+// When the oldest resident free block reaches decay_ms: the next pass then
+// releases it on time (a burst's memory is back decay_ms after its free, not
+// up to 1.5 periods later), but no sooner than a tenth of the period after
+// this pass (at least 10 ms), so a steady trickle of frees costs at most ten
+// passes per period. Zone lock held.
+std::uint64_t next_decay_ns(const Zone& z, std::uint64_t now, std::uint32_t decay_ms) {
+  std::uint64_t decay = ms_to_ns(decay_ms), lo = decay / 10, hi = decay_ms_or_min(decay_ms);
+  if (lo < 10000000ULL) lo = 10000000ULL;
+  std::uint64_t oldest = z.oldest_dirty_stamp_locked();
+  // + 5 ms: the coarse clock's stamps and reads differ by up to a tick.
+  std::uint64_t due = oldest == ~0ULL ? now + hi : oldest + decay + 5000000ULL;
+  std::uint64_t wait = due > now ? due - now : 0;
+  return wait < lo ? lo : wait > hi ? hi : wait;
+}
+
 // One pass; returns the futex timeout for the next sleep in ns (0: none).
 std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
   const Config& cfg = config();
   Kswapd& k = g_kswapd[nid];
   Zone& z = g_pa->zone(nid);
   std::uint64_t now = now_coarse_ns();
-  std::size_t released = 0, dirty, high, low;
+  std::size_t released = 0, dirty, high, min;
   {
     LockGuard<Mutex> g(z.lock);
     z.wake_pending = false;
     dirty = z.dirty_pages();
     high = z.wmark_high;
-    low = z.wmark_low;
+    min = z.wmark_min;
   }
   k.passes.fetch_add(1, std::memory_order_relaxed);
   bool still_cached;
@@ -169,7 +184,7 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
     released += release_cold_pages(g_pa, nid, ~std::size_t{0}, ~0ULL);
     if (nid == 0) released += huge_cache_release(~0ULL);
   } else {
-    if (dirty > high) released += release_cold_pages(g_pa, nid, dirty - low, ~0ULL);
+    if (dirty > high) released += release_cold_pages(g_pa, nid, dirty - min, ~0ULL);
     std::uint64_t decay = ms_to_ns(cfg.decay_ms);
     if (now > decay) {
       released += release_cold_pages(g_pa, nid, ~std::size_t{0}, now - decay);
@@ -184,7 +199,7 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
   // have gone idle; with neither, until a free arms us again.
   if (nid == 0 && huge_cache_bytes() > 0) return decay_ms_or_min(cfg.decay_ms);
   LockGuard<Mutex> g(z.lock);
-  if (z.dirty_pages() > 0) return decay_ms_or_min(cfg.decay_ms);
+  if (z.dirty_pages() > 0) return next_decay_ns(z, now_coarse_ns(), cfg.decay_ms);
   if (still_cached) return ms_to_ns(cfg.idle_drain_ms ? cfg.idle_drain_ms : 1);
   z.kswapd_armed = true;
   return 0;
