@@ -106,14 +106,13 @@ int raw_thread_start(RawThread* t, void (*fn)(void*), void* arg) {
   // pthread is safe here, and the sanitizer runtime sees the thread.
   struct Start {
     static void* run(void* p) {
-      auto** a = static_cast<void**>(p);
-      reinterpret_cast<void (*)(void*)>(a[0])(a[1]);
+      auto* rt = static_cast<RawThread*>(p);
+      rt->fn(rt->arg);
       return nullptr;
     }
   };
-  static void* args[2];
-  args[0] = reinterpret_cast<void*>(fn);
-  args[1] = arg;
+  t->fn = fn;
+  t->arg = arg;
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -122,7 +121,7 @@ int raw_thread_start(RawThread* t, void (*fn)(void*), void* arg) {
   pthread_attr_setstacksize(&attr, kStack * 2);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_t th;
-  int e = pthread_create(&th, &attr, Start::run, args);
+  int e = pthread_create(&th, &attr, Start::run, t);
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   t->tid = e ? 0 : 1;
@@ -140,10 +139,12 @@ int raw_thread_start(RawThread* t, void (*fn)(void*), void* arg) {
     if (!r) return static_cast<int>(err);
     sys::mprotect(r, kGuard, PROT_NONE);
     t->region = r;
-  } else {
-    // Reused in a fork child: the thread that ran on it does not exist here.
-    std::memset(r + kGuard + kStack, 0, kTls);
   }
+  // Reused in a fork child, the region is as the parent's thread left it:
+  // no thread runs on it here, and its TLS pages hold only what is written
+  // below (the thread writes no TLS).
+  t->fn = fn;
+  t->arg = arg;
   char* tp = r + kGuard + kStack + kTls / 2;
   auto* tcb = reinterpret_cast<std::uintptr_t*>(tp);
   auto* mine = static_cast<std::uintptr_t*>(__builtin_thread_pointer());

@@ -33,8 +33,10 @@
 namespace numaslub {
 
 struct RawThread {
-  void* region = nullptr;  // guard page, stack, fake TLS; kept for a restart after fork
-  long tid = 0;            // kernel thread id (0 before the start)
+  void* region = nullptr;       // guard page, stack, fake TLS; kept for a restart after fork
+  long tid = 0;                 // kernel thread id (0 before the start)
+  void (*fn)(void*) = nullptr;  // what it runs (the pthread fallback reads them here)
+  void* arg = nullptr;
 };
 
 // Starts fn(arg) on t (reusing t->region when set). fn must not return.
