@@ -32,6 +32,7 @@ struct alignas(64) Kswapd {
   std::atomic<std::uint32_t> seq{0};  // futex word: bumped by every wake
   std::atomic<int> state{kIdle};
   unsigned nid = 0;
+  bool bursting = false;  // the last pass found the zone above its high mark
   RawThread thread;
   std::atomic<std::uint64_t> wakeups{0}, passes{0}, released{0}, pressure_events{0}, idle_drains{0};
 };
@@ -161,18 +162,21 @@ std::uint64_t next_decay_ns(const Zone& z, std::uint64_t now, std::uint32_t deca
   return wait < lo ? lo : wait > hi ? hi : wait;
 }
 
+constexpr std::uint64_t kBurstRecheckNs = 50000000ULL;  // 50 ms
+
 // One pass; returns the futex timeout for the next sleep in ns (0: none).
 std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
   const Config& cfg = config();
   Kswapd& k = g_kswapd[nid];
   Zone& z = g_pa->zone(nid);
   std::uint64_t now = now_coarse_ns();
-  std::size_t released = 0, dirty, high, min;
+  std::size_t released = 0, dirty, high, low, min;
   {
     LockGuard<Mutex> g(z.lock);
     z.wake_pending = false;
     dirty = z.dirty_pages();
     high = z.wmark_high;
+    low = z.wmark_low;
     min = z.wmark_min;
   }
   k.passes.fetch_add(1, std::memory_order_relaxed);
@@ -184,7 +188,12 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
     released += release_cold_pages(g_pa, nid, ~std::size_t{0}, ~0ULL);
     if (nid == 0) released += huge_cache_release(~0ULL);
   } else {
-    if (dirty > high) released += release_cold_pages(g_pa, nid, dirty - min, ~0ULL);
+    // Above the high mark a burst of frees is under way: give back all but
+    // the min reserve, and look again soon while the burst lasts (its tail
+    // may stay below high, which wakes no one, until decay).
+    bool burst = dirty > high || (k.bursting && dirty > low);
+    if (burst) released += release_cold_pages(g_pa, nid, dirty - min, ~0ULL);
+    k.bursting = burst;
     std::uint64_t decay = ms_to_ns(cfg.decay_ms);
     if (now > decay) {
       released += release_cold_pages(g_pa, nid, ~std::size_t{0}, now - decay);
@@ -199,7 +208,10 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
   // have gone idle; with neither, until a free arms us again.
   if (nid == 0 && huge_cache_bytes() > 0) return decay_ms_or_min(cfg.decay_ms);
   LockGuard<Mutex> g(z.lock);
-  if (z.dirty_pages() > 0) return next_decay_ns(z, now_coarse_ns(), cfg.decay_ms);
+  if (z.dirty_pages() > 0) {
+    std::uint64_t t = next_decay_ns(z, now_coarse_ns(), cfg.decay_ms);
+    return k.bursting && t > kBurstRecheckNs ? kBurstRecheckNs : t;
+  }
   if (still_cached) return ms_to_ns(cfg.idle_drain_ms ? cfg.idle_drain_ms : 1);
   z.kswapd_armed = true;
   return 0;
