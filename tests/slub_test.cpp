@@ -1113,6 +1113,106 @@ TEST(SlubThreads, ShrinkWhileOthersAllocate) {
   EXPECT_EQ(total_active_objs(slabinfo_text()), 0);
 }
 
+// The CPUs this thread may run on.
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  std::vector<int> v;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return v;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) v.push_back(c);
+  return v;
+}
+
+// malloc_trim's core must empty every CPU's sheaves from where the caller
+// runs: before, it migrated the caller to each CPU of the caller's affinity
+// only, so a pinned caller left the other CPUs' caches full.
+TEST(SlubShrink, EmptiesOtherCpusWithoutMovingTheCaller) {
+  ASSERT_TRUE(slub_init());
+  if (cache_mode() != CacheMode::kRseq) GTEST_SKIP() << "rseq mode only";
+  std::vector<int> cpus = allowed_cpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  int here = cpus[0], there = cpus[1];
+  std::thread t([&] {
+    ASSERT_TRUE(pin_to(there));
+    std::vector<void*> v;
+    for (int i = 0; i < 40; ++i) v.push_back(kmalloc(64));
+    for (void* p : v) kfree(p);  // into `there`'s main sheaf
+  });
+  t.join();
+  ASSERT_GT(kmem_cpu_cached(static_cast<unsigned>(there), nullptr), 0u);
+  cpu_set_t saved;
+  ASSERT_EQ(sched_getaffinity(0, sizeof saved, &saved), 0);
+  ASSERT_TRUE(pin_to(here));
+  kmem_shrink_all();
+  EXPECT_EQ(kmem_cpu_cached(static_cast<unsigned>(there), nullptr), 0u);
+  EXPECT_EQ(kmem_cpu_cached(static_cast<unsigned>(here), nullptr), 0u);
+  cpu_set_t now;
+  ASSERT_EQ(sched_getaffinity(0, sizeof now, &now), 0);
+  EXPECT_EQ(CPU_COUNT(&now), 1);
+  EXPECT_TRUE(CPU_ISSET(here, &now));
+  EXPECT_EQ(sched_getcpu(), here);
+  sched_setaffinity(0, sizeof saved, &saved);
+}
+
+// Per-thread mode: another live thread's set is emptied at its next slow path.
+TEST(SlubShrink, OtherThreadsSetsCatchUpWithATrim) {
+  ASSERT_TRUE(slub_init());
+  if (cache_mode() != CacheMode::kThread) GTEST_SKIP() << "per-thread mode only";
+  kmem_shrink_all();
+  std::mutex m;
+  std::condition_variable cv;
+  int step = 0;
+  std::thread t([&] {
+    std::vector<void*> v;
+    for (int i = 0; i < 40; ++i) v.push_back(kmalloc(48));
+    for (void* p : v) kfree(p);  // into this thread's 48-byte sheaf
+    std::unique_lock<std::mutex> lk(m);
+    step = 1;
+    cv.notify_all();
+    cv.wait(lk, [&] { return step == 2; });
+    kfree(kmalloc(20000));  // a slow path: catches up with the trim
+    step = 3;
+    cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lk(m);
+  cv.wait(lk, [&] { return step == 1; });
+  EXPECT_GT(active_objs(slabinfo_text(), "kmalloc-48"), 0);
+  kmem_shrink_all();
+  step = 2;
+  cv.notify_all();
+  cv.wait(lk, [&] { return step == 3; });
+  lk.unlock();
+  t.join();
+  EXPECT_EQ(active_objs(slabinfo_text(), "kmalloc-48"), 0);
+}
+
+// The remote drain races fast paths on the drained CPUs: objects must never
+// be handed out twice or lost (pattern checks in churn).
+TEST(SlubShrink, RemoteDrainsRaceFastPaths) {
+  std::vector<int> cpus = allowed_cpus();
+  int n = static_cast<int>(std::min<std::size_t>(cpus.size(), 4));
+  std::vector<long> bad(static_cast<std::size_t>(n), 0);
+  std::atomic<int> running{n};
+  std::vector<std::thread> th;
+  for (int i = 0; i < n; ++i)
+    th.emplace_back([&, i] {
+      pin_to(cpus[static_cast<std::size_t>(i)]);
+      bad[static_cast<std::size_t>(i)] = churn(700 + i, 200000, 128, 0);
+      --running;
+    });
+  long drains = 0;
+  while (running.load() > 0) {
+    kmem_shrink_all();
+    for (int c : cpus) kmem_drain_cpu(static_cast<unsigned>(c));
+    ++drains;
+  }
+  for (auto& t : th) t.join();
+  for (int i = 0; i < n; ++i) EXPECT_EQ(bad[static_cast<std::size_t>(i)], 0) << "thread " << i;
+  EXPECT_GT(drains, 0);
+  kmem_shrink_all();
+  EXPECT_EQ(total_active_objs(slabinfo_text()), 0);
+}
+
 // A TSD destructor of a key created after the allocator's runs after the
 // allocator tore the thread's caches down (as glibc's late frees do).
 std::atomic<long> g_late_bad{0}, g_late_done{0};

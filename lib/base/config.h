@@ -34,6 +34,7 @@ struct Config {
   NumaMode numa = NumaMode::kLocal;               // placement policy of the heap
   std::uint64_t numa_nodes = 0;                   // numa= LIST, bit per node (0: every node)
   bool reclaim = true;                            // kswapd threads return memory to the OS
+  std::uint64_t reclaim_start = 32ULL << 20;      // free resident bytes that start kswapd
   std::uint32_t decay_ms = 500;                   // free pages unused this long are released
   std::uint32_t idle_drain_ms = 1000;             // per-CPU caches idle this long are drained
   std::uint32_t reclaim_hold_ms = 0;              // tests: hold isolated blocks this long

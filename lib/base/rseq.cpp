@@ -67,6 +67,12 @@ RseqAbi* rseq_area() {
   return static_cast<std::int32_t>(a->cpu_id) >= 0 ? a : nullptr;
 }
 
+void rseq_mark_unregistered(void* tp) {
+  auto* a = reinterpret_cast<RseqAbi*>(static_cast<char*>(tp) + rseq_offset());
+  a->cpu_id_start = kMaxCpus;
+  a->cpu_id = static_cast<std::uint32_t>(-2);
+}
+
 int current_cpu() {
   if (NS_LIKELY(g_owner.load(std::memory_order_relaxed) == RseqOwner::kGlibc)) {
     auto cpu = static_cast<std::int32_t>(glibc_area()->cpu_id);

@@ -45,6 +45,12 @@ std::ptrdiff_t rseq_offset();
 // where rseq is unavailable (old kernel, valgrind).
 RseqAbi* rseq_area();
 
+// For a thread started without the C library (raw_thread.h): writes "not
+// registered" (cpu_id_start kMaxCpus, cpu_id -2) into the rseq area at the
+// process's offset from the thread pointer tp, so rseq_area() there is null.
+// The bytes [tp + rseq_offset(), +32) must be writable.
+void rseq_mark_unregistered(void* tp);
+
 // CPU the calling thread runs on (a hint: it may migrate right after).
 // Reads the rseq area where there is one, else asks getcpu.
 int current_cpu();

@@ -181,6 +181,19 @@ unsigned Zone::isolate_cold_locked(std::size_t max_pages, std::uint64_t before_n
   return n;
 }
 
+std::uint64_t Zone::oldest_dirty_stamp_locked() const {
+  std::uint64_t oldest = ~0ULL;
+  for (unsigned o = 0; o < kNrOrders; ++o) {
+    const ListNode* head = &free_area[o].dirty;
+    unsigned visits = 0;
+    for (const ListNode* it = head->prev; it != head && visits < 32; it = it->prev, ++visits) {
+      const Page* p = list_entry<Page>(const_cast<ListNode*>(it), offsetof(Page, lru));
+      if (!(p->flags & PG_lazy) && p->priv[1] < oldest) oldest = p->priv[1];
+    }
+  }
+  return oldest;
+}
+
 void Zone::putback_released_locked(Page* const* blocks, unsigned n, bool zeroed) {
   for (unsigned i = 0; i < n; ++i) {
     Page* p = blocks[i];

@@ -88,6 +88,10 @@ class Zone {
   // or none are left; they move to the clean lists. Returns pages released.
   std::size_t release_dirty_locked(int (*release)(void*, std::size_t), std::size_t max_pages);
 
+  // Reclaim: the earliest free time among the coldest resident free blocks
+  // (a bounded look at the cold end of each dirty list; ~0 when there are
+  // none), for when decay will next find something to release.
+  std::uint64_t oldest_dirty_stamp_locked() const;
   // Reclaim: takes up to max_pages of resident free blocks off the dirty
   // lists, largest and coldest first, skipping those freed after before_ns
   // and those already released lazily. Stores at most max_blocks heads in

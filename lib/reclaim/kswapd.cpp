@@ -1,10 +1,7 @@
 #include "lib/reclaim/kswapd.h"
 
 #include <linux/futex.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 
 #include <atomic>
 #include <new>
@@ -14,6 +11,8 @@
 #include "lib/base/config.h"
 #include "lib/base/format.h"
 #include "lib/base/lock.h"
+#include "lib/base/log.h"
+#include "lib/base/raw_thread.h"
 #include "lib/base/syscall.h"
 #include "lib/buddy/page_alloc.h"
 #include "lib/reclaim/pressure.h"
@@ -24,12 +23,17 @@ namespace numaslub {
 
 namespace {
 
-enum State : int { kIdle = 0, kRunning };
+// kIdle: no thread (never started, or lost to a fork); kStarting: being
+// started by a wake; kRunning: the thread exists; kFailed: clone failed
+// (seccomp, limits): this process stays without one.
+enum State : int { kIdle = 0, kStarting, kRunning, kFailed };
 
 struct alignas(64) Kswapd {
   std::atomic<std::uint32_t> seq{0};  // futex word: bumped by every wake
   std::atomic<int> state{kIdle};
   unsigned nid = 0;
+  bool bursting = false;  // the last pass found the zone above its high mark
+  RawThread thread;
   std::atomic<std::uint64_t> wakeups{0}, passes{0}, released{0}, pressure_events{0}, idle_drains{0};
 };
 
@@ -38,25 +42,71 @@ constinit PageAllocator* g_pa = nullptr;
 constinit std::atomic<bool> g_ready{false};
 constinit Mutex g_init_lock;
 
-// Zone::wake_fn: runs with the zone lock held. No allocation, no lock.
-void kswapd_wake(void*, unsigned nid) {
-  Kswapd& k = g_kswapd[nid];
-  k.wakeups.fetch_add(1, std::memory_order_relaxed);
-  k.seq.fetch_add(1, std::memory_order_release);
-  if (k.state.load(std::memory_order_acquire) == kRunning)
-    sys::futex(&k.seq, FUTEX_WAKE_PRIVATE, 1);
+[[noreturn]] void kswapd_main(void* arg);
+
+// Whether node nid holds enough free resident memory to be worth a thread:
+// its zone's dirty free pages, and for node 0 the cached huge mappings,
+// reach `reclaim_start`. Zone lock held.
+bool worth_a_thread(unsigned nid, const Zone& z) {
+  std::uint64_t bytes = std::uint64_t{z.dirty_pages()} << kPageShift;
+  if (nid == 0) bytes += huge_cache_bytes_hint();
+  return bytes >= config().reclaim_start;
 }
 
+// Zone::wake_fn: runs with node nid's zone lock held (the huge-cache hook
+// takes it first). No allocation and no lock; starting the thread is two
+// raw system calls (mmap on first use, clone).
+void kswapd_wake(void*, unsigned nid) {
+  Kswapd& k = g_kswapd[nid];
+  int st = k.state.load(std::memory_order_acquire);
+  if (st == kRunning) {
+    k.wakeups.fetch_add(1, std::memory_order_relaxed);
+    k.seq.fetch_add(1, std::memory_order_release);
+    sys::futex(&k.seq, FUTEX_WAKE_PRIVATE, 1);
+    return;
+  }
+  Zone& z = g_pa->zone(nid);
+  if (st == kIdle && worth_a_thread(nid, z)) {
+    int idle = kIdle;
+    if (!k.state.compare_exchange_strong(idle, kStarting, std::memory_order_acq_rel)) return;
+    // The new thread's first pass covers this wake (wake_pending stays set
+    // until that pass clears it).
+    int e = raw_thread_start(&k.thread, kswapd_main, &k);
+    k.state.store(e ? kFailed : kRunning, std::memory_order_release);
+    if (!e) return;
+    log_msg("reclaim: cannot start the node %u reclaim thread (errno %d)", nid, e);
+  }
+  if (st == kFailed || k.state.load(std::memory_order_relaxed) == kFailed) return;  // no more wakes
+  // Not worth a thread yet: stay armed, so the next free that leaves
+  // resident pages asks again.
+  z.wake_pending = false;
+  z.kswapd_armed = true;
+}
+
+// The huge-mapping cache's hook (no lock held): as a zone wake of node 0.
+void huge_wake() {
+  Zone& z = g_pa->zone(0);
+  LockGuard<Mutex> g(z.lock);
+  kswapd_wake(nullptr, 0);
+}
+
+// Gives the thread the process's affinity (its main thread's: the creating
+// thread may have been pinned narrower), narrowed to the node's CPUs where
+// they intersect; never wider than the process allows.
 void set_affinity_to_node(unsigned nid) {
   const Topology& t = g_pa->topo();
+  unsigned long allowed[kMaxCpus / 64] = {};
+  if (sys::call(SYS_sched_getaffinity, sys::getpid(), sizeof allowed, allowed) <= 0 &&
+      sys::call(SYS_sched_getaffinity, 0, sizeof allowed, allowed) <= 0)
+    return;
   unsigned long mask[kMaxCpus / 64] = {};
   bool any = false;
-  for (unsigned c = 0; c < t.nr_cpus; ++c)
-    if (t.node_cpus[nid].test(c)) {
+  for (unsigned c = 0; c < t.nr_cpus && c < kMaxCpus; ++c)
+    if (t.node_cpus[nid].test(c) && (allowed[c / 64] & (1UL << (c % 64)))) {
       mask[c / 64] |= 1UL << (c % 64);
       any = true;
     }
-  if (any) sys::call(SYS_sched_setaffinity, 0, sizeof mask, mask);
+  sys::call(SYS_sched_setaffinity, 0, sizeof mask, any ? mask : allowed);
 }
 
 // Drains the caches of this node's CPUs that have been idle for idle_ns
@@ -64,15 +114,15 @@ void set_affinity_to_node(unsigned nid) {
 // objects afterwards (a reason to look again later).
 bool drain_idle_cpus(unsigned nid, std::uint64_t now, std::uint64_t idle_ns) {
   const Topology& t = g_pa->topo();
-  bool migrated = false, still_cached = false;
+  bool still_cached = false;
   for (unsigned c = 0; c < t.nr_cpus && c < g_pa->nr_cpus(); ++c) {
     if (!t.node_cpus[nid].test(c)) continue;
     std::uint64_t last = 0;
     std::size_t cached = kmem_cpu_cached(c, &last);
     bool idle = idle_ns == 0 || now - last >= idle_ns;
     if (cached && idle) {
-      kmem_drain_cpu(c);
-      migrated = true;
+      kmem_drain_cpu(c);                                     // from here: no migration (slub.cpp)
+      if (kmem_cpu_cached(c, nullptr)) still_cached = true;  // a main it could not take
       g_kswapd[nid].idle_drains.fetch_add(1, std::memory_order_relaxed);
     } else if (cached) {
       still_cached = true;
@@ -80,7 +130,6 @@ bool drain_idle_cpus(unsigned nid, std::uint64_t now, std::uint64_t idle_ns) {
     if (idle)
       if (PerCpuPages* p = g_pa->pcp(c, nid)) p->drain(g_pa->zone(nid));
   }
-  if (migrated) set_affinity_to_node(nid);
   // The barn's full sheaves belong to no CPU: flush them once every CPU of
   // the node has gone idle.
   if (!still_cached) kmem_flush_barns(nid);
@@ -98,31 +147,53 @@ std::uint64_t decay_ms_or_min(std::uint32_t decay_ms) {
   return ns < 10000000ULL ? 10000000ULL : ns;
 }
 
+// When the oldest resident free block reaches decay_ms: the next pass then
+// releases it on time (a burst's memory is back decay_ms after its free, not
+// up to 1.5 periods later), but no sooner than a tenth of the period after
+// this pass (at least 10 ms), so a steady trickle of frees costs at most ten
+// passes per period. Zone lock held.
+std::uint64_t next_decay_ns(const Zone& z, std::uint64_t now, std::uint32_t decay_ms) {
+  std::uint64_t decay = ms_to_ns(decay_ms), lo = decay / 10, hi = decay_ms_or_min(decay_ms);
+  if (lo < 10000000ULL) lo = 10000000ULL;
+  std::uint64_t oldest = z.oldest_dirty_stamp_locked();
+  // + 5 ms: the coarse clock's stamps and reads differ by up to a tick.
+  std::uint64_t due = oldest == ~0ULL ? now + hi : oldest + decay + 5000000ULL;
+  std::uint64_t wait = due > now ? due - now : 0;
+  return wait < lo ? lo : wait > hi ? hi : wait;
+}
+
+constexpr std::uint64_t kBurstRecheckNs = 50000000ULL;  // 50 ms
+
 // One pass; returns the futex timeout for the next sleep in ns (0: none).
 std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
   const Config& cfg = config();
   Kswapd& k = g_kswapd[nid];
   Zone& z = g_pa->zone(nid);
   std::uint64_t now = now_coarse_ns();
-  std::size_t released = 0, dirty, high, low;
+  std::size_t released = 0, dirty, high, low, min;
   {
     LockGuard<Mutex> g(z.lock);
     z.wake_pending = false;
     dirty = z.dirty_pages();
     high = z.wmark_high;
     low = z.wmark_low;
+    min = z.wmark_min;
   }
   k.passes.fetch_add(1, std::memory_order_relaxed);
   bool still_cached;
   if (reclaim_pressure_source()()) {
     k.pressure_events.fetch_add(1, std::memory_order_relaxed);
     still_cached = drain_idle_cpus(nid, now, 0);
-    kmem_shrink_all();
-    set_affinity_to_node(nid);
+    kmem_shrink_shared();
     released += release_cold_pages(g_pa, nid, ~std::size_t{0}, ~0ULL);
     if (nid == 0) released += huge_cache_release(~0ULL);
   } else {
-    if (dirty > high) released += release_cold_pages(g_pa, nid, dirty - low, ~0ULL);
+    // Above the high mark a burst of frees is under way: give back all but
+    // the min reserve, and look again soon while the burst lasts (its tail
+    // may stay below high, which wakes no one, until decay).
+    bool burst = dirty > high || (k.bursting && dirty > low);
+    if (burst) released += release_cold_pages(g_pa, nid, dirty - min, ~0ULL);
+    k.bursting = burst;
     std::uint64_t decay = ms_to_ns(cfg.decay_ms);
     if (now > decay) {
       released += release_cold_pages(g_pa, nid, ~std::size_t{0}, now - decay);
@@ -137,20 +208,22 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
   // have gone idle; with neither, until a free arms us again.
   if (nid == 0 && huge_cache_bytes() > 0) return decay_ms_or_min(cfg.decay_ms);
   LockGuard<Mutex> g(z.lock);
-  if (z.dirty_pages() > 0) return decay_ms_or_min(cfg.decay_ms);
+  if (z.dirty_pages() > 0) {
+    std::uint64_t t = next_decay_ns(z, now_coarse_ns(), cfg.decay_ms);
+    return k.bursting && t > kBurstRecheckNs ? kBurstRecheckNs : t;
+  }
   if (still_cached) return ms_to_ns(cfg.idle_drain_ms ? cfg.idle_drain_ms : 1);
   z.kswapd_armed = true;
   return 0;
 }
 
-void* kswapd_main(void* arg) {
+// The thread (raw_thread.h: no libc that locks or uses TLS, no malloc, no
+// rseq; every signal blocked). Everything a pass calls keeps to that.
+void kswapd_main(void* arg) {
   auto* k = static_cast<Kswapd*>(arg);
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, nullptr);
   char name[16];
   format(name, sizeof name, "ns-kswapd%u", k->nid);
-  prctl(PR_SET_NAME, name, 0, 0, 0);
+  raw_thread_set_name(name);
   set_affinity_to_node(k->nid);
   for (;;) {
     std::uint32_t seen = k->seq.load(std::memory_order_acquire);
@@ -164,29 +237,6 @@ void* kswapd_main(void* arg) {
     } else {
       sys::futex(&k->seq, FUTEX_WAIT_PRIVATE, seen, nullptr);
     }
-  }
-  return nullptr;
-}
-
-// Creates the threads not running yet. Only from places where no glibc lock
-// can be held: the library constructor and the fork child handler, never a
-// malloc or free path (glibc frees under its stack-cache lock, which
-// pthread_create needs: starting threads lazily from a free deadlocked).
-void start_threads() {
-  for (unsigned n = 0; n < g_pa->nr_nodes(); ++n) {
-    Kswapd& k = g_kswapd[n];
-    if (k.state.load(std::memory_order_acquire) != kIdle) continue;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 256 << 10);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t tid;
-    // Running before the thread exists: a wake in between only bumps seq,
-    // which the new thread's first pass covers.
-    k.state.store(kRunning, std::memory_order_release);
-    if (pthread_create(&tid, &attr, kswapd_main, &k) != 0)
-      k.state.store(kIdle, std::memory_order_release);  // a later wake retries
-    pthread_attr_destroy(&attr);
   }
 }
 
@@ -266,8 +316,7 @@ void reclaim_init() {
     z.kswapd_armed = true;  // the first free that leaves resident pages wakes it
   }
   g_ready.store(true, std::memory_order_release);
-  huge_set_wake_hook([] { kswapd_wake(nullptr, 0); });
-  start_threads();
+  huge_set_wake_hook(huge_wake);
 }
 
 Mutex& reclaim_init_lock() {
@@ -284,12 +333,15 @@ std::size_t reclaim_pass(unsigned nid) {
 void reclaim_fork_child() {
   if (!g_ready.load(std::memory_order_acquire)) return;
   for (unsigned n = 0; n < g_pa->nr_nodes(); ++n) {
+    // The thread did not survive; its stack region did and is reused. A
+    // start is never in flight here: starts run under the zone lock, which
+    // the fork handler held.
     g_kswapd[n].state.store(kIdle, std::memory_order_relaxed);
+    g_kswapd[n].thread.tid = 0;
     Zone& z = g_pa->zone(n);
     z.wake_pending = false;
-    z.kswapd_armed = true;
+    z.kswapd_armed = true;  // restarted lazily, by the same rule as at start-up
   }
-  start_threads();
 }
 
 bool kswapd_running(unsigned nid) {

@@ -3,11 +3,29 @@
 //
 // When it runs: a zone's free path wakes it (Zone::wake_fn, zone lock held)
 // when resident free pages exceed the zone's high watermark, or when it is
-// armed, i.e. asleep with nothing to age. The threads are created by
-// reclaim_init (called from the library constructor) and again in a forked
-// child by its atfork handler: never from malloc or free, which glibc calls
-// with its own locks held (pthread_create needs them). With nothing cached a
-// thread sleeps on a futex without a timeout: an idle process pays nothing.
+// armed, i.e. asleep with nothing to age.
+//
+// When it exists (the invariant): a node's thread is started by the first
+// wake that finds the node holding at least `reclaim_start` bytes (default
+// 32 MiB) of free resident memory: its zone's dirty free pages plus, for
+// node 0, the cached huge mappings. Until then the wake hook only re-arms
+// the zone, and the process stays single-threaded: a short program (true,
+// ls, a small script) never gets a thread, so unshare(CLONE_NEWUSER),
+// setns and fork warnings of multi-threaded programs behave as without us.
+// Below the mark free memory stays cached (at most `reclaim_start` per node:
+// what glibc's malloc keeps in fragmented arenas is of the same order);
+// decay starts aging once the thread exists. A fork child starts without a
+// thread and starts one by the same rule.
+// Starts happen inside the wake hook, i.e. inside free() and with a zone lock
+// held, possibly while glibc holds its own locks (its stack-cache lock while
+// freeing a dead thread's TLS): so the thread is not a pthread but a raw
+// clone() on a stack of our own (lib/base/raw_thread.h), which takes no lock
+// to start and needs no libc while it runs. glibc does not count it: a
+// program whose last thread calls pthread_exit still exits.
+// With nothing cached the thread sleeps on a futex without a timeout: an
+// idle process pays nothing. It keeps the process's CPU affinity, narrowed to
+// the node's CPUs where they intersect, and never migrates: it drains other
+// CPUs' caches remotely (lib/slub/slub.cpp).
 //
 // What a pass does, in order:
 // 1. under pressure (PSI or cgroup limits, pressure.h): release everything —
@@ -27,9 +45,9 @@ namespace numaslub {
 
 class PageAllocator;
 
-// Installs the wake hooks on every zone of the process page allocator and
-// starts the threads. No-op with reclaim=off or when called again. Call it
-// only where pthread_create is safe (not from inside malloc or free).
+// Installs the wake hooks on every zone of the process page allocator; the
+// threads start later, on demand (above). No-op with reclaim=off or when
+// called again.
 void reclaim_init();
 
 // One synchronous reclaim pass over node nid, as kswapd runs it. Returns
@@ -45,7 +63,7 @@ class Mutex;
 Mutex& reclaim_init_lock();  // for the fork handlers
 
 // After fork, in the child (atfork handler): the threads did not survive;
-// start them again.
+// they start again on demand, by the same rule as at start-up.
 void reclaim_fork_child();
 
 // Whether node nid's thread has been started (and not lost to a fork).

@@ -179,6 +179,10 @@ std::size_t huge_cache_bytes() {
   return g_cached_bytes;
 }
 
+std::size_t huge_cache_bytes_hint() {
+  return __atomic_load_n(&g_cached_bytes, __ATOMIC_RELAXED);
+}
+
 namespace {
 // Bytes of mapping for a request: at least one page, so a zero-byte block
 // still owns its address (a mapping of length 0 would be unmapped at once

@@ -28,6 +28,8 @@ void* huge_map(std::size_t size, std::size_t align, int nid);
 // Unmaps cached mappings freed before before_ns (~0: all); returns pages.
 std::size_t huge_cache_release(std::uint64_t before_ns);
 std::size_t huge_cache_bytes();
+// The same without the lock: a racy read, for the reclaim thread's start rule.
+std::size_t huge_cache_bytes_hint();
 // Reclaim's wake-up, called when the cache stops being empty. Freed
 // mappings are cached only once a hook is set (someone ages them).
 void huge_set_wake_hook(void (*wake)());

@@ -162,11 +162,19 @@ using ForeignFreeFn = void (*)(void* p);
 void set_foreign_free(ForeignFreeFn fn);
 
 // Flushes every CPU's (and this thread's) sheaves to the slabs and shrinks
-// the caches; returns pages given back to the buddy allocator.
+// the caches; returns pages given back to the buddy allocator. The calling
+// thread stays on its CPU (other CPUs' sheaves are taken remotely, see
+// slub.cpp) except where the kernel lacks membarrier's rseq command; then it
+// migrates and its affinity is restored (or widened, never left pinned). In
+// per-thread mode, other live threads empty their sets at their next slow
+// path.
 std::size_t kmem_shrink_all();
+// The part of kmem_shrink_all that touches no thread-local state and moves
+// no thread: for the reclaim thread.
+std::size_t kmem_shrink_shared();
 // Reclaim's hooks into the per-CPU caches (rseq mode; 0 otherwise).
-// kmem_drain_cpu moves the calling thread onto `cpu` (the caller restores
-// its affinity) and returns that CPU's cached objects to the slabs.
+// kmem_drain_cpu returns `cpu`'s cached objects to the slabs from any CPU
+// (its spares always; its main sheaves where membarrier allows).
 std::size_t kmem_drain_cpu(unsigned cpu);
 // Returns the objects in node nid's barns (full sheaves) to the slabs.
 std::size_t kmem_flush_barns(unsigned nid);

@@ -15,8 +15,13 @@
 //   `lock` (slow paths only). main is replaced by an rseq section run on that
 //   CPU: once it commits, no fast path can still be using the old main (it
 //   would have been aborted), so the old sheaf belongs to the lock holder.
+// - A drainer on another CPU may take a main with an atomic exchange to the
+//   no-sheaf sentinel followed by membarrier(PRIVATE_EXPEDITED_RSEQ) on the
+//   main's CPU, holding the CPU's lock (the argument is in slub.cpp, "draining
+//   another CPU's sheaves").
 // - In per-thread mode (no rseq) the same CpuSlots belong to one thread, and
-//   none of this is needed.
+//   none of this is needed; other threads' sets are emptied by their owner
+//   when it sees a newer trim generation.
 //
 // The main word is the sheaf's stack top: the address of the next free
 // entry. A sheaf is one 512-byte aligned block of 64 words; its `capacity`
@@ -93,7 +98,8 @@ struct alignas(64) CpuSlots {
   std::uint32_t cpu;
   std::uint64_t last_used_ns;  // for idle-sheaf drain
   CpuSlots* pool_next;         // thread mode: link in the pool of unused sets
-  std::uint8_t pad[64 - 32];
+  std::uint64_t trim_gen;      // thread mode: the last malloc_trim this set caught up with
+  std::uint8_t pad[64 - 40];
   SheafSlot slots[kNrClasses];
 };
 inline constexpr unsigned kCpuSlotsShift = 10;

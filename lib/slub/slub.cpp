@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <new>
 
@@ -44,6 +45,10 @@ constinit std::atomic<bool> g_ready{false};
 constinit bool g_caches_ready = false;
 constinit bool g_key_ready = false;
 pthread_key_t g_thread_key;
+
+// Bumped by every kmem_shrink_all: a per-thread set whose trim_gen is older
+// is emptied at its owner's next slow path (thread mode).
+constinit std::atomic<std::uint64_t> g_trim_gen{0};
 
 constinit Mutex g_pool_lock;
 constinit CpuSlots* g_pool = nullptr;  // thread mode: sets of exited threads
@@ -297,6 +302,7 @@ static CpuSlots* thread_slots() {
     for (SheafSlot& sl : cs->slots) sl = {no_sheaf_top(), nullptr};
   }
   cs->node = static_cast<std::uint32_t>(g_state.pa->local_node());
+  cs->trim_gen = g_trim_gen.load(std::memory_order_relaxed);
   // Publish before pthread_setspecific, which may allocate (keys >= 32):
   // that nested malloc then finds the set and does not recurse here.
   t_slots = cs;
@@ -304,11 +310,21 @@ static CpuSlots* thread_slots() {
   return cs;
 }
 
+// A malloc_trim ran since this set last looked: empty it (thread mode).
+static void catch_up_trim(CpuSlots* cs) {
+  std::uint64_t gen = g_trim_gen.load(std::memory_order_relaxed);
+  if (NS_UNLIKELY(cs->trim_gen != gen)) {
+    release_slots(cs, false);
+    cs->trim_gen = gen;
+  }
+}
+
 static void* alloc_slow_thread(unsigned cls) {
   SheafBusy busy;
   KmemCache& c = g_state.caches[cls];
   CpuSlots* cs = thread_slots();
   if (!cs) return alloc_direct(c, -1);
+  catch_up_trim(cs);
   SheafSlot& sl = cs->slots[cls];
   if (!prepare_full_spare(c, cs->node, &sl.spare)) return nullptr;
   Sheaf* full = sl.spare;
@@ -323,6 +339,7 @@ static void free_slow_thread(KmemCache& c, void* p) {
   SheafBusy busy;
   CpuSlots* cs = thread_slots();
   if (!cs) return c.free_batch(&p, 1);
+  catch_up_trim(cs);
   SheafSlot& sl = cs->slots[c.cls];
   if (sl.main[-1] == p) fatal("double free of %p (cache %s)", p, c.name);
   if (reinterpret_cast<std::uintptr_t>(sl.main) & (kSheafBytes - 1)) {
@@ -337,15 +354,15 @@ static void free_slow_thread(KmemCache& c, void* p) {
   ++g_state.stats[c.cls].flushes;
 }
 
-// Gives every sheaf of a set back (to the barn when full, else to the slabs)
-// and leaves the set's slots null.
-void release_slots(CpuSlots* cs) {
+// Gives every sheaf of a set back (to the barn when full and keep_full, else
+// to the slabs) and leaves the set's slots null.
+void release_slots(CpuSlots* cs, bool keep_full) {
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
     KmemCache& c = g_state.caches[cls];
     SheafSlot& sl = cs->slots[cls];
     for (Sheaf* s : {main_take(sl.main), sl.spare}) {
       if (!s) continue;
-      if (!(s->size == s->capacity && barn_put_full(c, cs->node, s))) {
+      if (!(keep_full && s->size == s->capacity && barn_put_full(c, cs->node, s))) {
         sheaf_flush(c, s);
         sheaf_put_empty(c, cs->node, s);
       }
@@ -360,7 +377,7 @@ void thread_exit(void* arg) {
   t_exiting = true;
   t_slots = nullptr;
   signal_fence();  // a handler's malloc from here on finds no set
-  release_slots(cs);
+  release_slots(cs, true);
   LockGuard<Mutex> g(g_pool_lock);
   cs->pool_next = g_pool;
   g_pool = cs;
@@ -470,10 +487,118 @@ void small_free_slow(Page* page, void* p) {
 }
 
 #if NS_HAVE_RSEQ_ASM
-// Empties CPU cpu's main sheaves: a main can only be replaced while running
-// on its CPU (sheaf.h), so the calling thread migrates there first, the way
-// the kernel runs a drain on each CPU. CPUs outside our affinity are skipped.
-static std::size_t drain_cpu_mains(unsigned cpu) {
+// ---- draining another CPU's sheaves -------------------------------------
+//
+// A drainer (malloc_trim, direct reclaim, the reclaim thread) empties CPU
+// c's caches without running on c, so no application thread is ever moved
+// across CPUs (and the reclaim thread needs no rseq area of its own).
+//
+// The protocol, for one CPU c, with c's slot lock held (so no slow path
+// replaces a main, and spares are ours):
+//   1. for every class: old = atomic exchange(main, S), S = no_sheaf_top();
+//   2. membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, CPU c): every rseq
+//      critical section running on c is aborted, and c's earlier stores are
+//      visible to us;
+//   3. for every class: if main == S, the sheaf `old` is the drainer's; else
+//      leave it (see below).
+// Why it holds. A fast path on c reads main once at the start of its section
+// and commits with one store of a value derived from it (pop: top - 1; push:
+// top + 1, after storing the object at top). Sections on one CPU do not
+// overlap (preemption aborts them), so when the exchange lands, at most one
+// section on c has read the old value and not committed. Either it commits
+// before the membarrier reaches c — then main is top +- 1 of the same sheaf,
+// never S (a section that reads S finds it empty and full and commits
+// nothing), and the sheaf is still c's: the drainer sees main != S and
+// leaves it, a hot class on a busy CPU is not idle anyway — or it is still
+// running when the membarrier arrives and is aborted, and restarts reading
+// S. Every section that starts after the exchange reads S and goes to the
+// slow path, which waits for the slot lock. So after step 2, main == S
+// means no section can still commit on `old`: it is the drainer's, with the
+// size its top says. Nothing else writes S into a main while the lock is
+// held by us, so main == S cannot come from anyone but step 1.
+//
+// Without membarrier's rseq command (Linux < 5.10, or a seccomp filter), the
+// calling thread migrates to each CPU and replaces main there, restoring its
+// affinity after; the reclaim thread (no rseq) skips the mains then.
+
+namespace {
+enum : int { kFenceUnknown = 0, kFenceYes, kFenceNo };
+constinit std::atomic<int> g_fence{kFenceUnknown};
+constexpr long kMbRseq = 1 << 7;          // MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ
+constexpr long kMbRegisterRseq = 1 << 8;  // MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ
+constexpr long kMbFlagCpu = 1;            // MEMBARRIER_CMD_FLAG_CPU
+}  // namespace
+
+// Aborts the rseq critical sections running on cpu. Registers the process
+// on first use (and again in a fork child, whose mm is new: -EPERM). False
+// where the kernel cannot do it; then never tried again.
+static bool rseq_fence(unsigned cpu) {
+  if (g_fence.load(std::memory_order_relaxed) == kFenceNo) return false;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    long r = sys::call(SYS_membarrier, kMbRseq, kMbFlagCpu, cpu);
+    if (r == 0) {
+      g_fence.store(kFenceYes, std::memory_order_relaxed);
+      return true;
+    }
+    if (r != -EPERM /*not registered (yet, or in a fork child)*/ ||
+        sys::call(SYS_membarrier, kMbRegisterRseq, 0, 0) != 0)
+      break;
+  }
+  g_fence.store(kFenceNo, std::memory_order_relaxed);
+  return false;
+}
+
+// Whether drains can use the protocol above (probes once).
+static bool remote_drain_available() {
+  int f = g_fence.load(std::memory_order_relaxed);
+  if (f == kFenceUnknown) return rseq_fence(0);
+  return f == kFenceYes;
+}
+
+// Flushes the spares and, when take_mains, takes every main it can; called
+// with cs->lock held. Returns objects returned to the slabs.
+static std::size_t drain_slots_locked(CpuSlots* cs, bool take_mains) {
+  std::size_t n = 0;
+  void** old[kNrClasses];
+  bool any = false;
+  for (unsigned cls = 0; cls < kNrClasses; ++cls) {
+    SheafSlot& sl = cs->slots[cls];
+    if (sl.spare && sl.spare->size) {
+      n += sl.spare->size;
+      sheaf_flush(g_state.caches[cls], sl.spare);
+    }
+    old[cls] = nullptr;
+    if (!take_mains || __atomic_load_n(&sl.main, __ATOMIC_RELAXED) == no_sheaf_top()) continue;
+    old[cls] = __atomic_exchange_n(&sl.main, no_sheaf_top(), __ATOMIC_SEQ_CST);
+    any = true;
+  }
+  if (!any) return n;
+  if (!rseq_fence(cs->cpu)) {
+    // Cannot happen once remote_drain_available() said yes; if it does, a
+    // sheaf whose owner is unknown is left alone (leaked), never reused.
+    return n;
+  }
+  for (unsigned cls = 0; cls < kNrClasses; ++cls) {
+    if (!old[cls] || __atomic_load_n(&cs->slots[cls].main, __ATOMIC_ACQUIRE) != no_sheaf_top())
+      continue;  // a fast path committed on it: still the CPU's
+    Sheaf* s = main_take(old[cls]);
+    if (!s) continue;
+    n += s->size;
+    sheaf_flush(g_state.caches[cls], s);
+    sheaf_put_empty(g_state.caches[cls], cs->node, s);
+  }
+  return n;
+}
+
+static std::size_t drain_cpu_remote(unsigned cpu, bool take_mains) {
+  CpuSlots* cs = cpu_slots(cpu);
+  LockGuard<Mutex> g(cs->lock);
+  return drain_slots_locked(cs, take_mains);
+}
+
+// The old way: run on cpu and replace each main there (the kernel's
+// per-CPU drain work). The caller restores its affinity.
+static std::size_t drain_cpu_migrate(unsigned cpu) {
   unsigned long mask[kMaxCpus / 64] = {};
   mask[cpu / 64] = 1UL << (cpu % 64);
   if (sys::call(SYS_sched_setaffinity, 0, sizeof mask, mask) != 0) return 0;
@@ -481,13 +606,9 @@ static std::size_t drain_cpu_mains(unsigned cpu) {
   if (!rs) return 0;
   CpuSlots* cs = cpu_slots(cpu);
   LockGuard<Mutex> g(cs->lock);
-  std::size_t n = 0;
+  std::size_t n = drain_slots_locked(cs, false);
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
     SheafSlot& sl = cs->slots[cls];
-    if (sl.spare && sl.spare->size) {
-      n += sl.spare->size;
-      sheaf_flush(g_state.caches[cls], sl.spare);
-    }
     if (sl.main == no_sheaf_top()) continue;
     void** top = rseq_replace_main(rs, cpu, &sl.main, no_sheaf_top());
     if (top == kReplaceFailed) continue;
@@ -499,13 +620,28 @@ static std::size_t drain_cpu_mains(unsigned cpu) {
   }
   return n;
 }
+
+// Drains every CPU in the calling thread's affinity by migrating, then
+// restores it; if the saved mask cannot be set again (a cpuset changed
+// meanwhile), every CPU is allowed rather than leaving the thread pinned.
+static void drain_all_by_migration() {
+  unsigned long saved[kMaxCpus / 64] = {};
+  if (sys::call(SYS_sched_getaffinity, 0, sizeof saved, saved) <= 0) return;
+  for (unsigned cpu = 0; cpu < nr_cpu_slots(); ++cpu)
+    if (saved[cpu / 64] & (1UL << (cpu % 64))) drain_cpu_migrate(cpu);
+  if (sys::call(SYS_sched_setaffinity, 0, sizeof saved, saved) != 0) {
+    unsigned long all[kMaxCpus / 64];
+    std::memset(all, 0xff, sizeof all);
+    sys::call(SYS_sched_setaffinity, 0, sizeof all, all);
+  }
+}
 #endif
 
 std::size_t kmem_drain_cpu(unsigned cpu) {
 #if NS_HAVE_RSEQ_ASM
   if (g_ready.load(std::memory_order_acquire) && g_slub.mode == CacheMode::kRseq &&
       cpu < nr_cpu_slots())
-    return drain_cpu_mains(cpu);
+    return drain_cpu_remote(cpu, remote_drain_available());
 #endif
   (void)cpu;
   return 0;
@@ -543,30 +679,17 @@ std::size_t kmem_cpu_cached(unsigned cpu, std::uint64_t* last_used_ns) {
   return n;
 }
 
-std::size_t kmem_shrink_all() {
+// Every CPU's caches, the barns, the slabs and the per-CPU page lists; no
+// thread-local state is touched and no thread moves (the reclaim thread's
+// part of kmem_shrink_all).
+std::size_t kmem_shrink_shared() {
   if (!g_ready.load(std::memory_order_acquire)) return 0;
-  if (CpuSlots* t = t_slots) {
-    SheafBusy busy;
-    release_slots(t);
-  }
 #if NS_HAVE_RSEQ_ASM
   if (g_slub.mode == CacheMode::kRseq) {
-    unsigned long saved[kMaxCpus / 64] = {};
-    if (sys::call(SYS_sched_getaffinity, 0, sizeof saved, saved) > 0) {
-      for (unsigned cpu = 0, n = nr_cpu_slots(); cpu < n; ++cpu)
-        if (saved[cpu / 64] & (1UL << (cpu % 64))) drain_cpu_mains(cpu);
-      sys::call(SYS_sched_setaffinity, 0, sizeof saved, saved);
-    }
+    bool remote = remote_drain_available();
+    for (unsigned cpu = 0; cpu < nr_cpu_slots(); ++cpu) drain_cpu_remote(cpu, remote);
   }
 #endif
-  for (unsigned cpu = 0, n = nr_cpu_slots(); cpu < n; ++cpu) {
-    CpuSlots* cs = cpu_slots(cpu);
-    LockGuard<Mutex> g(cs->lock);
-    for (unsigned cls = 0; cls < kNrClasses; ++cls) {
-      Sheaf* sp = cs->slots[cls].spare;
-      if (sp && sp->size) sheaf_flush(g_state.caches[cls], sp);
-    }
-  }
   std::size_t pages = 0;
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
     KmemCache& c = g_state.caches[cls];
@@ -578,6 +701,23 @@ std::size_t kmem_shrink_all() {
     pages += c.shrink(true);
   }
   return pages + g_state.pa->drain_all_pcp();
+}
+
+std::size_t kmem_shrink_all() {
+  if (!g_ready.load(std::memory_order_acquire)) return 0;
+  // Per-thread mode: this thread's set now; every other live thread's set at
+  // its next slow path (it sees the new generation). Sets of exited threads
+  // were emptied when they were pooled.
+  g_trim_gen.fetch_add(1, std::memory_order_relaxed);
+  if (CpuSlots* t = t_slots) {
+    SheafBusy busy;
+    release_slots(t, false);
+    t->trim_gen = g_trim_gen.load(std::memory_order_relaxed);
+  }
+#if NS_HAVE_RSEQ_ASM
+  if (g_slub.mode == CacheMode::kRseq && !remote_drain_available()) drain_all_by_migration();
+#endif
+  return kmem_shrink_shared();
 }
 
 }  // namespace numaslub

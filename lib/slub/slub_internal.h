@@ -30,7 +30,7 @@ void small_free_slow(Page* page, void* p);
 Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid);
 void sheaf_put_empty(KmemCache& c, unsigned nid, Sheaf* s);
 void sheaf_flush(KmemCache& c, Sheaf* s);
-void release_slots(CpuSlots* cs);
+void release_slots(CpuSlots* cs, bool keep_full);
 CpuSlots* cpu_slots(unsigned cpu);  // rseq mode: CPU cpu's sheaf set
 bool slub_ready();
 Mutex& slub_init_lock();

@@ -2,12 +2,16 @@
 // time, released memory reads as zero where calloc relies on it, the
 // watermarks and fake pressure drive releases, and a forked child restarts
 // its reclaim thread. Runs with NUMASLUB_CONF set by CTest (short decay).
+#include <dirent.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -86,6 +90,9 @@ TEST_F(Reclaim, FreedPagesLeaveAfterDecay) {
 }
 
 TEST_F(Reclaim, ReleasedMemoryReadsAsZeroForCalloc) {
+  Config c0 = config();
+  c0.reclaim_start = 0;  // 1 MiB is below the default start mark
+  config_set_for_test(c0);
   auto* p = static_cast<unsigned char*>(kmalloc(1 << 20));
   std::memset(p, 0xff, 1 << 20);
   kfree(p);
@@ -177,18 +184,57 @@ TEST_F(Reclaim, HighWatermarkReleasesWithoutWaitingForDecay) {
   EXPECT_TRUE(balanced);
 }
 
-TEST_F(Reclaim, ForkedChildRestartsItsReclaimThread) {
+// Frees n MiB of touched 1 MiB blocks.
+void burst(int mib) {
   std::vector<void*> v;
-  for (int i = 0; i < 16; ++i) v.push_back(kmalloc(1 << 20));
+  for (int i = 0; i < mib; ++i) {
+    v.push_back(kmalloc(1 << 20));
+    std::memset(v.back(), 3, 1 << 20);
+  }
   free_all(v);
+}
+
+std::size_t task_count() {
+  std::size_t n = 0;
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
+    closedir(d);
+  }
+  return n;
+}
+
+TEST_F(Reclaim, ThreadStartsOnlyAboveTheStartMark) {
+  ASSERT_EQ(config().reclaim_start, 32u << 20) << "run with the default reclaim_start";
+  std::size_t tasks = task_count();
+  burst(4);
+  kfree(kmalloc(40));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(kswapd_running(0)) << "4 MiB free started a thread";
+  EXPECT_EQ(task_count(), tasks);
+  burst(64);
+  ASSERT_TRUE(wait_for([] { return kswapd_running(0); }, 2000)) << "64 MiB free: no thread";
+  EXPECT_EQ(task_count(), tasks + 1);
+}
+
+TEST_F(Reclaim, ForkedChildRestartsItsReclaimThreadLazily) {
+  burst(64);
   kfree(kmalloc(40));
   ASSERT_TRUE(wait_for([] { return kswapd_running(0); }, 2000));
+  // Let the parent's thread release what it can, so the child starts from
+  // a small cache.
+  Zone& z = page_allocator()->zone(0);
+  wait_for(
+      [&] {
+        LockGuard<Mutex> g(z.lock);
+        return z.dirty_pages() * 4096 < (16u << 20);
+      },
+      3000);
   pid_t pid = fork();
   if (pid == 0) {
     reclaim_fork_child();  // what the shim's atfork child handler does
-    if (!kswapd_running(0)) _exit(10);
+    if (kswapd_running(0) || task_count() != 1) _exit(10);
     std::vector<void*> c;
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < 64; ++i) {
       c.push_back(kmalloc(1 << 20));
       std::memset(c.back(), 2, 1 << 20);
     }
@@ -198,7 +244,7 @@ TEST_F(Reclaim, ForkedChildRestartsItsReclaimThread) {
     for (int i = 0; i < 300; ++i) {
       std::size_t n = 0;
       for (void* p : probe) n += resident_pages(p, 1 << 20);
-      if (n == 0) _exit(0);
+      if (n == 0) _exit(kswapd_running(0) ? 0 : 11);
       usleep(10000);
     }
     _exit(12);
@@ -206,7 +252,9 @@ TEST_F(Reclaim, ForkedChildRestartsItsReclaimThread) {
   int st = 0;
   waitpid(pid, &st, 0);
   ASSERT_TRUE(WIFEXITED(st));
-  EXPECT_EQ(WEXITSTATUS(st), 0) << "10: no thread after the fork handler, 12: no release";
+  EXPECT_EQ(WEXITSTATUS(st), 0)
+      << "10: a thread right after the fork handler, 11: released without a thread, "
+         "12: no release";
 }
 
 TEST(ReclaimPressure, ParsesPsiAndCgroupFiles) {
@@ -221,6 +269,108 @@ TEST(ReclaimPressure, ParsesPsiAndCgroupFiles) {
   EXPECT_TRUE(parse_cgroup_v2_path("0::/user.slice/app.scope\n", path, sizeof path));
   EXPECT_STREQ(path, "/user.slice/app.scope");
   EXPECT_FALSE(parse_cgroup_v2_path("4:memory:/foo\n", path, sizeof path));
+  EXPECT_TRUE(parse_cgroup_v1_memory_path("9:name=systemd:/\n5:cpu,memory:/docker/abc\n0::/\n",
+                                          path, sizeof path));
+  EXPECT_STREQ(path, "/docker/abc");
+  EXPECT_FALSE(parse_cgroup_v1_memory_path("3:memoryx:/a\n0::/\n", path, sizeof path));
+}
+
+// A memory cgroup the test creates under its own (v1's memory hierarchy, or
+// v2 where the memory controller can be enabled for a child): its directory
+// and the limit file to write, or false with the reason.
+bool make_memory_cgroup(std::string* dir, std::string* limit_file, std::string* why) {
+  char buf[4096];
+  FILE* f = fopen("/proc/self/cgroup", "r");
+  if (!f) return *why = "no /proc/self/cgroup", false;
+  std::size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  char cg[256];
+  std::string name = "/numaslub-test-" + std::to_string(getpid());
+  if (parse_cgroup_v1_memory_path(buf, cg, sizeof cg)) {
+    std::string base = std::string("/sys/fs/cgroup/memory") + (std::strcmp(cg, "/") ? cg : "");
+    if (mkdir((base + name).c_str(), 0755) == 0) {
+      *dir = base + name;
+      *limit_file = "memory.limit_in_bytes";
+      return true;
+    }
+  }
+  if (parse_cgroup_v2_path(buf, cg, sizeof cg)) {
+    for (const char* root : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
+      std::string base = std::string(root) + (std::strcmp(cg, "/") ? cg : "");
+      if (mkdir((base + name).c_str(), 0755) != 0) continue;
+      if (access((base + name + "/memory.max").c_str(), W_OK) == 0) {
+        *dir = base + name;
+        *limit_file = "memory.max";
+        return true;
+      }
+      rmdir((base + name).c_str());
+    }
+  }
+  *why = "cannot create a memory cgroup here (not root, or no memory controller delegated)";
+  return false;
+}
+
+bool write_file(const std::string& path, const std::string& text) {
+  FILE* f = fopen(path.c_str(), "w");
+  if (!f) return false;
+  bool ok = fputs(text.c_str(), f) >= 0;
+  return fclose(f) == 0 && ok;
+}
+
+std::uint64_t read_u64(const std::string& path) {
+  unsigned long long v = 0;
+  FILE* f = fopen(path.c_str(), "r");
+  if (!f) return 0;
+  if (fscanf(f, "%llu", &v) != 1) v = 0;
+  fclose(f);
+  return v;
+}
+
+// In a memory-limited cgroup (a container), usage near the limit counts as
+// pressure and a reclaim pass releases everything cached, although neither
+// decay nor the watermarks would: before, only the host's PSI and cgroup v2
+// at /sys/fs/cgroup were read, and a process in a v1 container kept its
+// cache until the OOM killer came.
+TEST_F(Reclaim, CgroupNearItsLimitIsPressure) {
+  std::string dir, limit_file, why;
+  if (!make_memory_cgroup(&dir, &limit_file, &why)) GTEST_SKIP() << why;
+  constexpr std::uint64_t kLimit = 96u << 20;
+  ASSERT_TRUE(write_file(dir + "/" + limit_file, std::to_string(kLimit)));
+  std::string usage_file =
+      dir + (limit_file == "memory.max" ? "/memory.current" : "/memory.usage_in_bytes");
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (!write_file(dir + "/cgroup.procs", "0")) _exit(20);
+    Config c = config();
+    c.decay_ms = 600000;
+    config_set_for_test(c);
+    Zone& z = page_allocator()->zone(0);
+    if (pressure_from_kernel()) _exit(21);
+    std::vector<void*> v;
+    while (read_u64(usage_file) < kLimit / 100 * 93 && v.size() < 96) {
+      v.push_back(kmalloc(1 << 20));
+      std::memset(v.back(), 7, 1 << 20);
+    }
+    {
+      LockGuard<Mutex> g(z.lock);
+      z.wmark_min = z.wmark_low = z.wmark_high = std::size_t{1} << 40;
+    }
+    free_all(v);
+    if (!pressure_from_kernel()) _exit(22);
+    reclaim_pass(0);
+    // The node's thread (started by the frees) may hold blocks mid-release.
+    for (int i = 0; i < 200 && read_u64(usage_file) > kLimit / 2; ++i) usleep(10000);
+    if (read_u64(usage_file) > kLimit / 2) _exit(23);
+    _exit(0);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  rmdir(dir.c_str());
+  ASSERT_TRUE(WIFEXITED(st)) << "killed by signal " << (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  EXPECT_EQ(WEXITSTATUS(st), 0)
+      << "20: cannot join the cgroup, 21: pressure before use, 22: no pressure near the "
+         "limit, 23: cache not released";
 }
 
 }  // namespace
