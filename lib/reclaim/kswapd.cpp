@@ -334,8 +334,8 @@ void reclaim_fork_child() {
   if (!g_ready.load(std::memory_order_acquire)) return;
   for (unsigned n = 0; n < g_pa->nr_nodes(); ++n) {
     // The thread did not survive; its stack region did and is reused. A
-    // start is never in flight here: starts run under the zone lock, which
-    // the fork handler held.
+    // start in flight at the fork (under a zone lock that a thread gone
+    // with the fork held) is abandoned: its zone was repaired before this.
     g_kswapd[n].state.store(kIdle, std::memory_order_relaxed);
     g_kswapd[n].thread.tid = 0;
     Zone& z = g_pa->zone(n);
