@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,28 @@ static inline int run_case(const char* name, int (*fn)(void), double seconds) {
   else if (!ok)
     fprintf(stderr, "\n");
   return !ok;
+}
+
+/* Installs handler for sig (SA_RESTART) and blocks sig in the calling
+ * thread, so that only the threads that unblock it (sigmask_one) take it. */
+static inline void install_blocked_handler(int sig, void (*handler)(int)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sa.sa_flags = SA_RESTART;
+  CHECK(sigaction(sig, &sa, NULL) == 0);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  CHECK(pthread_sigmask(SIG_BLOCK, &set, NULL) == 0);
+}
+
+/* pthread_sigmask(how) of one signal in the calling thread. */
+static inline void sigmask_one(int how, int sig) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  CHECK(pthread_sigmask(how, &set, NULL) == 0);
 }
 
 /* Allocates, fills, checks and frees one block of each size from 1 byte to

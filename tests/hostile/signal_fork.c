@@ -37,10 +37,7 @@ static void on_alarm(int sig) {
  * order, plus large blocks. */
 static void* churn(void* arg) {
   (void)arg;
-  sigset_t alarm;
-  sigemptyset(&alarm);
-  sigaddset(&alarm, SIGALRM);
-  pthread_sigmask(SIG_UNBLOCK, &alarm, NULL);
+  sigmask_one(SIG_UNBLOCK, SIGALRM);
   void* keep[600];
   unsigned s = 12345;
   while (atomic_load(&g_npids) < kForks) {
@@ -58,16 +55,8 @@ static void* churn(void* arg) {
 }
 
 int main(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_alarm;
-  sa.sa_flags = SA_RESTART;
-  CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
   /* Only the churning thread takes the signal. */
-  sigset_t alarm;
-  sigemptyset(&alarm);
-  sigaddset(&alarm, SIGALRM);
-  pthread_sigmask(SIG_BLOCK, &alarm, NULL);
+  install_blocked_handler(SIGALRM, on_alarm);
   pthread_t t;
   CHECK(pthread_create(&t, NULL, churn, NULL) == 0);  // it unblocks SIGALRM
   struct itimerval it = {{0, 2000}, {0, 2000}};

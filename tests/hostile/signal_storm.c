@@ -75,10 +75,7 @@ static void on_alarm(int sig) {
 
 static void* churn(void* arg) {
   unsigned s = (unsigned)(uintptr_t)arg * 7919u + 3;
-  sigset_t alarm;
-  sigemptyset(&alarm);
-  sigaddset(&alarm, SIGALRM);
-  pthread_sigmask(SIG_UNBLOCK, &alarm, NULL);
+  sigmask_one(SIG_UNBLOCK, SIGALRM);
   static __thread unsigned char* live[kLive];
   static __thread size_t sizes[kLive];
   for (int round = 0; round < kRounds; ++round) {
@@ -100,21 +97,13 @@ static void* churn(void* arg) {
     if (live[k] && !check(live[k], sizes[k])) atomic_fetch_add(&g_bad, 1);
     free(live[k]);
   }
-  pthread_sigmask(SIG_BLOCK, &alarm, NULL);
+  sigmask_one(SIG_BLOCK, SIGALRM);
   free(t_kept);
   return NULL;
 }
 
 int main(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_alarm;
-  sa.sa_flags = SA_RESTART;
-  CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
-  sigset_t alarm;
-  sigemptyset(&alarm);
-  sigaddset(&alarm, SIGALRM);
-  pthread_sigmask(SIG_BLOCK, &alarm, NULL);
+  install_blocked_handler(SIGALRM, on_alarm);
   pthread_t t[kThreads];
   for (long i = 0; i < kThreads; ++i) CHECK(pthread_create(&t[i], NULL, churn, (void*)i) == 0);
   struct itimerval it = {{0, 50}, {0, 50}};
