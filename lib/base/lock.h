@@ -34,6 +34,10 @@ namespace numaslub {
 
 [[noreturn]] NS_COLD void mutex_self_deadlock(const void* lock);
 
+// Locks a fork child found held by a thread that did not survive the fork
+// (vmstat: fork_orphaned_locks): how often the child's repairs ran.
+inline constinit std::atomic<std::uint64_t> g_fork_orphaned_locks{0};
+
 class Mutex {
  public:
   static constexpr std::uint32_t kWaiters = 1u << 31;
@@ -87,6 +91,7 @@ class Mutex {
     std::uint32_t o = owner();
     if (o == 0 || o == self) return false;
     state_.store(0, std::memory_order_relaxed);
+    g_fork_orphaned_locks.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
 

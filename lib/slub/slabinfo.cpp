@@ -4,6 +4,7 @@
 #include "lib/base/format.h"
 #include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
+#include "lib/slub/reentry.h"
 #include "lib/slub/slub_internal.h"
 
 namespace numaslub {
@@ -111,6 +112,11 @@ std::size_t vmstat(char* buf, std::size_t cap) {
            static_cast<unsigned long>(flushes));
   w.printf("direct_reclaim %lu\n",
            static_cast<unsigned long>(g_state.direct_reclaims.load(std::memory_order_relaxed)));
+  w.printf("fork_orphaned_locks %lu\n",
+           static_cast<unsigned long>(g_fork_orphaned_locks.load(std::memory_order_relaxed)));
+  ReentryStats rs = reentry_stats();
+  w.printf("nested_alloc_mappings %lu\nnested_alloc_live %lu\nnested_free_deferred %lu\n",
+           rs.blocks, rs.live, rs.deferred);
   std::size_t hc, hb;
   huge_stats(&hc, &hb);
   w.printf("huge_mappings %zu\nhuge_bytes %zu\nhuge_cached_bytes %zu\n", hc, hb,

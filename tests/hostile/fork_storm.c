@@ -4,8 +4,10 @@
  * lock held from prepare to child, hangs or corrupts here. Every child
  * allocates in every size class, starts a thread and exits; each must end
  * within its deadline, and the parent must finish. */
+#include <numaslub/numaslub.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 
 #include "hostile.h"
 
@@ -14,6 +16,16 @@ enum { kForkers = 4, kForksEach = 400, kChurners = 2, kSlots = 4096 };
 static _Atomic(void*) g_slots[kSlots];
 static atomic_int g_stop;
 static atomic_int g_failures;
+/* Shared with the children: how many locks they found orphaned (held by a
+ * thread gone with the fork), i.e. how often their repairs ran. */
+static atomic_long* g_orphaned;
+
+static long vmstat_field(const char* name) {
+  static char buf[1 << 14];
+  NS_API(numaslub_vmstat)(buf, sizeof buf);
+  const char* p = strstr(buf, name);
+  return p ? strtol(p + strlen(name), NULL, 10) : 0;
+}
 
 static void* child_thread(void* arg) {
   (void)arg;
@@ -21,6 +33,7 @@ static void* child_thread(void* arg) {
 }
 
 static void child_body(void) {
+  atomic_fetch_add(g_orphaned, vmstat_field("fork_orphaned_locks "));
   if (touch_every_class() != 0) _exit(10);
   pthread_t t;
   if (pthread_create(&t, NULL, child_thread, NULL) != 0) _exit(11);
@@ -71,6 +84,8 @@ static void* churner(void* arg) {
 }
 
 int main(void) {
+  g_orphaned = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  CHECK(g_orphaned != MAP_FAILED);
   pthread_t f[kForkers], c[kChurners];
   for (long i = 0; i < kChurners; ++i) CHECK(pthread_create(&c[i], NULL, churner, (void*)i) == 0);
   for (int i = 0; i < kForkers; ++i) CHECK(pthread_create(&f[i], NULL, forker, NULL) == 0);
@@ -79,6 +94,9 @@ int main(void) {
   for (int i = 0; i < kChurners; ++i) pthread_join(c[i], NULL);
   for (int i = 0; i < kSlots; ++i) free(atomic_load(&g_slots[i]));
   CHECK(atomic_load(&g_failures) == 0);
-  printf("fork_storm: %d forks from %d threads: ok\n", kForkers * kForksEach, kForkers);
+  printf(
+      "fork_storm: %d forks from %d threads, %ld locks orphaned in the children and "
+      "repaired: ok\n",
+      kForkers * kForksEach, kForkers, atomic_load(g_orphaned));
   return 0;
 }
