@@ -96,14 +96,15 @@ int Arena::init(const Topology& topo, const Config& cfg, const OsMem& os) {
   // much, down to one section, rather than fail.
   void *heap = nullptr, *map = nullptr;
   std::size_t map_bytes = 0;
+  std::size_t size = 0;
   for (;;) {
     node_shift_ = ilog2_ceil(per_node >> kPageShift);
-    size_ = ((std::size_t{nr_nodes_} - 1) << (node_shift_ + kPageShift)) + per_node;
-    map_bytes = (size_ >> kPageShift) * sizeof(Page);
-    int e = os.reserve(size_, section, &heap);
+    size = ((std::size_t{nr_nodes_} - 1) << (node_shift_ + kPageShift)) + per_node;
+    map_bytes = (size >> kPageShift) * sizeof(Page);
+    int e = os.reserve(size, section, &heap);
     if (!e) {
       e = os.reserve(map_bytes, kPageSize, &map);
-      if (e) unreserve(os, heap, size_);
+      if (e) unreserve(os, heap, size);
     }
     if (!e) break;
     if (e != kENOMEM || per_node <= section) return e;
@@ -112,10 +113,21 @@ int Arena::init(const Topology& topo, const Config& cfg, const OsMem& os) {
   }
   base_ = reinterpret_cast<std::uintptr_t>(heap);
   mem_map_ = static_cast<Page*>(map);
+  window_ = size;
+  // In steps: keep the first sections, give the rest of the range back.
+  std::size_t initial = kInitialSections * section;
+  if (nr_nodes_ == 1 && os.extend && os.unreserve && size > initial) {
+    std::size_t map_initial = (initial >> kPageShift) * sizeof(Page);
+    os.unreserve(reinterpret_cast<void*>(base_ + initial), size - initial);
+    os.unreserve(reinterpret_cast<char*>(map) + map_initial, map_bytes - map_initial);
+    size = initial;
+    map_bytes = map_initial;
+  }
+  size_.store(size, std::memory_order_release);
 
   nodes_ = static_cast<NodeRange*>(boot_alloc(sizeof(NodeRange) * nr_nodes_));
   if (!nodes_) {
-    unreserve(os, heap, size_);
+    unreserve(os, heap, size);
     unreserve(os, map, map_bytes);
     return kENOMEM;
   }
@@ -139,6 +151,14 @@ int Arena::online_section(unsigned nid, std::size_t* first_pfn, std::size_t* npa
   std::size_t off = n.online_pages.load(std::memory_order_relaxed);
   if (off + section_pages_ > n.pages) return kENOSPC;
   std::size_t pfn = n.pfn_start + off;
+  std::size_t end = (pfn + section_pages_) << kPageShift;
+  if (end > size_.load(std::memory_order_relaxed)) {
+    if (int e = extend_locked(end)) {
+      ++n.online_failures;
+      n.last_error = e;
+      return e;
+    }
+  }
   Page* desc = mem_map_ + pfn;
   std::size_t desc_bytes = section_pages_ * sizeof(Page);
   int e = os_->commit(desc, desc_bytes);
@@ -164,6 +184,33 @@ int Arena::online_section(unsigned nid, std::size_t* first_pfn, std::size_t* npa
   *first_pfn = pfn;
   *npages = section_pages_;
   return 0;
+}
+
+int Arena::extend_locked(std::size_t need) {
+  std::size_t have = size_.load(std::memory_order_relaxed);
+  if (need > window_ || !os_->extend) return kENOSPC;
+  // Double (fewer mmaps, VmSize at most about twice the heap); if that much
+  // cannot be had (RLIMIT_AS, another mapping in the way), just what is needed.
+  std::size_t want = have * 2 > need ? have * 2 : need;
+  if (want > window_) want = window_;
+  int e = 0;
+  for (std::size_t to : {want, need}) {
+    auto* heap_from = reinterpret_cast<void*>(base_ + have);
+    char* map_from = reinterpret_cast<char*>(mem_map_ + (have >> kPageShift));
+    std::size_t map_len = ((to - have) >> kPageShift) * sizeof(Page);
+    e = os_->extend(heap_from, to - have);
+    if (!e) {
+      e = os_->extend(map_from, map_len);
+      if (!e) {
+        size_.store(to, std::memory_order_release);
+        if (grow_hook_) grow_hook_(to);
+        return 0;
+      }
+      if (os_->unreserve) os_->unreserve(heap_from, to - have);
+    }
+    if (to == need) break;
+  }
+  return e == kENOSPC ? kENOMEM : e;
 }
 
 int Arena::apply_policy(void* addr, std::size_t len, unsigned nid) const {

@@ -20,6 +20,21 @@
 // - A node's range spans 2^node_shift pages but only its first `pages` are
 //   reserved (pages < 2^node_shift only with one node under RLIMIT_AS, where
 //   the range ends the reservation: size() stops at the last node's pages).
+// - Reserved in steps (one node, and an OsMem that can `extend`): address
+//   space is taken in proportion to the heap, so VmSize follows use and an
+//   RLIMIT_AS lowered at run time is respected when the heap grows (the
+//   growing mmap is what the kernel refuses). The node's range is found by
+//   reserving it whole once, then all but the first kInitialSections are
+//   given back; onlining past the reserved part first extends the heap
+//   and mem_map reservations in place (MAP_FIXED_NOREPLACE), doubling, up
+//   to the range. Mappings made by others later land at the top of the
+//   given-back gap (the kernel allocates top down), so the heap meets them
+//   only when the two together fill the range; then onlining fails with
+//   ENOMEM. size() is what is reserved: it only grows, is published with
+//   release order after both reservations exist, and every address below it
+//   is ours (so the fast path's "off < heap size" test never takes a
+//   foreign pointer for ours). Several nodes reserve their whole ranges at
+//   start-up: the gaps between growing ranges could be mapped by others.
 // - A section is told the memory policy (policy()) before it is published:
 //   preferred on its node (local, preferred), interleaved (interleave) or
 //   bound to its node (bind), nothing when the process has a policy of its
@@ -71,7 +86,9 @@ class Arena {
   int apply_policy(void* addr, std::size_t len, unsigned nid) const;
   const MemPolicy& policy() const { return policy_; }
 
-  bool contains(const void* p) const { return reinterpret_cast<std::uintptr_t>(p) - base_ < size_; }
+  bool contains(const void* p) const {
+    return reinterpret_cast<std::uintptr_t>(p) - base_ < size_.load(std::memory_order_acquire);
+  }
   // True when p lies in an onlined section (its descriptor may be read).
   bool is_online(const void* p) const {
     if (!contains(p)) return false;
@@ -98,13 +115,27 @@ class Arena {
   const NodeRange& node(unsigned nid) const { return nodes_[nid]; }
   std::size_t section_pages() const { return section_pages_; }
   std::uintptr_t base() const { return base_; }
-  std::size_t size() const { return size_; }
+  // Bytes of heap reserved (all nodes); grows when reserved in steps.
+  std::size_t size() const { return size_.load(std::memory_order_acquire); }
+  // Bytes the heap may grow to (the reserved size when not growing in steps).
+  std::size_t window() const { return window_; }
+  // Called (under the node's hotplug lock) with the new size() after the
+  // reservation grew: the slub layer republishes its fast-path bound.
+  void set_grow_hook(void (*fn)(std::size_t heap_bytes)) { grow_hook_ = fn; }
   Page* mem_map() const { return mem_map_; }
   const OsMem& os() const { return *os_; }
 
  private:
+  // Reserves more of node 0's range so that its first `need` bytes are
+  // reserved (hotplug lock held). Returns 0 or an errno.
+  int extend_locked(std::size_t need);
+
+  static constexpr std::size_t kInitialSections = 1;
+
   std::uintptr_t base_ = 0;
-  std::size_t size_ = 0;  // bytes of heap reserved (all nodes)
+  std::atomic<std::size_t> size_{0};  // bytes of heap reserved (all nodes)
+  std::size_t window_ = 0;            // bytes size_ may grow to
+  void (*grow_hook_)(std::size_t) = nullptr;
   Page* mem_map_ = nullptr;
   unsigned nr_nodes_ = 0;
   unsigned node_shift_ = 0;  // log2(pages per node)

@@ -59,8 +59,22 @@ int linux_unreserve(void* addr, std::size_t len) {
   return r < 0 ? static_cast<int>(-r) : 0;
 }
 
-constexpr OsMem kLinux = {linux_reserve, linux_commit,     linux_decommit, linux_bind,
-                          linux_release, linux_set_policy, linux_unreserve};
+int linux_extend(void* addr, std::size_t len) {
+  constexpr int kMapFixedNoreplace = 0x100000;  // Linux 4.17; older kernels take it as a hint
+  long err = 0;
+  void* p =
+      sys::mmap(addr, len, PROT_NONE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | kMapFixedNoreplace, -1, 0, &err);
+  if (!p) return static_cast<int>(err);
+  if (p != addr) {  // a kernel that ignored the flag put it elsewhere
+    sys::munmap(p, len);
+    return 17;  // EEXIST
+  }
+  return 0;
+}
+
+constexpr OsMem kLinux = {linux_reserve, linux_commit,     linux_decommit,  linux_bind,
+                          linux_release, linux_set_policy, linux_unreserve, linux_extend};
 
 }  // namespace
 

@@ -30,6 +30,11 @@ struct OsMem {
   // Give a reservation (or the part [addr, addr+len) of one) back to the OS.
   // Optional: where null, a reservation that turned out useless is kept.
   int (*unreserve)(void* addr, std::size_t len) = nullptr;
+  // Reserve exactly [addr, addr+len), inaccessible like `reserve`, to grow a
+  // reservation in place; EEXIST when anything is mapped there, ENOMEM when
+  // RLIMIT_AS refuses. Optional: where null, an arena reserves all it may
+  // ever use at start-up.
+  int (*extend)(void* addr, std::size_t len) = nullptr;
 };
 
 // System calls: mmap(PROT_NONE, MAP_NORESERVE), mprotect, mbind, madvise.

@@ -386,6 +386,15 @@ void thread_exit(void* arg) {
 
 // ---- set-up ------------------------------------------------------------
 
+// Raises the fast paths' heap bound to `bytes` (never lowers it): the
+// arena's grow hook, and set-up.
+static void publish_heap_size(std::size_t bytes) {
+  std::uintptr_t cur = __atomic_load_n(&g_slub.heap_size, __ATOMIC_RELAXED);
+  while (cur < bytes && !__atomic_compare_exchange_n(&g_slub.heap_size, &cur, bytes, true,
+                                                     __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+  }
+}
+
 static bool slub_init_locked() {
   PageAllocator* pa = page_allocator();
   if (!pa) return false;
@@ -423,7 +432,9 @@ static bool slub_init_locked() {
   g_slub.cpu_node = g_cpu_node;
   g_slub.cpu_base = g_cpu_region;
   g_slub.rseq_off = mode == CacheMode::kRseq ? rseq_offset() : 0;
-  __atomic_store_n(&g_slub.heap_size, a.size(), __ATOMIC_RELEASE);
+  // The heap's reservation may grow (arena.h): the fast paths' bound follows.
+  pa->arena().set_grow_hook(publish_heap_size);
+  publish_heap_size(a.size());
   __atomic_store(&g_slub.mode, &mode, __ATOMIC_RELEASE);  // generic form: mode is an enum
   if (cfg.verbose)
     log_msg("slub: %u caches, %s mode, %u cpus, %u nodes", kNrClasses,
