@@ -287,7 +287,9 @@ TEST(NumaArena, InitLayout) {
     ScopedArena a;
     ASSERT_EQ(a.init(*topo, arena_config(256 * kMiB, 16 * kMiB), os_mem_linux()), 0);
     EXPECT_EQ(a.nr_nodes(), n);
-    EXPECT_EQ(a.size(), n * 256 * kMiB);
+    EXPECT_EQ(a.window(), n * 256 * kMiB);
+    // One node is reserved in steps: its first section only, at first.
+    EXPECT_EQ(a.size(), n == 1 ? 16 * kMiB : n * 256 * kMiB);
     EXPECT_EQ(a.base() % (16 * kMiB), 0u);
     EXPECT_EQ(a.section_pages(), 16 * kMiB / kPageSize);
     EXPECT_EQ(reinterpret_cast<std::uintptr_t>(a.mem_map()) % kPageSize, 0u);
@@ -303,6 +305,7 @@ TEST(NumaArena, InitLayout) {
     }
     EXPECT_FALSE(a.contains(reinterpret_cast<void*>(a.base() - 1)));
     EXPECT_FALSE(a.contains(reinterpret_cast<void*>(a.base() + a.size())));
+    EXPECT_FALSE(a.contains(reinterpret_cast<void*>(a.base() + a.window())));
   }
 }
 
@@ -385,6 +388,55 @@ TEST(NumaArena, EnospcWhenNodeIsFull) {
   EXPECT_EQ(a.online_section(2, &pfn, &np), 22);  // EINVAL: no such node
 }
 
+std::size_t g_grown_to = 0;
+
+// One node is reserved in steps: onlining past the reservation doubles it in
+// place; a mapping of someone else's in the way limits it to what still fits,
+// then onlining fails with ENOMEM and changes nothing, until the way is free.
+TEST(NumaArena, ReservationGrowsInStepsUpToAForeignMapping) {
+  auto topo = fake_topology(1);
+  ScopedArena a;
+  ASSERT_EQ(a.init(*topo, arena_config(256 * kMiB, 16 * kMiB), os_mem_linux()), 0);
+  a.set_grow_hook([](std::size_t bytes) { g_grown_to = bytes; });
+  ASSERT_EQ(a.size(), 16 * kMiB);
+  std::size_t pfn = 0, np = 0;
+  const std::size_t want[] = {16, 32, 64, 64, 128, 128, 128, 128};
+  for (std::size_t mib : want) {
+    ASSERT_EQ(a.online_section(0, &pfn, &np), 0);
+    EXPECT_EQ(a.size(), mib * kMiB);
+    // Pages and descriptors of the new section are usable.
+    auto* last = static_cast<volatile char*>(a.pfn_to_virt(pfn + np - 1));
+    last[kPageSize - 1] = 1;
+    a.mem_map()[pfn + np - 1].flags = 0;
+    EXPECT_TRUE(a.is_online(const_cast<char*>(last)));
+  }
+  EXPECT_EQ(g_grown_to, 128 * kMiB);
+  // Someone maps a page at 160 MiB, inside the heap's range.
+  void* where = reinterpret_cast<void*>(a.base() + 160 * kMiB);
+  void* foreign =
+      mmap(where, kPageSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  ASSERT_EQ(foreign, where);
+  ASSERT_EQ(a.online_section(0, &pfn, &np), 0);  // 144 MiB: not doubled, but fits
+  EXPECT_EQ(a.size(), 144 * kMiB);
+  ASSERT_EQ(a.online_section(0, &pfn, &np), 0);
+  EXPECT_EQ(a.size(), 160 * kMiB);
+  EXPECT_FALSE(a.contains(foreign));
+  std::size_t online = a.node(0).online_pages.load();
+  EXPECT_EQ(a.online_section(0, &pfn, &np), 12);  // ENOMEM
+  EXPECT_EQ(a.size(), 160 * kMiB);
+  EXPECT_EQ(a.node(0).online_pages.load(), online);
+  EXPECT_EQ(g_grown_to, 160 * kMiB);
+  // The way is free again: the heap grows on, up to the end of its range at
+  // most (others' mappings may since have taken the top of the range).
+  munmap(foreign, kPageSize);
+  ASSERT_EQ(a.online_section(0, &pfn, &np), 0);
+  EXPECT_GT(a.size(), 160 * kMiB);
+  int e = 0;
+  while ((e = a.online_section(0, &pfn, &np)) == 0) EXPECT_LE(a.size(), 256 * kMiB);
+  EXPECT_TRUE(e == 28 || e == 12) << e;  // ENOSPC at the end, ENOMEM before it
+  EXPECT_LE(a.size(), a.window());
+}
+
 TEST(NumaArena, SizesAreRounded) {
   auto topo = fake_topology(1);
   struct {
@@ -398,7 +450,8 @@ TEST(NumaArena, SizesAreRounded) {
     ScopedArena a;
     ASSERT_EQ(a.init(*topo, arena_config(c.arena, c.section), os_mem_linux()), 0);
     EXPECT_EQ(a.section_pages() * kPageSize, c.want_section) << c.arena << "/" << c.section;
-    EXPECT_EQ(a.size(), c.want_size) << c.arena << "/" << c.section;
+    EXPECT_EQ(a.window(), c.want_size) << c.arena << "/" << c.section;
+    EXPECT_EQ(a.size(), c.want_section) << "one node starts with one section";
   }
 }
 

@@ -12,10 +12,27 @@ namespace numaslub {
 namespace {
 
 constexpr int kRlimitAs = 9;  // RLIMIT_AS
-constexpr int kENOSPC = 28, kEINVAL = 22, kENOMEM = 12;
+constexpr int kENOSPC = 28, kEINVAL = 22, kENOMEM = 12, kEEXIST = 17;
 
 void unreserve(const OsMem& os, void* p, std::size_t len) {
   if (os.unreserve) os.unreserve(p, len);
+}
+
+// Where the heap is asked for: 4 TiB + k * 512 GiB (k < 64, from the
+// randomised addresses of the stack and of this library). Above the brk heap
+// of a non-PIE program and ASan's shadow, far below the mmap area that fills
+// top down from under the stack and PIE executables (at 85 TiB and above).
+// Reserved there, the range the heap grows into in steps has nothing mapped
+// above it for terabytes, so the program's later mmaps never land in it, as
+// they would in a gap the kernel had picked (it fills the highest gap first).
+// A kernel with fewer address bits, or a sanitizer's shadow there, just makes
+// the hint miss: then the kernel picks.
+std::uintptr_t heap_hint() {
+  int on_stack = 0;
+  std::uint64_t x = reinterpret_cast<std::uintptr_t>(&on_stack) ^
+                    (reinterpret_cast<std::uintptr_t>(&heap_hint) << 17);
+  x *= 0x9e3779b97f4a7c15ULL;
+  return (std::uintptr_t{4} << 40) + (std::uintptr_t{x >> 58} << 39);
 }
 
 // Address space this process may still map under RLIMIT_AS, or ~0.
@@ -101,8 +118,11 @@ int Arena::init(const Topology& topo, const Config& cfg, const OsMem& os) {
     node_shift_ = ilog2_ceil(per_node >> kPageShift);
     size = ((std::size_t{nr_nodes_} - 1) << (node_shift_ + kPageShift)) + per_node;
     map_bytes = (size >> kPageShift) * sizeof(Page);
+    heap = reinterpret_cast<void*>(heap_hint());
     int e = os.reserve(size, section, &heap);
     if (!e) {
+      // Right above the heap's range, so that it too can grow in place.
+      map = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(heap) + size);
       e = os.reserve(map_bytes, kPageSize, &map);
       if (e) unreserve(os, heap, size);
     }
@@ -210,7 +230,8 @@ int Arena::extend_locked(std::size_t need) {
     }
     if (to == need) break;
   }
-  return e == kENOSPC ? kENOMEM : e;
+  // Whatever stands in the way (EEXIST), the heap cannot grow: out of memory.
+  return e == kENOSPC || e == kEEXIST ? kENOMEM : e;
 }
 
 int Arena::apply_policy(void* addr, std::size_t len, unsigned nid) const {

@@ -27,10 +27,12 @@
 //   reserving it whole once, then all but the first kInitialSections are
 //   given back; onlining past the reserved part first extends the heap
 //   and mem_map reservations in place (MAP_FIXED_NOREPLACE), doubling, up
-//   to the range. Mappings made by others later land at the top of the
-//   given-back gap (the kernel allocates top down), so the heap meets them
-//   only when the two together fill the range; then onlining fails with
-//   ENOMEM. size() is what is reserved: it only grows, is published with
+//   to the range. The range is asked for far from the mmap area
+//   (heap_hint() in arena.cpp), so others' later mappings do not land in
+//   it; where the hint misses they fill it from its top, and the heap meets
+//   them only when the two together fill the range; then onlining fails
+//   with ENOMEM. A fork while a thread grows the heap may leave the child
+//   unable to grow it further (reserved in the child, not yet in size()). size() is what is reserved: it only grows, is published with
 //   release order after both reservations exist, and every address below it
 //   is ours (so the fast path's "off < heap size" test never takes a
 //   foreign pointer for ours). Several nodes reserve their whole ranges at

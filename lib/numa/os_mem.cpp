@@ -10,6 +10,14 @@ namespace {
 
 int linux_reserve(std::size_t len, std::size_t align, void** out) {
   long err = 0;
+  // A hint is taken only exactly (it is aligned by the caller); anything
+  // else is handed back and the kernel picks.
+  if (void* hint = *out) {
+    void* p =
+        sys::mmap(hint, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &err);
+    if (p == hint) return 0;
+    if (p) sys::munmap(p, len);
+  }
   // Over-reserve and trim both ends so the range starts on `align`.
   std::size_t span = len + align;
   void* p =

@@ -12,7 +12,8 @@ namespace numaslub {
 
 struct OsMem {
   // Reserve len bytes of address space aligned to `align`, inaccessible, not
-  // charged against overcommit. *out receives the address.
+  // charged against overcommit. *out receives the address; on entry it holds
+  // a preferred address (aligned), or null. A preference is only a hint.
   int (*reserve)(std::size_t len, std::size_t align, void** out);
   // Make [addr, addr+len) of a reservation readable and writable.
   int (*commit)(void* addr, std::size_t len);
