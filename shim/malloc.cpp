@@ -24,6 +24,7 @@ namespace {
 
 void* realloc_impl(void* p, std::size_t size) {
   if (p && !kowns(p)) {
+    kcheck_foreign(p, "realloc");  // a freed or interior pointer of ours aborts here
     // Not ours (an RTLD_DEEPBIND library's, or from before the preload):
     // move it into our heap if we can learn its size, else let its
     // allocator resize it.

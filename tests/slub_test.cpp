@@ -33,6 +33,7 @@
 #include "lib/buddy/page_alloc.h"
 #include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
+#include "lib/slub/obj_index.h"
 #include "lib/slub/size_class.h"
 
 namespace numaslub {
@@ -1257,6 +1258,81 @@ TEST(SlubThreads, AllocationsAfterThreadTeardown) {
 
 // ------------------------------------------------------------ hardening
 
+// obj_index.h's multiply-and-rotate agrees with division at every offset
+// of every class's slab, the unused tail and the pages of no slab included.
+TEST(SlubHardening, ObjIndexAgreesWithDivision) {
+  for (unsigned c = 0; c < kNrClasses; ++c) {
+    std::uint32_t d = kClassSize[c];
+    std::uint64_t bytes = std::uint64_t{kPageSize} << slab_order_for(d);
+    const ObjIndex& e = obj_index_entry(kObjIndex, class_slot_offset(c));
+    ASSERT_EQ(e.objects, bytes / d) << d;
+    ASSERT_EQ(e.mask, bytes - 1) << d;
+    for (std::uint64_t base : {std::uint64_t{0}, bytes, 1000 * bytes}) {
+      for (std::uint64_t off = 0; off < bytes; ++off) {
+        bool start = off % d == 0 && off / d < e.objects;
+        std::uint64_t i = obj_index(e, base + off);
+        if (start)
+          ASSERT_EQ(i, off / d) << d << " at " << off;
+        else
+          ASSERT_GE(i, e.objects) << d << " at " << off;
+      }
+    }
+  }
+  for (std::size_t slot = 0; slot < class_slot_offset(0); slot += 16)
+    EXPECT_EQ(obj_index_entry(kObjIndex, slot).objects, 0u);
+}
+
+// A free of anything but the start of a live object aborts on the fast
+// path's check, naming the object it points into and the cache.
+TEST(SlubHardeningDeathTest, InteriorFreeNamesTheObject) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (std::size_t n : {std::size_t{16}, 48ul, 64ul, 160ul, 1000ul, 28672ul}) {
+    char* p = static_cast<char*>(kmalloc(n));
+    ASSERT_NE(p, nullptr);
+    for (std::size_t delta : {std::size_t{8}, std::size_t{16}, n - 8}) {
+      if (delta == 0 || delta >= kClassSize[size_to_class(n)]) continue;
+      EXPECT_DEATH(kfree(p + delta), "invalid pointer .* bytes into object") << n << "+" << delta;
+    }
+    kfree(p);
+  }
+}
+
+// A double free after any number of other frees (the object is no longer
+// on top of the sheaf): the free tag catches it wherever the object is.
+TEST(SlubHardeningDeathTest, FarDoubleFree) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (std::size_t others : {1ul, 8ul, 100ul, 5000ul}) {
+    EXPECT_DEATH(
+        {
+          void* p = kmalloc(64);
+          std::vector<void*> v;
+          for (std::size_t i = 0; i < others; ++i) v.push_back(kmalloc(64));
+          kfree(p);
+          for (void* q : v) kfree(q);
+          kfree(p);
+        },
+        "double free")
+        << others;
+  }
+}
+
+// The tag is cleared when an object is handed out again: freeing,
+// reallocating and freeing once more is not a double free, on every path
+// (fast, after a flush to the slab, calloc, realloc in place, another node).
+TEST(SlubHardening, ReuseAfterFreeIsNotADoubleFree) {
+  for (int round = 0; round < 3; ++round) {
+    std::vector<void*> v;
+    for (int i = 0; i < 3000; ++i) v.push_back(kmalloc(64));
+    for (void* p : v) kfree(p);
+    if (round == 1) kmem_shrink_all();
+    v.clear();
+    for (int i = 0; i < 3000; ++i) v.push_back(i % 2 ? kcalloc(1, 64) : kmalloc(64));
+    for (void*& p : v) p = krealloc(p, 60);
+    for (int i = 0; i < 100; ++i) v.push_back(kmalloc_node(64, 0));
+    for (void* p : v) kfree(p);
+  }
+}
+
 TEST(SlubHardeningDeathTest, DoubleFreeOfLastFreed) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   for (std::size_t n : {std::size_t{16}, 64ul, 1000ul, 32768ul}) {
@@ -1321,8 +1397,8 @@ TEST(SlubHardeningDeathTest, FreeOfForeignPointer) {
   void* m = mmap(nullptr, 64 * KiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(m, MAP_FAILED);
   EXPECT_DEATH(kfree(m), "did not allocate");
-  int on_stack = 0;
-  EXPECT_DEATH(kfree(&on_stack), "did not allocate");
+  alignas(16) char on_stack[32] = {};
+  EXPECT_DEATH(kfree(on_stack), "did not allocate");
   void* big = kmalloc(100 * KiB);
   ASSERT_NE(big, nullptr);
   EXPECT_DEATH(kfree(static_cast<char*>(big) + 4096), "invalid pointer");

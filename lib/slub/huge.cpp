@@ -78,8 +78,21 @@ bool grow() {
   return true;
 }
 
+// The addresses of the last kFreedRing mappings freed (cached or unmapped),
+// so that freeing one again is named a double free rather than handed to
+// another allocator as foreign. An address mapped again leaves the ring.
+constexpr unsigned kFreedRing = 64;
+constinit std::uintptr_t g_freed[kFreedRing] = {};
+constinit unsigned g_freed_next = 0;
+
+void forget_freed(std::uintptr_t a) {
+  for (std::uintptr_t& f : g_freed)
+    if (f == a) f = 0;
+}
+
 bool insert(std::uintptr_t a, std::size_t len, int nid) {
   if ((g_used + 1) * 2 > capacity() && !grow()) return false;
+  forget_freed(a);
   std::size_t cap = capacity();
   Entry* t = table();
   std::size_t i = slot_of(a);
@@ -255,6 +268,7 @@ bool huge_free(void* p) {
     len = e->len;
     int nid = e->nid;
     erase(e);
+    g_freed[g_freed_next++ % kFreedRing] = reinterpret_cast<std::uintptr_t>(p);
     if (g_wake && len <= kCacheMaxEntry && g_cached < kCacheSlots &&
         g_cached_bytes + len <= kCacheMaxBytes) {
       was_empty = g_cached == 0;
@@ -288,6 +302,20 @@ void* huge_resize(void* p, std::size_t new_size) {
   erase(e);
   insert(static_cast<std::uintptr_t>(r), len, nid);  // cannot fail: room was made above
   return reinterpret_cast<void*>(r);
+}
+
+HugeMisuse huge_misuse(const void* p, std::uintptr_t* mapping) {
+  auto a = reinterpret_cast<std::uintptr_t>(p);
+  LockGuard<Mutex> g(g_lock);
+  for (std::uintptr_t f : g_freed)
+    if (f == a) return HugeMisuse::kFreed;
+  Entry* t = table();
+  for (std::size_t i = 0; i < capacity(); ++i)
+    if (t[i].addr > kTombstone && a - t[i].addr < t[i].len) {
+      *mapping = t[i].addr;
+      return HugeMisuse::kInterior;
+    }
+  return HugeMisuse::kNone;
 }
 
 void huge_fork_child(std::uint32_t self) {

@@ -35,6 +35,12 @@ std::size_t huge_cache_bytes_hint();
 void huge_set_wake_hook(void (*wake)());
 // Unmaps p if it is a recorded mapping; false otherwise.
 bool huge_free(void* p);
+// For a pointer that is not a mapping's start (huge_free said false): what
+// misuse it is, if it was ours. kFreed: a mapping freed lately (the last
+// 64) starts there, so this is a double free; kInterior: it points inside
+// live mapping *mapping. Scans the table: for error paths only.
+enum class HugeMisuse { kNone, kFreed, kInterior };
+HugeMisuse huge_misuse(const void* p, std::uintptr_t* mapping);
 // Length of the mapping at p, or 0 when p is not one.
 std::size_t huge_size(const void* p);
 // Grows or shrinks the mapping at p (mremap, may move); null on failure

@@ -139,6 +139,7 @@ void* kmalloc_slow(std::size_t size) {
                                     : alloc_any(size, kPageSize, kNumaNoNode, false);
     if (p) {
       NS_TSAN_ACQUIRE(p);
+      if (size <= kMaxSmallSize) clear_free_tag(p);
       return p;
     }
     // Direct reclaim: give every cached object and page back, then retry once.
@@ -155,17 +156,101 @@ struct ErrnoGuard {
   ~ErrnoGuard() { errno = saved; }
 };
 
+// The slow path's check of p, in a slab page (descriptor `page`), before a
+// free (then p is tagged free, kmalloc.h) or a realloc: p must be the start
+// of an object of its slab that is not free. Anything else aborts with a
+// message naming the pointer, the object it points into, the slab and the
+// cache: never a silent overlap.
+static void check_small(Page* page, void* p, bool freeing) {
+  const char* op = freeing ? "free" : "realloc";
+  KmemCache& c = g_state.caches[page->slab_class - 1];
+  Slab* s = c.obj_to_slab(p);
+  char* base = static_cast<char*>(c.slab_base(s));
+  std::size_t off = static_cast<std::size_t>(static_cast<char*>(p) - base);
+  const ObjIndex& oi = obj_index_entry(kObjIndex, page->slab_slot);
+  if (NS_UNLIKELY(obj_index(oi, reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base) >=
+                  oi.objects)) {
+    if (off >= std::size_t{c.objects} * c.size)
+      fatal("BUG %s: %s of invalid pointer %p: in the unused tail of slab %p", c.name, op, p, base);
+    fatal("BUG %s: %s of invalid pointer %p: %zu bytes into object %p (slab %p)", c.name, op, p,
+          off % c.size, static_cast<void*>(base + off / c.size * c.size), base);
+  }
+  auto* word = static_cast<std::uintptr_t*>(p);
+  if (!kHardened) return;
+  if (NS_UNLIKELY(word[1] == free_tag(p))) {
+    if (freeing) fatal("BUG %s: double free of %p (slab %p)", c.name, p, base);
+    fatal("BUG %s: realloc of %p, which is free already: use after free (slab %p)", c.name, p,
+          base);
+  }
+  if (freeing) word[1] = free_tag(p);
+}
+
+// A free or realloc (op) of a heap pointer that starts no slab object or
+// large block:
+// inside a live large block (its head is at most kMaxBlockPages back), or
+// a block that is not allocated (freed already, or never handed out).
+[[noreturn]] static void report_bad_large_free(void* p, const char* op) {
+  const Arena& a = g_state.pa->arena();
+  std::size_t pfn = a.page_to_pfn(g_state.pa->virt_to_page(p));
+  for (std::size_t back = 0; back < kMaxBlockPages && back <= pfn; ++back) {
+    Page* h = a.pfn_to_page(pfn - back);
+    if (!a.is_online(g_state.pa->page_address(h))) break;
+    if ((h->flags & (PG_head | PG_large)) == (PG_head | PG_large) && back < h->priv[0]) {
+      auto* base = static_cast<char*>(g_state.pa->page_address(h));
+      fatal("BUG large block: %s of invalid pointer %p: %zu bytes into block %p", op, p,
+            static_cast<std::size_t>(static_cast<char*>(p) - base), static_cast<void*>(base));
+    }
+    if (h->flags & (PG_head | PG_slab)) break;  // another block's
+  }
+  fatal(
+      "BUG large block: %s of %p, which is not an allocated block: %s, or a pointer the heap "
+      "never returned",
+      op, p, op[0] == 'f' ? "double free" : "use after free");
+}
+
+// A pointer no mapping starts at, before it is taken for another
+// allocator's: a double free or an interior pointer of a direct mapping
+// aborts with a message (not a crash in the next allocator's free).
+static void check_not_huge(void* p, const char* op) {
+  std::uintptr_t m = 0;
+  switch (huge_misuse(p, &m)) {
+    case HugeMisuse::kFreed:
+      fatal("BUG direct mapping: %s of %p, a mapping freed already: %s", op, p,
+            op[0] == 'f' ? "double free" : "use after free");
+    case HugeMisuse::kInterior:
+      fatal("BUG direct mapping: %s of invalid pointer %p: %zu bytes into mapping %p", op, p,
+            static_cast<std::size_t>(reinterpret_cast<std::uintptr_t>(p) - m),
+            reinterpret_cast<void*>(m));
+    case HugeMisuse::kNone:
+      break;
+  }
+}
+
 static void kfree_slow_inner(void* p) {
   if (g_state.pa && g_state.pa->arena().contains(p)) {
     NS_CHECK(g_state.pa->owns(p), "free of invalid pointer %p (not in an online section)", p);
     Page* page = g_state.pa->virt_to_page(p);
-    if (page->slab_class) return small_free_slow(page, p);
+    if (page->slab_class) {
+      check_small(page, p, true);
+      return small_free_slow(page, p);
+    }
     if (Page* head = large_head(p)) return large_free(head);
-    fatal("free of invalid pointer %p (not the start of an allocation)", p);
+    report_bad_large_free(p, "free");
   }
   if (reentry_free(p) || huge_free(p)) return;
+  check_not_huge(p, "free");
   if (g_foreign_free) return g_foreign_free(p);
   fatal("free of pointer %p that numaslub did not allocate", p);
+}
+
+void kcheck_foreign(void* p, const char* op) {
+  if (g_state.pa && g_state.pa->arena().contains(p)) {
+    NS_CHECK(g_state.pa->owns(p), "%s of invalid pointer %p (not in an online section)", op, p);
+    Page* page = g_state.pa->virt_to_page(p);
+    if (page->slab_class) return check_small(page, p, false);
+    report_bad_large_free(p, op);
+  }
+  check_not_huge(p, op);
 }
 
 void kfree_slow(void* p) {
@@ -279,6 +364,7 @@ void* kmalloc_node(std::size_t size, int nid) {
     } else {
       KmemCache& c = g_state.caches[size_to_class(size)];
       p = c.fill(from, &p, 1) ? p : nullptr;
+      if (p) clear_free_tag(p);
     }
     if (p && static_cast<int>(from) != nid) ++g_state.pa->node_stats(nid).alloc_fallback;
   } else {
@@ -311,8 +397,13 @@ void* krealloc(void* p, std::size_t size) {
     }
     return q;
   }
+  if (g_state.pa && g_state.pa->owns(p)) {
+    Page* page = g_state.pa->virt_to_page(p);
+    if (page->slab_class) check_small(page, p, false);
+  }
   std::size_t old = ksize(p);
   if (old == 0 && !huge_size(p)) {
+    check_not_huge(p, "realloc");
     NS_CHECK(g_foreign_free == nullptr || !(g_state.pa && g_state.pa->arena().contains(p)),
              "realloc of invalid pointer %p", p);
     return nullptr;  // foreign: the shim handles those before calling here

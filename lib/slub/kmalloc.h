@@ -15,6 +15,7 @@
 #include "lib/base/compiler.h"
 #include "lib/base/thread_ctx.h"
 #include "lib/numa/page.h"
+#include "lib/slub/obj_index.h"
 #include "lib/slub/rseq_ops.h"
 #include "lib/slub/sheaf.h"
 #include "lib/slub/size_class.h"
@@ -38,7 +39,9 @@ struct SlubFast {
   std::uintptr_t heap_base;
   std::uintptr_t heap_size;
   Page* mem_map;
-  const std::uint16_t* cpu_node;  // node of each CPU (multi-node only)
+  const std::uint16_t* cpu_node;        // node of each CPU (multi-node only)
+  std::uintptr_t free_key;              // random: free tags (below)
+  ObjIndexTable obj_index = kObjIndex;  // obj_index.h
 };
 extern SlubFast g_slub;
 extern constinit thread_local CpuSlots* t_slots NS_TLS_IE;
@@ -66,7 +69,32 @@ NS_ALWAYS_INLINE CacheMode fast_mode() {
   return m;
 }
 
-// Slow paths (slub.cpp, large.cpp).
+// Hardening, always on: a free takes the fast path only for the start of an
+// object of its slab (obj_index.h) that is not free already. Invariant: word
+// 1 of every small object that is free (in a sheaf, a barn, a slab's
+// freelist or remote list) holds free_tag(p); allocation clears it before
+// handing the object out, so a live object holds it only if the program
+// stored that random-keyed value itself. A free that finds the tag is a
+// double free, wherever the first free left the object; the slow path
+// aborts with a message. The tag is written before the push that publishes
+// the object (after it, another thread may already have it) and undone if
+// the push fails. Objects of a new slab carry no tag: never allocated, they
+// cannot be freed twice. (Word 0 is the slab freelist's next pointer.)
+// NUMASLUB_HARDENED=OFF (CMake) builds without the fast paths' checks and
+// tags, to measure what they cost; the slow path still checks boundaries.
+#ifndef NS_HARDENED
+#define NS_HARDENED 1
+#endif
+inline constexpr bool kHardened = NS_HARDENED;
+
+NS_ALWAYS_INLINE std::uintptr_t free_tag(const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p) ^ g_slub.free_key;
+}
+NS_ALWAYS_INLINE void clear_free_tag(void* obj) {
+  if constexpr (kHardened) static_cast<std::uintptr_t*>(obj)[1] = 0;
+}
+
+// Slow paths (slub.cpp, kmalloc.cpp).
 NS_NOINLINE void* kmalloc_slow(std::size_t size);
 NS_NOINLINE void kfree_slow(void* p);
 
@@ -82,6 +110,7 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
     if (NS_LIKELY(fast_mode() == CacheMode::kRseq)) {
       if (void* obj = rseq_pop(fast_rseq_area(), g_slub.cpu_base, g_slub.nr_cpu_slots, off)) {
         NS_TSAN_ACQUIRE(obj);
+        clear_free_tag(obj);
         return obj;
       }
     } else
@@ -100,6 +129,7 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
       t_ctx.sheaf_busy = 0;
       if (NS_LIKELY(got)) {
         NS_TSAN_ACQUIRE(obj);
+        clear_free_tag(obj);
         return obj;
       }
     }
@@ -112,8 +142,22 @@ NS_ALWAYS_INLINE void kfree(void* p) {
   std::uintptr_t size = __atomic_load_n(&g_slub.heap_size, __ATOMIC_ACQUIRE);
   std::uintptr_t off = reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base;
   if (NS_LIKELY(off < size)) {
-    std::size_t soff = g_slub.mem_map[off >> kPageShift].slab_slot;
-    if (NS_LIKELY(soff != 0)) {
+    const Page& pg = g_slub.mem_map[off >> kPageShift];
+    std::size_t soff = pg.slab_slot;
+    auto* word = static_cast<std::uintptr_t*>(p);
+    std::uintptr_t tag = free_tag(p);
+    bool take;
+    if constexpr (kHardened) {
+      // The start of an object of this page's slab (a page of no slab has
+      // no objects) that is not free: read its tag only then, the word lies
+      // inside the object.
+      const ObjIndex& oi = obj_index_entry(g_slub.obj_index, soff);
+      take = obj_index(oi, off) < oi.objects && word[1] != tag;
+    } else {
+      take = soff != 0;
+    }
+    if (NS_LIKELY(take)) {
+      if constexpr (kHardened) word[1] = tag;  // before the push publishes p
 #if NS_HAVE_RSEQ_ASM
       if (NS_LIKELY(fast_mode() == CacheMode::kRseq)) {
         RseqAbi* rs = fast_rseq_area();
@@ -138,6 +182,9 @@ NS_ALWAYS_INLINE void kfree(void* p) {
         t_ctx.sheaf_busy = 0;
         if (NS_LIKELY(pushed)) return;
       }
+      // Not published: the slow path checks again. The word's old value is
+      // the program's, in an object it is freeing: lost without harm.
+      if constexpr (kHardened) word[1] = 0;
     }
   }
   kfree_slow(p);
@@ -155,6 +202,12 @@ void* kmalloc_node(std::size_t size, int nid);
 std::size_t ksize(const void* p);  // usable size; 0 for pointers we do not own
 bool kowns(const void* p);         // allocated by this heap (slab, large or huge)
 void kfree_sized(void* p, std::size_t size);
+
+// Before a pointer that kowns() disowns is handed to another allocator
+// (realloc, usable size): aborts with a message naming the misuse if it is
+// one of ours after all (a freed or interior pointer into the heap or a
+// direct mapping); returns when it is truly foreign.
+void kcheck_foreign(void* p, const char* op);
 
 // What free does with a pointer that is not ours (set by the shim to hand
 // it to the next allocator). By default such a free aborts with a message.

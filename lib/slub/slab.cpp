@@ -6,12 +6,11 @@
 #include "lib/base/format.h"
 #include "lib/base/log.h"
 #include "lib/base/thread_ctx.h"
+#include "lib/slub/obj_index.h"
 
 namespace numaslub {
 
 namespace {
-
-constexpr unsigned kMaxSlabOrder = 5;
 
 // xorshift64*: deterministic per seed, good enough for shuffling object order.
 std::uint64_t next_rand(std::uint64_t* s) {
@@ -23,20 +22,6 @@ std::uint64_t next_rand(std::uint64_t* s) {
   return x * 0x2545F4914F6CDD1DULL;
 }
 
-// Smallest order whose tail waste is at most 1/8 of the slab, preferring at
-// least 8 objects per slab for small objects (fewer trips to the buddy).
-unsigned slab_order_for(std::uint32_t size) {
-  for (unsigned o = 0; o <= kMaxSlabOrder; ++o) {
-    std::size_t bytes = kPageSize << o;
-    std::size_t objs = bytes / size;
-    if (objs == 0) continue;
-    if ((bytes - objs * size) * 8 > bytes) continue;
-    if (objs < 8 && o < 3) continue;
-    return o;
-  }
-  return kMaxSlabOrder;
-}
-
 }  // namespace
 
 void* KmemCache::encode(void* ptr, void** where) const {
@@ -45,6 +30,21 @@ void* KmemCache::encode(void* ptr, void** where) const {
 }
 void* KmemCache::decode(void* stored, void** where) const {
   return encode(stored, where);
+}
+
+void* KmemCache::next_free(const Slab* s, void** obj) const {
+  void* next = decode(*obj, obj);
+  if (next) {
+    std::uintptr_t off =
+        reinterpret_cast<std::uintptr_t>(next) - reinterpret_cast<std::uintptr_t>(slab_base(s));
+    if (NS_UNLIKELY(off >= (kPageSize << order) ||
+                    obj_index(obj_index_entry(kObjIndex, class_slot_offset(cls)), off) >= objects))
+      fatal(
+          "BUG %s: freelist corrupted: free object %p of slab %p holds next %p, not an object "
+          "of that slab (a write after free to %p, or an overflow of the object before it)",
+          name, static_cast<void*>(obj), slab_base(s), next, static_cast<void*>(obj));
+  }
+  return next;
 }
 
 bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s) {
@@ -59,6 +59,8 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s) {
   barn_max_full = 8;
   secret = s;
   format(name, sizeof name, "kmalloc-%u", size);
+  NS_CHECK(objects == obj_index_entry(kObjIndex, class_slot_offset(c)).objects,
+           "slab geometry of %s disagrees with obj_index.h", name);
   unsigned nodes = pa->nr_nodes();
   node = static_cast<KmemCacheNode*>(boot_alloc(sizeof(KmemCacheNode) * nodes));
   random_seq = static_cast<std::uint16_t*>(boot_alloc(sizeof(std::uint16_t) * objects));
@@ -97,6 +99,9 @@ Slab* KmemCache::new_slab(unsigned nid) {
   s->on_partial = 0;
   s->nid = static_cast<std::uint8_t>(pa->page_to_nid(head));
   char* base = static_cast<char*>(pa->page_address(head));
+  // obj_index.h finds an object's slab offset by masking its heap offset.
+  NS_CHECK((pa->arena().page_to_pfn(head) & (pages - 1)) == 0, "slab %p of %s is not aligned",
+           static_cast<void*>(base), name);
   std::uint64_t st = secret ^ reinterpret_cast<std::uintptr_t>(base);
   std::uint32_t start = static_cast<std::uint32_t>(next_rand(&st) % objects);
   void* next = nullptr;
@@ -137,7 +142,7 @@ unsigned KmemCache::collect_remote(Slab* s) {
   unsigned got = 0;
   auto* obj = reinterpret_cast<void**>(v & ~kSlabFull);
   while (obj) {
-    auto** next = static_cast<void**>(decode(*obj, obj));
+    auto** next = static_cast<void**>(next_free(s, obj));
     *obj = encode(s->freelist, obj);
     s->freelist = obj;
     obj = next;
@@ -171,7 +176,7 @@ unsigned KmemCache::fill(unsigned nid, void** out, unsigned n) {
       Slab* s = list_entry<Slab>(nd->partial.next, offsetof(Slab, slab_list));
       while (got < n && s->freelist) {
         auto** obj = static_cast<void**>(s->freelist);
-        s->freelist = decode(*obj, obj);
+        s->freelist = next_free(s, obj);
         out[got++] = obj;
         ++s->inuse;
         ++nd->inuse;

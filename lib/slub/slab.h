@@ -121,6 +121,11 @@ struct KmemCache {
   unsigned collect_remote(Slab* s);
   void free_locked(KmemCacheNode& n, Slab* s, void* obj);
   void* decode(void* stored, void** where) const;
+  // The next pointer stored in free object obj of slab s, checked before
+  // anyone follows it: null or the start of an object of s; anything else
+  // (a write after free, an overflow from the object before) aborts with a
+  // message naming the cache, the slab and the object.
+  void* next_free(const Slab* s, void** obj) const;
   void* encode(void* ptr, void** where) const;
 };
 

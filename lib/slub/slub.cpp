@@ -72,6 +72,12 @@ void setup_cpu_slots(unsigned cpu) {
   for (SheafSlot& sl : cs->slots) sl = {no_sheaf_top(), nullptr};
 }
 
+void thread_exit(void* arg);
+
+}  // namespace
+
+constinit SlubState g_state;
+
 std::uint64_t random_secret() {
   std::uint64_t v = 0;
   if (sys::call(SYS_getrandom, &v, sizeof v, 1 /*GRND_NONBLOCK*/) != sizeof v) {
@@ -82,12 +88,6 @@ std::uint64_t random_secret() {
   }
   return v | 1;
 }
-
-void thread_exit(void* arg);
-
-}  // namespace
-
-constinit SlubState g_state;
 
 CpuSlots* cpu_slots(unsigned cpu) {
   return reinterpret_cast<CpuSlots*>(g_cpu_region + (std::size_t{cpu} << kCpuSlotsShift));
@@ -404,9 +404,10 @@ static bool slub_init_locked() {
     g_state.max_cpu_slots = kMaxCpus;
   unsigned nr_cpus = pa->nr_cpus() < g_state.max_cpu_slots ? pa->nr_cpus() : g_state.max_cpu_slots;
   if (!g_caches_ready) {
-    std::uint64_t secret = random_secret();
+    // A secret per cache: one leaked opens one cache's freelists at most.
     for (unsigned c = 0; c < kNrClasses; ++c)
-      if (!g_state.caches[c].init(c, pa, secret)) return false;
+      if (!g_state.caches[c].init(c, pa, random_secret())) return false;
+    g_slub.free_key = random_secret();
     g_caches_ready = true;
   }
   if (!g_key_ready) {

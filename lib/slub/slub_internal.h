@@ -33,6 +33,8 @@ void sheaf_flush(KmemCache& c, Sheaf* s);
 void release_slots(CpuSlots* cs, bool keep_full);
 CpuSlots* cpu_slots(unsigned cpu);  // rseq mode: CPU cpu's sheaf set
 bool slub_ready();
+// 64 random bits (getrandom; the clock where it fails), odd.
+std::uint64_t random_secret();
 Mutex& slub_init_lock();
 Mutex& slub_thread_pool_lock();
 
