@@ -437,6 +437,18 @@ TEST(NumaArena, ReservationGrowsInStepsUpToAForeignMapping) {
   EXPECT_LE(a.size(), a.window());
 }
 
+// The heap's address is random (heap_hint): two arenas, as two processes
+// would, land apart, and each on a section boundary.
+TEST(NumaArena, HeapAddressIsRandom) {
+  auto topo = fake_topology(1);
+  ScopedArena a, b;
+  ASSERT_EQ(a.init(*topo, arena_config(256 * kMiB, 16 * kMiB), os_mem_linux()), 0);
+  ASSERT_EQ(b.init(*topo, arena_config(256 * kMiB, 16 * kMiB), os_mem_linux()), 0);
+  EXPECT_NE(a.base(), b.base());
+  EXPECT_EQ(a.base() % (16 * kMiB), 0u);
+  EXPECT_EQ(b.base() % (16 * kMiB), 0u);
+}
+
 TEST(NumaArena, SizesAreRounded) {
   auto topo = fake_topology(1);
   struct {

@@ -118,6 +118,19 @@ inline long getrlimit(int resource, Rlimit* out) {
 inline long sched_yield() {
   return call(SYS_sched_yield);
 }
+// 64 random bits: getrandom (no blocking), or where that fails (old kernel,
+// seccomp) the cycle counter mixed with a stack address. For secrets and
+// address randomisation, never for anything that needs to be uniform.
+inline std::uint64_t random_u64() {
+  std::uint64_t v = 0;
+  if (call(SYS_getrandom, &v, sizeof v, 1 /*GRND_NONBLOCK*/) != sizeof v) {
+    unsigned lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    v = (std::uint64_t{hi} << 32 | lo) * 0x9E3779B97F4A7C15ULL ^
+        reinterpret_cast<std::uintptr_t>(&v);
+  }
+  return v;
+}
 [[noreturn]] inline void abort_now() {
   // SIGABRT to ourselves, the way abort() ends, without touching libc state.
   call(SYS_tgkill, getpid(), gettid(), 6 /*SIGABRT*/);

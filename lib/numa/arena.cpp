@@ -18,21 +18,21 @@ void unreserve(const OsMem& os, void* p, std::size_t len) {
   if (os.unreserve) os.unreserve(p, len);
 }
 
-// Where the heap is asked for: 4 TiB + k * 512 GiB (k < 64, from the
-// randomised addresses of the stack and of this library). Above the brk heap
+// Where the heap (size bytes, aligned to align) is asked for: at a random
+// multiple of align in [4 TiB, 36 TiB) (21 bits of randomness with 16 MiB
+// sections, as many as the kernel gives the mmap base). Above the brk heap
 // of a non-PIE program and ASan's shadow, far below the mmap area that fills
 // top down from under the stack and PIE executables (at 85 TiB and above).
 // Reserved there, the range the heap grows into in steps has nothing mapped
 // above it for terabytes, so the program's later mmaps never land in it, as
 // they would in a gap the kernel had picked (it fills the highest gap first).
 // A kernel with fewer address bits, or a sanitizer's shadow there, just makes
-// the hint miss: then the kernel picks.
-std::uintptr_t heap_hint() {
-  int on_stack = 0;
-  std::uint64_t x = reinterpret_cast<std::uintptr_t>(&on_stack) ^
-                    (reinterpret_cast<std::uintptr_t>(&heap_hint) << 17);
-  x *= 0x9e3779b97f4a7c15ULL;
-  return (std::uintptr_t{4} << 40) + (std::uintptr_t{x >> 58} << 39);
+// the hint miss: then the kernel picks. 0 (no hint) for a heap over 16 TiB.
+std::uintptr_t heap_hint(std::size_t size, std::size_t align) {
+  constexpr std::uintptr_t kLow = std::uintptr_t{4} << 40, kSpan = std::uintptr_t{32} << 40;
+  if (size > kSpan / 2 || align == 0) return 0;
+  std::uintptr_t slots = (kSpan - size) / align;
+  return kLow + static_cast<std::uintptr_t>(sys::random_u64() % slots) * align;
 }
 
 // Address space this process may still map under RLIMIT_AS, or ~0.
@@ -118,7 +118,8 @@ int Arena::init(const Topology& topo, const Config& cfg, const OsMem& os) {
     node_shift_ = ilog2_ceil(per_node >> kPageShift);
     size = ((std::size_t{nr_nodes_} - 1) << (node_shift_ + kPageShift)) + per_node;
     map_bytes = (size >> kPageShift) * sizeof(Page);
-    heap = reinterpret_cast<void*>(heap_hint());
+    // The hint leaves room for mem_map right above the heap.
+    heap = reinterpret_cast<void*>(heap_hint(size + map_bytes, section));
     int e = os.reserve(size, section, &heap);
     if (!e) {
       // Right above the heap's range, so that it too can grow in place.

@@ -79,14 +79,7 @@ void thread_exit(void* arg);
 constinit SlubState g_state;
 
 std::uint64_t random_secret() {
-  std::uint64_t v = 0;
-  if (sys::call(SYS_getrandom, &v, sizeof v, 1 /*GRND_NONBLOCK*/) != sizeof v) {
-    unsigned lo, hi;
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    v = (std::uint64_t{hi} << 32 | lo) * 0x9E3779B97F4A7C15ULL ^
-        reinterpret_cast<std::uintptr_t>(&v);
-  }
-  return v | 1;
+  return sys::random_u64() | 1;
 }
 
 CpuSlots* cpu_slots(unsigned cpu) {
