@@ -272,10 +272,14 @@ Config arena_config(std::uint64_t arena, std::uint64_t section, bool mbind = fal
 
 // An Arena whose reservations are unmapped at the end of the test (the
 // library keeps them for the life of the process).
+// Only what each node reserved: the rest of its range may hold others'.
 struct ScopedArena : Arena {
   ~ScopedArena() {
-    if (base()) munmap(reinterpret_cast<void*>(base()), size());
-    if (mem_map()) munmap(mem_map(), (size() >> kPageShift) * sizeof(Page));
+    if (!base()) return;
+    for (unsigned n = 0; n < nr_nodes(); ++n) {
+      munmap(reinterpret_cast<void*>(node(n).base), node(n).reserved);
+      munmap(mem_map() + node(n).pfn_start, (node(n).reserved >> kPageShift) * sizeof(Page));
+    }
   }
 };
 
@@ -447,6 +451,76 @@ TEST(NumaArena, HeapAddressIsRandom) {
   EXPECT_NE(a.base(), b.base());
   EXPECT_EQ(a.base() % (16 * kMiB), 0u);
   EXPECT_EQ(b.base() % (16 * kMiB), 0u);
+}
+
+// Several nodes are reserved in steps too, each in its own range: the rest
+// of a range is free address space until its node grows into it.
+TEST(NumaArena, EveryNodeGrowsInItsOwnRange) {
+  auto topo = fake_topology(2);
+  ScopedArena a;
+  ASSERT_EQ(a.init(*topo, arena_config(256 * kMiB, 16 * kMiB), os_mem_linux()), 0);
+  EXPECT_EQ(a.size(), 512 * kMiB);  // the fast paths' bound: the whole window
+  for (unsigned nid : {0u, 1u}) {
+    EXPECT_EQ(a.node(nid).reserved, 16 * kMiB);
+    void* gap = reinterpret_cast<void*>(a.node(nid).base + 128 * kMiB);
+    void* m =
+        mmap(gap, kPageSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    EXPECT_EQ(m, gap) << "node " << nid << "'s range is reserved whole";
+    if (m != MAP_FAILED) munmap(m, kPageSize);
+  }
+  std::size_t pfn = 0, np = 0;
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(a.online_section(1, &pfn, &np), 0);
+  EXPECT_EQ(a.node(1).reserved, 64 * kMiB);
+  EXPECT_EQ(a.node(0).reserved, 16 * kMiB);
+  auto* last = static_cast<volatile char*>(a.pfn_to_virt(pfn + np - 1));
+  last[kPageSize - 1] = 1;
+  a.mem_map()[pfn + np - 1].flags = 0;
+}
+
+bool range_mapped(std::uintptr_t a, std::size_t len) {
+  return madvise(reinterpret_cast<void*>(a), len, MADV_NORMAL) == 0;
+}
+
+// A fork can catch a thread extending a node's reservation: the child has
+// the extension in its address space, or not, but `reserved` does not say
+// so. fork_child_repair settles each state the thread can have left.
+TEST(NumaArena, ForkChildSettlesAnExtensionInFlight) {
+  auto topo = fake_topology(1);
+  ScopedArena a;
+  ASSERT_EQ(a.init(*topo, arena_config(256 * kMiB, 16 * kMiB), os_mem_linux()), 0);
+  a.set_grow_hook([](std::size_t bytes) { g_grown_to = bytes; });
+  NodeRange& n = a.node(0);
+  const OsMem& os = os_mem_linux();
+  auto map_at = [&](std::size_t from) {
+    return reinterpret_cast<char*>(a.mem_map() + (from >> kPageShift));
+  };
+  auto map_len = [](std::size_t from, std::size_t to) {
+    return ((to - from) >> kPageShift) * sizeof(Page);
+  };
+  // Died before its first mmap: nothing to adopt.
+  n.extending_to = 32 * kMiB;
+  a.fork_child_repair(0);
+  EXPECT_EQ(n.reserved, 16 * kMiB);
+  EXPECT_EQ(n.extending_to, 0u);
+  EXPECT_FALSE(range_mapped(n.base + 16 * kMiB, 16 * kMiB));
+  // Died between the heap's mmap and the descriptors': the heap part goes.
+  ASSERT_EQ(os.extend(reinterpret_cast<void*>(n.base + 16 * kMiB), 16 * kMiB), 0);
+  n.extending_to = 32 * kMiB;
+  a.fork_child_repair(0);
+  EXPECT_EQ(n.reserved, 16 * kMiB);
+  EXPECT_FALSE(range_mapped(n.base + 16 * kMiB, 16 * kMiB));
+  // Died after both: adopted, and size() and the fast paths follow.
+  ASSERT_EQ(os.extend(reinterpret_cast<void*>(n.base + 16 * kMiB), 16 * kMiB), 0);
+  ASSERT_EQ(os.extend(map_at(16 * kMiB), map_len(16 * kMiB, 32 * kMiB)), 0);
+  n.extending_to = 32 * kMiB;
+  a.fork_child_repair(0);
+  EXPECT_EQ(n.reserved, 32 * kMiB);
+  EXPECT_EQ(a.size(), 32 * kMiB);
+  EXPECT_EQ(g_grown_to, 32 * kMiB);
+  // And the node grows on from there.
+  std::size_t pfn = 0, np = 0;
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(a.online_section(0, &pfn, &np), 0) << i;
+  EXPECT_EQ(n.reserved, 64 * kMiB);
 }
 
 TEST(NumaArena, SizesAreRounded) {

@@ -32,6 +32,8 @@ constexpr Option kOptions[] = {
            "split the CPUs of the machine into N fake NUMA nodes (0: use the real topology)"),
     NS_OPT(arena_size, Type::kSize, "64G",
            "address space reserved per node; shrunk to fit RLIMIT_AS"),
+    NS_OPT(reserve_steps, Type::kBool, "1",
+           "reserve each node's range as its heap grows (0: all of arena_size at start-up)"),
     NS_OPT(section_size, Type::kSize, "16M",
            "granule in which a node's range is onlined (power of two, >= 4M)"),
     NS_OPT(mbind, Type::kBool, "1", "bind each onlined section to its node with mbind"),

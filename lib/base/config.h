@@ -22,6 +22,7 @@ enum class NumaMode : std::uint8_t { kLocal, kInterleave, kBind, kPreferred };
 struct Config {
   std::uint32_t fake_numa = 0;                    // split CPUs into N fake nodes (0: off)
   std::uint64_t arena_size = 64ULL << 30;         // address space reserved per node
+  bool reserve_steps = true;                      // reserve it as the heap grows
   std::uint64_t section_size = 16ULL << 20;       // unit of onlining ("memory hotplug")
   bool mbind = true;                              // bind onlined sections to their node
   bool pcp = true;                                // per-CPU page lists in front of zones

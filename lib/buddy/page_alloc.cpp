@@ -191,7 +191,8 @@ void PageAllocator::fork_child_repair(std::uint32_t self) {
     if (pcp_[i].lock.reset_if_orphaned(self))
       for (PcpList& l : pcp_[i].lists) l.count = 0;
   for (unsigned n = 0; n < nodes; ++n) zones_[n].fork_child_repair(self);
-  for (unsigned n = 0; n < nodes; ++n) arena_.node(n).hotplug_lock.reset_if_orphaned(self);
+  for (unsigned n = 0; n < nodes; ++n)
+    if (arena_.node(n).hotplug_lock.reset_if_orphaned(self)) arena_.fork_child_repair(n);
 }
 
 void page_allocator_fork_child(std::uint32_t self) {

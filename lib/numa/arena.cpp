@@ -6,6 +6,7 @@
 #include "lib/base/boot_alloc.h"
 #include "lib/base/log.h"
 #include "lib/base/syscall.h"
+#include "lib/base/thread_ctx.h"
 
 namespace numaslub {
 
@@ -135,30 +136,34 @@ int Arena::init(const Topology& topo, const Config& cfg, const OsMem& os) {
   base_ = reinterpret_cast<std::uintptr_t>(heap);
   mem_map_ = static_cast<Page*>(map);
   window_ = size;
-  // In steps: keep the first sections, give the rest of the range back.
-  std::size_t initial = kInitialSections * section;
-  if (nr_nodes_ == 1 && os.extend && os.unreserve && size > initial) {
-    std::size_t map_initial = (initial >> kPageShift) * sizeof(Page);
-    os.unreserve(reinterpret_cast<void*>(base_ + initial), size - initial);
-    os.unreserve(reinterpret_cast<char*>(map) + map_initial, map_bytes - map_initial);
-    size = initial;
-    map_bytes = map_initial;
-  }
-  size_.store(size, std::memory_order_release);
-
   nodes_ = static_cast<NodeRange*>(boot_alloc(sizeof(NodeRange) * nr_nodes_));
   if (!nodes_) {
     unreserve(os, heap, size);
     unreserve(os, map, map_bytes);
     return kENOMEM;
   }
+  // In steps: each node keeps its first section, the rest of its range (and
+  // of its descriptors) is given back, to be extended in place.
+  bool steps = cfg.reserve_steps && os.extend && os.unreserve;
   for (unsigned n = 0; n < nr_nodes_; ++n) {
     NodeRange* r = new (&nodes_[n]) NodeRange();
     r->pfn_start = std::size_t{n} << node_shift_;
     r->pages = per_node >> kPageShift;
     r->base = base_ + (r->pfn_start << kPageShift);
     r->phys_node = topo.phys_node[n];
+    r->reserved = per_node;
+    std::size_t initial = kInitialSections * section;
+    if (steps && per_node > initial) {
+      os.unreserve(reinterpret_cast<void*>(r->base + initial), per_node - initial);
+      os.unreserve(mem_map_ + r->pfn_start + (initial >> kPageShift),
+                   ((per_node - initial) >> kPageShift) * sizeof(Page));
+      r->reserved = initial;
+    }
   }
+  // One node: size() is what is reserved, and grows. Several: the whole
+  // window, so that the fast paths' one bound covers every node (their gaps
+  // are address space nobody maps unasked: see arena.h).
+  size_.store(nr_nodes_ == 1 ? nodes_[0].reserved : size, std::memory_order_release);
   if (cfg.verbose)
     log_msg("arena: %u node(s) x %zu MiB at %p, sections of %zu MiB, descriptors at %p", nr_nodes_,
             per_node >> 20, heap, section >> 20, map);
@@ -172,9 +177,9 @@ int Arena::online_section(unsigned nid, std::size_t* first_pfn, std::size_t* npa
   std::size_t off = n.online_pages.load(std::memory_order_relaxed);
   if (off + section_pages_ > n.pages) return kENOSPC;
   std::size_t pfn = n.pfn_start + off;
-  std::size_t end = (pfn + section_pages_) << kPageShift;
-  if (end > size_.load(std::memory_order_relaxed)) {
-    if (int e = extend_locked(end)) {
+  std::size_t end = (off + section_pages_) << kPageShift;
+  if (end > n.reserved) {
+    if (int e = extend_locked(n, end)) {
       ++n.online_failures;
       n.last_error = e;
       return e;
@@ -207,28 +212,61 @@ int Arena::online_section(unsigned nid, std::size_t* first_pfn, std::size_t* npa
   return 0;
 }
 
-int Arena::extend_locked(std::size_t need) {
-  std::size_t have = size_.load(std::memory_order_relaxed);
-  if (need > window_ || !os_->extend) return kENOSPC;
+void Arena::publish_reserved(const NodeRange& n) {
+  if (nr_nodes_ != 1 || n.reserved <= size_.load(std::memory_order_relaxed)) return;
+  size_.store(n.reserved, std::memory_order_release);
+  if (grow_hook_) grow_hook_(n.reserved);
+}
+
+void Arena::fork_child_repair(unsigned nid) {
+  NodeRange& n = nodes_[nid];
+  std::size_t have = n.reserved, to = n.extending_to;
+  if (to > have && os_->probe_mapped) {
+    auto* heap_from = reinterpret_cast<void*>(n.base + have);
+    char* map_from = reinterpret_cast<char*>(mem_map_ + n.pfn_start + (have >> kPageShift));
+    std::size_t map_len = ((to - have) >> kPageShift) * sizeof(Page);
+    // The heap part is extended first: the map part mapped means both are.
+    bool heap_done = os_->probe_mapped(heap_from, to - have);
+    bool map_done = heap_done && os_->probe_mapped(map_from, map_len);
+    if (map_done) {
+      n.reserved = to;
+    } else if (heap_done && os_->unreserve) {
+      os_->unreserve(heap_from, to - have);
+    }
+  }
+  n.extending_to = 0;
+  publish_reserved(n);
+}
+
+int Arena::extend_locked(NodeRange& n, std::size_t need) {
+  std::size_t have = n.reserved, window = n.pages << kPageShift;
+  if (need > window || !os_->extend) return kENOSPC;
   // Double (fewer mmaps, VmSize at most about twice the heap); if that much
   // cannot be had (RLIMIT_AS, another mapping in the way), just what is needed.
   std::size_t want = have * 2 > need ? have * 2 : need;
-  if (want > window_) want = window_;
+  if (want > window) want = window;
   int e = 0;
   for (std::size_t to : {want, need}) {
-    auto* heap_from = reinterpret_cast<void*>(base_ + have);
-    char* map_from = reinterpret_cast<char*>(mem_map_ + (have >> kPageShift));
+    auto* heap_from = reinterpret_cast<void*>(n.base + have);
+    char* map_from = reinterpret_cast<char*>(mem_map_ + n.pfn_start + (have >> kPageShift));
     std::size_t map_len = ((to - have) >> kPageShift) * sizeof(Page);
+    // In flight from here until `reserved` says so (a fork child reads it).
+    n.extending_to = to;
+    signal_fence();
     e = os_->extend(heap_from, to - have);
     if (!e) {
       e = os_->extend(map_from, map_len);
       if (!e) {
-        size_.store(to, std::memory_order_release);
-        if (grow_hook_) grow_hook_(to);
+        n.reserved = to;
+        publish_reserved(n);
+        signal_fence();
+        n.extending_to = 0;
         return 0;
       }
       if (os_->unreserve) os_->unreserve(heap_from, to - have);
     }
+    signal_fence();
+    n.extending_to = 0;
     if (to == need) break;
   }
   // Whatever stands in the way (EEXIST), the heap cannot grow: out of memory.

@@ -20,23 +20,29 @@
 // - A node's range spans 2^node_shift pages but only its first `pages` are
 //   reserved (pages < 2^node_shift only with one node under RLIMIT_AS, where
 //   the range ends the reservation: size() stops at the last node's pages).
-// - Reserved in steps (one node, and an OsMem that can `extend`): address
-//   space is taken in proportion to the heap, so VmSize follows use and an
-//   RLIMIT_AS lowered at run time is respected when the heap grows (the
-//   growing mmap is what the kernel refuses). The node's range is found by
-//   reserving it whole once, then all but the first kInitialSections are
-//   given back; onlining past the reserved part first extends the heap
-//   and mem_map reservations in place (MAP_FIXED_NOREPLACE), doubling, up
-//   to the range. The range is asked for far from the mmap area
-//   (heap_hint() in arena.cpp), so others' later mappings do not land in
-//   it; where the hint misses they fill it from its top, and the heap meets
-//   them only when the two together fill the range; then onlining fails
-//   with ENOMEM. A fork while a thread grows the heap may leave the child
-//   unable to grow it further (reserved in the child, not yet in size()). size() is what is reserved: it only grows, is published with
-//   release order after both reservations exist, and every address below it
-//   is ours (so the fast path's "off < heap size" test never takes a
-//   foreign pointer for ours). Several nodes reserve their whole ranges at
-//   start-up: the gaps between growing ranges could be mapped by others.
+// - Reserved in steps (reserve_steps=1, the default, and an OsMem that can
+//   `extend`): address space is taken in proportion to the heap, so VmSize
+//   follows use and an RLIMIT_AS lowered at run time is respected when the
+//   heap grows (the growing mmap is what the kernel refuses). The whole
+//   window is reserved once to find its place, then every node gives back
+//   all of its range (heap and descriptors) but the first kInitialSections;
+//   onlining past a node's `reserved` bytes first extends both in place
+//   (MAP_FIXED_NOREPLACE), doubling, up to the node's range. The window is
+//   asked for far from the mmap area (heap_hint() in arena.cpp), so others'
+//   later mappings do not land in it; one that does (a runtime that maps at
+//   random hints, or a missed hint) stops its node's growth there: onlining
+//   then fails with ENOMEM (reserve_steps=0 reserves everything at start-up,
+//   as before). A fork may catch a thread growing a node: the child then
+//   finds the extension done or not in the address space (fork and mmap
+//   exclude each other) but not in `reserved`; fork_child_repair settles it
+//   from `extending_to`.
+// - size() (the fast paths' bound): with one node, what is reserved; it
+//   only grows, is published with release order after both reservations
+//   exist, and every address below it is ours, so "off < heap size" never
+//   takes a foreign pointer for ours. With several nodes it is the whole
+//   window, so that one bound covers every node's objects; a pointer into a
+//   node's unreserved gap (only ever mapped there by someone asking for that
+//   address) makes free read a descriptor that is not mapped: SIGSEGV.
 // - A section is told the memory policy (policy()) before it is published:
 //   preferred on its node (local, preferred), interleaved (interleave) or
 //   bound to its node (bind), nothing when the process has a policy of its
@@ -58,10 +64,12 @@
 namespace numaslub {
 
 struct NodeRange {
-  std::uintptr_t base = 0;    // first byte of the node's range
-  std::size_t pfn_start = 0;  // heap-relative pfn of the first page
-  std::size_t pages = 0;      // reserved pages
-  unsigned phys_node = 0;     // mbind target
+  std::uintptr_t base = 0;       // first byte of the node's range
+  std::size_t pfn_start = 0;     // heap-relative pfn of the first page
+  std::size_t pages = 0;         // pages of the range (its window)
+  std::size_t reserved = 0;      // bytes of the range reserved so far (hotplug_lock)
+  std::size_t extending_to = 0;  // an extension in flight, else 0 (hotplug_lock)
+  unsigned phys_node = 0;        // mbind target
   std::atomic<std::size_t> online_pages{0};
   Mutex hotplug_lock;  // serializes onlining of this node's sections
   std::uint64_t sections_online = 0;
@@ -121,6 +129,11 @@ class Arena {
   std::size_t size() const { return size_.load(std::memory_order_acquire); }
   // Bytes the heap may grow to (the reserved size when not growing in steps).
   std::size_t window() const { return window_; }
+  // Fork child, when a thread that did not survive the fork held node nid's
+  // hotplug lock: an extension it had in flight is adopted if the kernel
+  // made it (the whole range is mapped: madvise finds no hole), else undone;
+  // with one node size() and the grow hook catch up with `reserved`.
+  void fork_child_repair(unsigned nid);
   // Called (under the node's hotplug lock) with the new size() after the
   // reservation grew: the slub layer republishes its fast-path bound.
   void set_grow_hook(void (*fn)(std::size_t heap_bytes)) { grow_hook_ = fn; }
@@ -128,9 +141,12 @@ class Arena {
   const OsMem& os() const { return *os_; }
 
  private:
-  // Reserves more of node 0's range so that its first `need` bytes are
-  // reserved (hotplug lock held). Returns 0 or an errno.
-  int extend_locked(std::size_t need);
+  // Reserves more of node n's range (heap and descriptors) so that its
+  // first `need` bytes are reserved (n's hotplug lock held). Returns 0 or an
+  // errno.
+  int extend_locked(NodeRange& n, std::size_t need);
+  // With one node: size() (and the grow hook) catch up with n.reserved.
+  void publish_reserved(const NodeRange& n);
 
   static constexpr std::size_t kInitialSections = 1;
 

@@ -81,8 +81,15 @@ int linux_extend(void* addr, std::size_t len) {
   return 0;
 }
 
-constexpr OsMem kLinux = {linux_reserve, linux_commit,     linux_decommit,  linux_bind,
-                          linux_release, linux_set_policy, linux_unreserve, linux_extend};
+// madvise fails with ENOMEM where any part of the range is unmapped, and
+// MADV_NORMAL changes nothing where it is all mapped.
+bool linux_probe_mapped(void* addr, std::size_t len) {
+  return sys::madvise(addr, len, MADV_NORMAL) == 0;
+}
+
+constexpr OsMem kLinux = {linux_reserve,   linux_commit,  linux_decommit,
+                          linux_bind,      linux_release, linux_set_policy,
+                          linux_unreserve, linux_extend,  linux_probe_mapped};
 
 }  // namespace
 

@@ -36,6 +36,9 @@ struct OsMem {
   // RLIMIT_AS refuses. Optional: where null, an arena reserves all it may
   // ever use at start-up.
   int (*extend)(void* addr, std::size_t len) = nullptr;
+  // True when all of [addr, addr+len) is mapped (by anyone). Optional: a
+  // fork child's repair of an extension in flight needs it.
+  bool (*probe_mapped)(void* addr, std::size_t len) = nullptr;
 };
 
 // System calls: mmap(PROT_NONE, MAP_NORESERVE), mprotect, mbind, madvise.

@@ -182,7 +182,10 @@ static void check_small(Page* page, void* p, bool freeing) {
     fatal("BUG %s: realloc of %p, which is free already: use after free (slab %p)", c.name, p,
           base);
   }
-  if (freeing) word[1] = free_tag(p);
+  if (freeing) {
+    word[1] = free_tag(p);
+    NS_TSAN_RELEASE(p);  // the tag goes with the object
+  }
 }
 
 // A free or realloc (op) of a heap pointer that starts no slab object or

@@ -157,7 +157,10 @@ NS_ALWAYS_INLINE void kfree(void* p) {
       take = soff != 0;
     }
     if (NS_LIKELY(take)) {
-      if constexpr (kHardened) word[1] = tag;  // before the push publishes p
+      if constexpr (kHardened) {
+        word[1] = tag;       // before the push publishes p
+        NS_TSAN_RELEASE(p);  // and the store with it
+      }
 #if NS_HAVE_RSEQ_ASM
       if (NS_LIKELY(fast_mode() == CacheMode::kRseq)) {
         RseqAbi* rs = fast_rseq_area();
