@@ -32,10 +32,11 @@
 //   it; where the hint misses they fill it from its top, and the heap meets
 //   them only when the two together fill the range; then onlining fails
 //   with ENOMEM. A fork while a thread grows the heap may leave the child
-//   unable to grow it further (reserved in the child, not yet in size()). size() is what is reserved: it only grows, is published with
-//   release order after both reservations exist, and every address below it
-//   is ours (so the fast path's "off < heap size" test never takes a
-//   foreign pointer for ours). Several nodes reserve their whole ranges at
+//   unable to grow it further (reserved in the child, not yet in size()).
+//   size() is what is reserved: it only grows, is published with release
+//   order after both reservations exist, and every address below it is
+//   ours (so the fast path's "off < heap size" test never takes a foreign
+//   pointer for ours). Several nodes reserve their whole ranges at
 //   start-up: the gaps between growing ranges could be mapped by others.
 // - A section is told the memory policy (policy()) before it is published:
 //   preferred on its node (local, preferred), interleaved (interleave) or
