@@ -1,10 +1,6 @@
 #include "lib/buddy/zone.h"
 
-#include "lib/base/bitops.h"
-#include "lib/base/clock.h"
-#include "lib/base/log.h"
-#include "lib/base/syscall.h"
-#include "lib/base/thread_ctx.h"
+#include "lib/base/base.h"
 
 namespace numaslub {
 
