@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check CI runs, in order, continuing past failures so one run reports
 # them all:
+#   0. the layer rule on every #include (scripts/check-layers.py, no build);
 #   1. Release build with -Werror into build/, then its ctest;
 #   2. the component tests (tests/*_test.cpp) with ASan + UBSan into
 #      build-asan/, then their ctest (with NUMASLUB_TSAN=1, also the slub and
@@ -82,6 +83,13 @@ SECONDS=0
 banner "dependencies"
 if ! bash "$ROOT/scripts/install-deps.sh"; then
   fail_step "install-deps"
+fi
+
+# 0. Layers: no file includes a folder above its own, and a lower folder
+# only through its umbrella header (docs/ARCHITECTURE.md). Needs no build.
+banner "layer check"
+if ! python3 "$ROOT/scripts/check-layers.py"; then
+  fail_step "layer check (scripts/check-layers.py)"
 fi
 
 # 1. Release, warnings as errors, benchmarks built too (so they keep compiling).
