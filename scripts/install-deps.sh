@@ -9,6 +9,7 @@ set -euo pipefail
 
 PACKAGES=(
   cmake g++ make                  # toolchain
+  pkgconf                         # the installed numaslub.pc (ctest test consumer)
   libgtest-dev libgmock-dev       # tests/
   libbenchmark-dev                # bench/
   libnuma-dev numactl             # NUMA checks in tests, numactl for runs

@@ -18,18 +18,11 @@
 
 #include <cstring>
 
-#include "lib/base/boot_alloc.h"
-#include "lib/base/config.h"
-#include "lib/base/format.h"
-#include "lib/base/lock.h"
-#include "lib/base/log.h"
-#include "lib/base/syscall.h"
-#include "lib/base/thread_ctx.h"
-#include "lib/buddy/page_alloc.h"
-#include "lib/numa/topology.h"
-#include "lib/reclaim/kswapd.h"
-#include "lib/slub/huge.h"
-#include "lib/slub/kmalloc.h"
+#include "lib/base/base.h"
+#include "lib/buddy/buddy.h"
+#include "lib/numa/numa.h"
+#include "lib/reclaim/reclaim.h"
+#include "lib/slub/slub.h"
 #include "shim/shim.h"
 
 // Weak: a fully static program has no dynamic linker to ask.

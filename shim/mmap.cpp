@@ -8,10 +8,8 @@
 #include <cerrno>
 #include <cstdarg>
 
-#include "lib/base/compiler.h"
-#include "lib/base/config.h"
-#include "lib/base/syscall.h"
-#include "lib/numa/topology.h"
+#include "lib/base/base.h"
+#include "lib/numa/numa.h"
 #include "shim/shim.h"
 
 using namespace numaslub;

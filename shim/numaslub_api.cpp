@@ -4,9 +4,9 @@
 #include <cerrno>
 #include <cstring>
 
-#include "lib/base/compiler.h"
-#include "lib/buddy/page_alloc.h"
-#include "lib/slub/kmalloc.h"
+#include "lib/base/base.h"
+#include "lib/buddy/buddy.h"
+#include "lib/slub/slub.h"
 // Per-node slab counters live in the caches' node structures; this view
 // reads them (and only reads them) like slabinfo does.
 #include "lib/slub/slub_internal.h"

@@ -6,9 +6,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include "lib/base/config.h"
-#include "lib/base/log.h"
-#include "lib/buddy/page_alloc.h"
+#include "lib/base/base.h"
+#include "lib/buddy/buddy.h"
 
 using namespace numaslub;
 

@@ -14,13 +14,12 @@
 //
 //   falseshare [-m active|passive] [-t threads] [-s objsize] [-i iterations]
 //              [-w writes per object] [-L limit_s]
-#include <getopt.h>
 #include <pthread.h>
 
-#include "wl_common.h"
+#include "wl_args.h"
 
 static int g_threads = 2, g_iters = 2000, g_writes = 5000;
-static size_t g_size = 8;
+static uint64_t g_size = 8;
 static int g_passive;
 static char** g_handout;
 static uint64_t* g_sums;
@@ -58,34 +57,15 @@ static void* worker(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  unsigned limit = 300;
-  int c;
-  while ((c = getopt(argc, argv, "m:t:s:i:w:L:")) != -1) {
-    switch (c) {
-      case 'm':
-        g_passive = strcmp(optarg, "passive") == 0;
-        break;
-      case 't':
-        g_threads = atoi(optarg);
-        break;
-      case 's':
-        g_size = (size_t)wl_parse_size(optarg);
-        break;
-      case 'i':
-        g_iters = atoi(optarg);
-        break;
-      case 'w':
-        g_writes = atoi(optarg);
-        break;
-      case 'L':
-        limit = (unsigned)atoi(optarg);
-        break;
-      default:
-        wl_die("usage: falseshare [-m active|passive] [-t threads] [-s size] [-i it] [-w wr]");
-    }
-  }
+  const char* mode = "active";
+  const wl_opt opts[] = {{'m', WL_STR, &mode, "active|passive"},
+                         {'t', WL_INT, &g_threads, "threads"},
+                         {'s', WL_SIZE, &g_size, "size"},
+                         {'i', WL_INT, &g_iters, "iterations"},
+                         {'w', WL_INT, &g_writes, "writes"}};
+  wl_parse_args(argc, argv, "falseshare", opts, WL_NOPTS(opts));
+  g_passive = strcmp(mode, "passive") == 0;
   if (g_threads < 1 || g_size < 1) wl_die("bad arguments");
-  wl_watchdog(limit);
   g_sums = (uint64_t*)calloc((size_t)g_threads, sizeof *g_sums);
   g_handout = (char**)calloc((size_t)g_threads, sizeof *g_handout);
   pthread_t* th = (pthread_t*)calloc((size_t)g_threads, sizeof *th);

@@ -7,11 +7,10 @@
 // A fixed amount of work is done: threads x rounds x ops replacements.
 //
 //   larson [-t threads] [-s min] [-S max] [-k slots] [-r rounds] [-o ops] [-L limit_s]
-#include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "wl_common.h"
+#include "wl_args.h"
 
 typedef struct {
   char* p;
@@ -64,37 +63,11 @@ static void* worker(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  unsigned limit = 300;
-  int c;
-  while ((c = getopt(argc, argv, "t:s:S:k:r:o:L:")) != -1) {
-    switch (c) {
-      case 't':
-        g_threads = atoi(optarg);
-        break;
-      case 's':
-        g_min = wl_parse_size(optarg);
-        break;
-      case 'S':
-        g_max = wl_parse_size(optarg);
-        break;
-      case 'k':
-        g_slots = atoi(optarg);
-        break;
-      case 'r':
-        g_rounds = atoi(optarg);
-        break;
-      case 'o':
-        g_ops = atoi(optarg);
-        break;
-      case 'L':
-        limit = (unsigned)atoi(optarg);
-        break;
-      default:
-        wl_die("usage: larson [-t threads] [-s min] [-S max] [-k slots] [-r rounds] [-o ops]");
-    }
-  }
+  const wl_opt opts[] = {{'t', WL_INT, &g_threads, "threads"}, {'s', WL_SIZE, &g_min, "min"},
+                         {'S', WL_SIZE, &g_max, "max"},        {'k', WL_INT, &g_slots, "slots"},
+                         {'r', WL_INT, &g_rounds, "rounds"},   {'o', WL_INT, &g_ops, "ops"}};
+  wl_parse_args(argc, argv, "larson", opts, WL_NOPTS(opts));
   if (g_threads < 1 || g_slots < 1 || g_max < g_min || g_max > UINT32_MAX) wl_die("bad arguments");
-  wl_watchdog(limit);
   g_pool = (_Atomic(slot_t*)*)calloc((size_t)g_threads, sizeof *g_pool);
   g_sums = (uint64_t*)calloc((size_t)g_threads, sizeof *g_sums);
   for (int i = 0; i < g_threads; i++)

@@ -13,10 +13,9 @@
 // The program calls nothing but malloc and free: no malloc_trim.
 //
 //   memreturn [-t threads] [-T total] [-s min] [-S max] [-w watch_s] [-L limit_s]
-#include <getopt.h>
 #include <pthread.h>
 
-#include "wl_common.h"
+#include "wl_args.h"
 
 static int g_threads = 1;
 static uint64_t g_total = 1ull << 30, g_min = 1024, g_max = 65536;
@@ -57,35 +56,14 @@ static void* worker(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  unsigned limit = 300;
   double watch = 1.5;
-  int c;
-  while ((c = getopt(argc, argv, "t:T:s:S:w:L:")) != -1) {
-    switch (c) {
-      case 't':
-        g_threads = atoi(optarg);
-        break;
-      case 'T':
-        g_total = wl_parse_size(optarg);
-        break;
-      case 's':
-        g_min = wl_parse_size(optarg);
-        break;
-      case 'S':
-        g_max = wl_parse_size(optarg);
-        break;
-      case 'w':
-        watch = atof(optarg);
-        break;
-      case 'L':
-        limit = (unsigned)atoi(optarg);
-        break;
-      default:
-        wl_die("usage: memreturn [-t threads] [-T total] [-s min] [-S max] [-w watch_s]");
-    }
-  }
+  const wl_opt opts[] = {{'t', WL_INT, &g_threads, "threads"},
+                         {'T', WL_SIZE, &g_total, "total"},
+                         {'s', WL_SIZE, &g_min, "min"},
+                         {'S', WL_SIZE, &g_max, "max"},
+                         {'w', WL_DOUBLE, &watch, "watch_s"}};
+  wl_parse_args(argc, argv, "memreturn", opts, WL_NOPTS(opts));
   if (g_threads < 1 || g_min < 8 || g_max < g_min || watch < 1.0) wl_die("bad arguments");
-  wl_watchdog(limit);
   g_sums = (uint64_t*)calloc((size_t)g_threads, sizeof *g_sums);
   pthread_t* th = (pthread_t*)calloc((size_t)g_threads, sizeof *th);
   pthread_barrier_init(&g_all_allocated, NULL, (unsigned)g_threads);

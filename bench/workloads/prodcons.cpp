@@ -5,8 +5,6 @@
 //
 //   prodcons [-t threads | -p producers -c consumers] [-n items/producer]
 //            [-s min] [-S max] [-b batch] [-q queue batches] [-L limit_s]
-#include <getopt.h>
-
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -14,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "wl_common.h"
+#include "wl_args.h"
 
 namespace {
 
@@ -102,45 +100,18 @@ void consumer(uint64_t* out) {
 
 int main(int argc, char** argv) {
   int threads = 2, np = 0, nc = 0;
-  unsigned limit = 300;
-  int c;
-  while ((c = getopt(argc, argv, "t:p:c:n:s:S:b:q:L:")) != -1) {
-    switch (c) {
-      case 't':
-        threads = atoi(optarg);
-        break;
-      case 'p':
-        np = atoi(optarg);
-        break;
-      case 'c':
-        nc = atoi(optarg);
-        break;
-      case 'n':
-        g_items = atol(optarg);
-        break;
-      case 's':
-        g_min = wl_parse_size(optarg);
-        break;
-      case 'S':
-        g_max = wl_parse_size(optarg);
-        break;
-      case 'b':
-        g_batch = (size_t)atol(optarg);
-        break;
-      case 'q':
-        g_q.cap = (size_t)atol(optarg);
-        break;
-      case 'L':
-        limit = (unsigned)atoi(optarg);
-        break;
-      default:
-        wl_die("usage: prodcons [-t threads | -p P -c C] [-n items] [-s min] [-S max]");
-    }
-  }
+  long batch = (long)g_batch, cap = (long)g_q.cap;
+  const wl_opt opts[] = {{'t', WL_INT, &threads, "threads"}, {'p', WL_INT, &np, "producers"},
+                         {'c', WL_INT, &nc, "consumers"},    {'n', WL_LONG, &g_items, "items"},
+                         {'s', WL_SIZE, &g_min, "min"},      {'S', WL_SIZE, &g_max, "max"},
+                         {'b', WL_LONG, &batch, "batch"},    {'q', WL_LONG, &cap, "queue_batches"}};
+  wl_parse_args(argc, argv, "prodcons", opts, WL_NOPTS(opts));
+  if (batch < 1 || cap < 1) wl_die("bad arguments");
+  g_batch = (size_t)batch;
+  g_q.cap = (size_t)cap;
   if (np <= 0) np = threads / 2 > 0 ? threads / 2 : 1;
   if (nc <= 0) nc = threads - np > 0 ? threads - np : 1;
   if (g_min < 8 || g_max < g_min || g_max > UINT32_MAX || g_batch < 1) wl_die("bad arguments");
-  wl_watchdog(limit);
   g_q.producers_left = np;
   std::vector<uint64_t> sums((size_t)nc);
   std::vector<std::thread> th;

@@ -7,10 +7,9 @@
 // started again at 16 bytes; the run ends after n chains per thread.
 //
 //   realloc_chain [-t threads] [-S max] [-C concurrent chains] [-n chains/thread] [-L limit_s]
-#include <getopt.h>
 #include <pthread.h>
 
-#include "wl_common.h"
+#include "wl_args.h"
 
 typedef struct {
   unsigned char* p;
@@ -74,31 +73,12 @@ static void* worker(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  unsigned limit = 300;
-  int c;
-  while ((c = getopt(argc, argv, "t:S:C:n:L:")) != -1) {
-    switch (c) {
-      case 't':
-        g_threads = atoi(optarg);
-        break;
-      case 'S':
-        g_max = wl_parse_size(optarg);
-        break;
-      case 'C':
-        g_conc = atoi(optarg);
-        break;
-      case 'n':
-        g_chains = atol(optarg);
-        break;
-      case 'L':
-        limit = (unsigned)atoi(optarg);
-        break;
-      default:
-        wl_die("usage: realloc_chain [-t threads] [-S max] [-C conc] [-n chains]");
-    }
-  }
+  const wl_opt opts[] = {{'t', WL_INT, &g_threads, "threads"},
+                         {'S', WL_SIZE, &g_max, "max"},
+                         {'C', WL_INT, &g_conc, "concurrent"},
+                         {'n', WL_LONG, &g_chains, "chains"}};
+  wl_parse_args(argc, argv, "realloc_chain", opts, WL_NOPTS(opts));
   if (g_threads < 1 || g_conc < 1 || g_max < 32) wl_die("bad arguments");
-  wl_watchdog(limit);
   g_sums = (uint64_t*)calloc((size_t)g_threads, sizeof *g_sums);
   uint64_t sum;
   double el = wl_run_workers(g_threads, worker, g_sums, &sum);

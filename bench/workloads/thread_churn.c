@@ -7,10 +7,9 @@
 // tear-down, and frees into the heap of a dead thread.
 //
 //   thread_churn [-t concurrent] [-n threads in all] [-k objects] [-s min] [-S max] [-L limit_s]
-#include <getopt.h>
 #include <pthread.h>
 
-#include "wl_common.h"
+#include "wl_args.h"
 
 typedef struct {
   long index;
@@ -51,34 +50,13 @@ static void* worker(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  unsigned limit = 300;
-  int c;
-  while ((c = getopt(argc, argv, "t:n:k:s:S:L:")) != -1) {
-    switch (c) {
-      case 't':
-        g_conc = atoi(optarg);
-        break;
-      case 'n':
-        g_total = atol(optarg);
-        break;
-      case 'k':
-        g_objs = atoi(optarg);
-        break;
-      case 's':
-        g_min = wl_parse_size(optarg);
-        break;
-      case 'S':
-        g_max = wl_parse_size(optarg);
-        break;
-      case 'L':
-        limit = (unsigned)atoi(optarg);
-        break;
-      default:
-        wl_die("usage: thread_churn [-t concurrent] [-n total] [-k objects] [-s min] [-S max]");
-    }
-  }
+  const wl_opt opts[] = {{'t', WL_INT, &g_conc, "concurrent"},
+                         {'n', WL_LONG, &g_total, "total"},
+                         {'k', WL_INT, &g_objs, "objects"},
+                         {'s', WL_SIZE, &g_min, "min"},
+                         {'S', WL_SIZE, &g_max, "max"}};
+  wl_parse_args(argc, argv, "thread_churn", opts, WL_NOPTS(opts));
   if (g_conc < 1 || g_objs < 2 || g_min < 1 || g_max < g_min) wl_die("bad arguments");
-  wl_watchdog(limit);
   pthread_t* th = (pthread_t*)calloc((size_t)g_conc, sizeof *th);
   job_t* jobs = (job_t*)calloc((size_t)g_conc, sizeof *jobs);
   uint64_t sum = 0;

@@ -10,10 +10,9 @@
 // blocks (default 64 KiB .. 16 MiB) in a small window.
 //
 //   window|large [-t threads] [-s min] [-S max] [-W window] [-n steps/thread] [-L limit_s]
-#include <getopt.h>
 #include <pthread.h>
 
-#include "wl_common.h"
+#include "wl_args.h"
 
 #ifdef WL_LARGE
 #define WL_NAME "large"
@@ -81,35 +80,14 @@ static void* worker(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  unsigned limit = 300;
-  int c;
-  while ((c = getopt(argc, argv, "t:s:S:W:n:L:")) != -1) {
-    switch (c) {
-      case 't':
-        g_threads = atoi(optarg);
-        break;
-      case 's':
-        g_min = wl_parse_size(optarg);
-        break;
-      case 'S':
-        g_max = wl_parse_size(optarg);
-        break;
-      case 'W':
-        g_window = atoi(optarg);
-        break;
-      case 'n':
-        g_steps = atol(optarg);
-        break;
-      case 'L':
-        limit = (unsigned)atoi(optarg);
-        break;
-      default:
-        wl_die("usage: " WL_NAME " [-t threads] [-s min] [-S max] [-W window] [-n steps]");
-    }
-  }
+  const wl_opt opts[] = {{'t', WL_INT, &g_threads, "threads"},
+                         {'s', WL_SIZE, &g_min, "min"},
+                         {'S', WL_SIZE, &g_max, "max"},
+                         {'W', WL_INT, &g_window, "window"},
+                         {'n', WL_LONG, &g_steps, "steps"}};
+  wl_parse_args(argc, argv, WL_NAME, opts, WL_NOPTS(opts));
   if (g_threads < 1 || g_window < 1 || g_min < WL_MIN_BOUND || g_max < g_min)
     wl_die("bad arguments");
-  wl_watchdog(limit);
   g_sums = (uint64_t*)calloc((size_t)g_threads, sizeof *g_sums);
   uint64_t sum;
   double el = wl_run_workers(g_threads, worker, g_sums, &sum);

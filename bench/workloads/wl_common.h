@@ -11,7 +11,8 @@
 // scheduling), so bench/run.py can tell a wrong result from a slow one.
 // A workload that finds a corrupted object prints "CORRUPT ..." to stderr and
 // exits with status 3. A watchdog (-L seconds, default 300) ends a run that
-// hangs with status 124.
+// hangs with status 124. Options are parsed by wl_args.h, from a table each
+// workload gives.
 #ifndef NUMASLUB_BENCH_WL_COMMON_H
 #define NUMASLUB_BENCH_WL_COMMON_H
 

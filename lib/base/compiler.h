@@ -15,6 +15,23 @@
 // allocate). Costs static TLS space, so keep every such variable small.
 #define NS_TLS_IE __attribute__((tls_model("initial-exec")))
 
+// A function whose reads race with another thread's writes by design, as the
+// kernel marks them with data_race(): the caller holds a lock the writer does
+// not take, and acts only on a value the writer never stores. ThreadSanitizer
+// does not instrument it (nor may it inline it into an instrumented caller),
+// so neither side of such a race is reported; keep such functions to the one
+// racy read, so that the races TSan should see stay visible.
+#if defined(__SANITIZE_THREAD__)
+#define NS_DATA_RACE_FN __attribute__((noinline, no_sanitize("thread")))
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NS_DATA_RACE_FN __attribute__((noinline, no_sanitize("thread")))
+#endif
+#endif
+#ifndef NS_DATA_RACE_FN
+#define NS_DATA_RACE_FN inline
+#endif
+
 namespace numaslub {
 
 inline constexpr std::size_t kCacheLine = 64;

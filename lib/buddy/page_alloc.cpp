@@ -4,9 +4,7 @@
 #include <cstring>
 #include <new>
 
-#include "lib/base/boot_alloc.h"
-#include "lib/base/log.h"
-#include "lib/base/rseq.h"
+#include "lib/base/base.h"
 
 namespace numaslub {
 

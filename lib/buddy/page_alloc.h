@@ -19,12 +19,10 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/base/config.h"
-#include "lib/base/stat.h"
+#include "lib/base/base.h"
 #include "lib/buddy/pcp.h"
 #include "lib/buddy/zone.h"
-#include "lib/numa/arena.h"
-#include "lib/numa/topology.h"
+#include "lib/numa/numa.h"
 
 namespace numaslub {
 

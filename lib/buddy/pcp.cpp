@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "lib/base/log.h"
+#include "lib/base/base.h"
 
 namespace numaslub {
 

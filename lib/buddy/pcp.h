@@ -15,7 +15,7 @@
 
 #include <cstdint>
 
-#include "lib/base/lock.h"
+#include "lib/base/base.h"
 #include "lib/buddy/zone.h"
 
 namespace numaslub {

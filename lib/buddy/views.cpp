@@ -1,6 +1,6 @@
 // /proc/buddyinfo and /proc/zoneinfo for the process's heap, in the kernel's
 // column layout, so the kernel's tools and habits carry over.
-#include "lib/base/format.h"
+#include "lib/base/base.h"
 #include "lib/buddy/page_alloc.h"
 
 namespace numaslub {

@@ -39,9 +39,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/base/list.h"
-#include "lib/base/lock.h"
-#include "lib/numa/page.h"
+#include "lib/base/base.h"
+#include "lib/numa/numa.h"
 
 namespace numaslub {
 

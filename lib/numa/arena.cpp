@@ -2,11 +2,7 @@
 
 #include <new>
 
-#include "lib/base/bitops.h"
-#include "lib/base/boot_alloc.h"
-#include "lib/base/log.h"
-#include "lib/base/syscall.h"
-#include "lib/base/thread_ctx.h"
+#include "lib/base/base.h"
 
 namespace numaslub {
 

@@ -55,8 +55,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/base/config.h"
-#include "lib/base/lock.h"
+#include "lib/base/base.h"
 #include "lib/numa/os_mem.h"
 #include "lib/numa/page.h"
 #include "lib/numa/topology.h"

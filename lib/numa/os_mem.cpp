@@ -2,8 +2,7 @@
 
 #include <sys/mman.h>
 
-#include "lib/base/bitops.h"
-#include "lib/base/syscall.h"
+#include "lib/base/base.h"
 
 namespace numaslub {
 namespace {

@@ -2,13 +2,7 @@
 
 #include <atomic>
 
-#include "lib/base/boot_alloc.h"
-#include "lib/base/config.h"
-#include "lib/base/format.h"
-#include "lib/base/lock.h"
-#include "lib/base/log.h"
-#include "lib/base/rseq.h"
-#include "lib/base/syscall.h"
+#include "lib/base/base.h"
 
 namespace numaslub {
 

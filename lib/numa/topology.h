@@ -11,8 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/base/config.h"
-#include "lib/base/sysfs.h"
+#include "lib/base/base.h"
 
 namespace numaslub {
 

@@ -6,18 +6,10 @@
 #include <atomic>
 #include <new>
 
-#include "lib/base/boot_alloc.h"
-#include "lib/base/clock.h"
-#include "lib/base/config.h"
-#include "lib/base/format.h"
-#include "lib/base/lock.h"
-#include "lib/base/log.h"
-#include "lib/base/raw_thread.h"
-#include "lib/base/syscall.h"
-#include "lib/buddy/page_alloc.h"
+#include "lib/base/base.h"
+#include "lib/buddy/buddy.h"
 #include "lib/reclaim/pressure.h"
-#include "lib/slub/huge.h"
-#include "lib/slub/kmalloc.h"
+#include "lib/slub/slub.h"
 
 namespace numaslub {
 

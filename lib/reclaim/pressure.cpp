@@ -3,9 +3,7 @@
 #include <atomic>
 #include <cstring>
 
-#include "lib/base/config.h"
-#include "lib/base/format.h"
-#include "lib/base/sysfs.h"
+#include "lib/base/base.h"
 
 namespace numaslub {
 

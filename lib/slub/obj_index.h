@@ -25,8 +25,8 @@
 #include <bit>
 #include <cstdint>
 
-#include "lib/base/compiler.h"
-#include "lib/numa/page.h"
+#include "lib/base/base.h"
+#include "lib/numa/numa.h"
 #include "lib/slub/size_class.h"
 
 namespace numaslub {
