@@ -154,6 +154,8 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.percpu, b.percpu);
   EXPECT_EQ(a.mmap_policy, b.mmap_policy);
   EXPECT_EQ(a.mmap_node, b.mmap_node);
+  EXPECT_EQ(a.publish, b.publish);
+  EXPECT_EQ(a.publish_ms, b.publish_ms);
   EXPECT_EQ(a.verbose, b.verbose);
 }
 
@@ -176,6 +178,8 @@ TEST(BaseConfig, TableDefaultsMatchStruct) {
   s.percpu = PercpuMode::kThread;
   s.mmap_policy = MmapPolicy::kBind;
   s.mmap_node = 5;
+  s.publish = !want.publish;
+  s.publish_ms = 4321;
   s.verbose = !want.verbose;
   EXPECT_EQ(config_parse_defaults(&s), 0);
   expect_same(s, want);

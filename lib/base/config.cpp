@@ -67,6 +67,12 @@ constexpr Option kOptions[] = {
            "release with MADV_FREE (lazy, cheaper) instead of MADV_DONTNEED (zeroes pages)"),
     NS_OPT(psi_threshold, Type::kUint, "10",
            "memory pressure (PSI some avg10, percent) above which all cached memory is released"),
+    NS_OPT(publish, Type::kBool, "1",
+           "publish the heap's views in $TMPDIR/numaslub-<uid>/<pid> (created lazily, removed "
+           "at exit) for numaslub-info --pid and numaslub-top; 0: no file"),
+    NS_OPT(publish_ms, Type::kUint, "200",
+           "how often the published views are updated, in ms (from the allocator's slow paths "
+           "and kswapd; a reader can ask for a fresh one); the file appears after this long"),
     NS_OPT(debug, Type::kBool, "0",
            "check every sized free (free_sized, sized delete) against the block's size and "
            "abort naming the address on a mismatch"),
