@@ -23,6 +23,7 @@
 #include "lib/numa/numa.h"
 #include "lib/reclaim/reclaim.h"
 #include "lib/slub/slub.h"
+#include "lib/views/views.h"
 #include "shim/shim.h"
 
 // Weak: a fully static program has no dynamic linker to ask.
@@ -47,6 +48,7 @@ void fork_child() {
   huge_fork_child(self);
   reclaim_init_lock().reset_if_orphaned(self);
   g_report_lock.reset_if_orphaned(self);
+  publish_fork_child(self);  // the child publishes its own file, later
   t_ctx.tid = static_cast<std::uint32_t>(sys::gettid());
   reclaim_fork_child();  // the kswapd threads did not survive; restart on demand
 }
@@ -69,9 +71,11 @@ __attribute__((constructor(101))) void numaslub_constructor() {
     set_foreign_free(foreign_free);
   }
   pthread_atfork(nullptr, nullptr, fork_child);
+  publish_init(shim::report_vmstat);  // the file itself comes later, lazily
 }
 
 __attribute__((destructor)) void numaslub_destructor() {
+  publish_exit();
   const char* v = env_lookup("NUMASLUB_STATS");
   if (!v || !*v || std::strcmp(v, "0") == 0) return;
   if (std::strcmp(v, "1") == 0) {
@@ -104,8 +108,12 @@ void write_report(int fd) {
     section("== zoneinfo ==\n", pa->zoneinfo(buf, sizeof buf));
   }
   section("== slabinfo ==\n", slabinfo(buf, sizeof buf));
-  std::size_t n = vmstat(buf, sizeof buf);
-  BufWriter w(buf + n, sizeof buf - n);
+  section("== vmstat ==\n", report_vmstat(buf, sizeof buf));
+}
+
+std::size_t report_vmstat(char* buf, std::size_t cap) {
+  std::size_t n = vmstat(buf, cap);
+  BufWriter w(buf + n, cap - n);
   w.printf(
       "mmap_calls %lu\nmunmap_calls %lu\nmremap_calls %lu\nmmap_bytes %lu\nmmap_failures %lu\n",
       static_cast<unsigned long>(g_mmap_stats.mmaps.load()),
@@ -115,8 +123,7 @@ void write_report(int fd) {
       static_cast<unsigned long>(g_mmap_stats.failures.load()));
   w.printf("metadata_bytes %zu\n", boot_alloc_bytes());
   std::size_t used = n + w.size();
-  used += reclaim_vmstat(buf + used, sizeof buf - used);
-  section("== vmstat ==\n", used);
+  return used + reclaim_vmstat(buf + used, cap - used);
 }
 
 }  // namespace numaslub::shim

@@ -7,6 +7,7 @@
 #include "lib/base/base.h"
 #include "lib/buddy/buddy.h"
 #include "lib/slub/slub.h"
+#include "lib/views/views.h"
 // Per-node slab counters live in the caches' node structures; this view
 // reads them (and only reads them) like slabinfo does.
 #include "lib/slub/slub_internal.h"
@@ -86,6 +87,18 @@ NS_EXPORT size_t numaslub_vmstat(char* buf, size_t len) {
 
 NS_EXPORT size_t numaslub_trim(void) {
   return kmem_trim();
+}
+
+NS_EXPORT int numaslub_publish(void) {
+  if (!slub_init()) {
+    errno = ENOMEM;
+    return -1;
+  }
+  if (int e = publish_now()) {
+    errno = e;
+    return -1;
+  }
+  return 0;
 }
 
 }  // extern "C"

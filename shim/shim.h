@@ -25,5 +25,7 @@ extern MmapStats g_mmap_stats;
 
 // Writes the NUMASLUB_STATS report (buddyinfo, zoneinfo, slabinfo, vmstat) to fd.
 void write_report(int fd);
+// The report's vmstat lines (also the published views', lib/views/publish.h).
+std::size_t report_vmstat(char* buf, std::size_t cap);
 
 }  // namespace numaslub::shim

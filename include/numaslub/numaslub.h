@@ -61,6 +61,16 @@ size_t numaslub_vmstat(char* buf, size_t len);
  * the pages released (malloc_trim returns whether this is nonzero). */
 size_t numaslub_trim(void);
 
+/* Publishes the views above now, for readers in other processes
+ * (`numaslub-info --pid`, `numaslub-top`): the process keeps them in
+ * $TMPDIR/numaslub-<uid>/<pid> (made on first use, removed at exit) and
+ * updates them every publish_ms from its slow paths. A program that goes
+ * idle after a phase calls this so readers see the state it ended in.
+ * Returns 0, or -1 with errno ENOTSUP (publish=0), EAGAIN (called from a
+ * signal handler that interrupted the allocator, or busy), or why the file
+ * could not be made. */
+int numaslub_publish(void);
+
 #ifdef __cplusplus
 }
 #endif

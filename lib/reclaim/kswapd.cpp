@@ -221,6 +221,7 @@ void kswapd_main(void* arg) {
     std::uint32_t seen = k->seq.load(std::memory_order_acquire);
     std::size_t released;
     std::uint64_t timeout = do_pass(k->nid, &released);
+    views_tick(false);  // the published views, when due (never makes the file)
     if (k->seq.load(std::memory_order_acquire) != seen) continue;  // woken meanwhile
     if (timeout) {
       timespec ts{static_cast<time_t>(timeout / 1000000000ULL),

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "lib/base/base.h"  // views_hook.h
 #include "lib/base/bitops.h"
 #include "lib/base/config.h"
 #include "lib/base/log.h"
@@ -92,6 +93,7 @@ void* nested_alloc(std::size_t size, std::size_t align) {
 // nested frees deferred.
 NS_ALWAYS_INLINE void drain_deferred() {
   if (NS_UNLIKELY(reentry_frees_pending())) reentry_drain_frees();
+  views_tick(true);  // publish the views when due (lib/base/views_hook.h)
 }
 
 // Whether emptying the caches could let a failed request of size bytes
