@@ -4,4 +4,6 @@
 #pragma once
 
 #include "lib/views/publish.h"
+#include "lib/views/reader.h"
+#include "lib/views/render.h"
 #include "lib/views/snapshot.h"
