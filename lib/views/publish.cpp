@@ -251,7 +251,9 @@ void write_snapshot(FileHeader* h) {
   // store below may become visible before the store of seq - 1 (made by
   // the previous publish, ordered before us by the writer flag).
   std::atomic_thread_fence(std::memory_order_release);
-  auto* dst = reinterpret_cast<std::uint64_t*>(reinterpret_cast<char*>(h) + h->snap_off[seq & 1]);
+  // Offsets from our own copy of the layout, never from the shared header.
+  std::size_t off = pub::align8(sizeof(FileHeader)) + (seq & 1) * l.size;
+  auto* dst = reinterpret_cast<std::uint64_t*>(reinterpret_cast<char*>(h) + off);
   const auto* src = reinterpret_cast<const std::uint64_t*>(g_pub.staging);
   for (std::uint64_t i = 0; i < l.size / 8; ++i)
     __atomic_store_n(&dst[i], src[i], __ATOMIC_RELAXED);

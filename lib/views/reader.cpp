@@ -173,6 +173,10 @@ int target_open(const char* dir, int pid, Target* t) {
   t->size = st.stx_size;
   t->writable = writable;
   t->ino = st.stx_ino;
+  const auto* h = static_cast<const FileHeader*>(map);
+  t->snap_off[0] = h->snap_off[0];
+  t->snap_off[1] = h->snap_off[1];
+  t->snap_size = h->snap_size;
   return 0;
 }
 
@@ -182,12 +186,12 @@ void target_close(Target* t) {
 }
 
 std::size_t snapshot_bytes(const Target& t) {
-  return sizeof(FileHeader) + t.hdr()->snap_size;
+  return sizeof(FileHeader) + t.snap_size;
 }
 
 int read_snapshot(const Target& t, void* buf, std::size_t cap, Snapshot* out) {
   const FileHeader* h = t.hdr();
-  std::uint64_t size = h->snap_size;
+  std::uint64_t size = t.snap_size;
   if (cap < sizeof(FileHeader) + size) return kENOSPC;
   char* b = static_cast<char*>(buf);
   auto* fh = reinterpret_cast<FileHeader*>(b);
@@ -195,7 +199,7 @@ int read_snapshot(const Target& t, void* buf, std::size_t cap, Snapshot* out) {
     std::uint64_t s1 = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
     if (s1 == 0) return kENODATA;
     copy_words(b, h, sizeof(FileHeader));
-    copy_words(b + sizeof(FileHeader), static_cast<const char*>(t.map) + h->snap_off[s1 & 1], size);
+    copy_words(b + sizeof(FileHeader), static_cast<const char*>(t.map) + t.snap_off[s1 & 1], size);
     std::atomic_thread_fence(std::memory_order_acquire);
     std::uint64_t s2 = __atomic_load_n(&h->seq, __ATOMIC_RELAXED);
     if (s1 != s2) {
@@ -203,7 +207,9 @@ int read_snapshot(const Target& t, void* buf, std::size_t cap, Snapshot* out) {
       continue;
     }
     // The header's constant part was checked at open; the copy must match it.
-    if (!header_ok(*fh, t.size, t.pid)) return kEBADMSG;
+    if (!header_ok(*fh, t.size, t.pid) || fh->snap_size != t.snap_size ||
+        fh->snap_off[0] != t.snap_off[0] || fh->snap_off[1] != t.snap_off[1])
+      return kEBADMSG;
     point_at(b, fh, out);
     const SnapHeader* sh = out->head;
     if (sh->seq != s1 || snap_checksum(b + sizeof(FileHeader), size) != sh->checksum ||

@@ -30,6 +30,8 @@ struct Target {
   std::size_t size = 0;
   bool writable = false;  // mapped read-write: request_snapshot works
   std::uint64_t ino = 0;
+  std::uint64_t snap_off[2] = {};  // as checked at open (the file's own may change)
+  std::uint64_t snap_size = 0;
   const FileHeader* hdr() const { return static_cast<const FileHeader*>(map); }
 };
 
