@@ -202,7 +202,7 @@ int do_pid(const char* dir, int pid, unsigned views, bool json, bool no_refresh)
       std::fprintf(stderr,
                    "numaslub-info: pid %d publishes no views in %s (not under numaslub, "
                    "publish=0, another user's, or not yet: the file appears at a slow path "
-                   "publish_ms after start)\n",
+                   "1 s after start)\n",
                    pid, dir);
     else
       std::fprintf(stderr, "numaslub-info: %s/%d: %s\n", dir, pid, std::strerror(e));

@@ -62,10 +62,12 @@ size_t numaslub_vmstat(char* buf, size_t len);
 size_t numaslub_trim(void);
 
 /* Publishes the views above now, for readers in other processes
- * (`numaslub-info --pid`, `numaslub-top`): the process keeps them in
- * $TMPDIR/numaslub-<uid>/<pid> (made on first use, removed at exit) and
- * updates them every publish_ms from its slow paths. A program that goes
- * idle after a phase calls this so readers see the state it ended in.
+ * (`numaslub-info --pid`, `numaslub-top`). The process keeps them in
+ * $TMPDIR/numaslub-<uid>/<pid> (made at a slow path 1 s after start, or by
+ * this call; removed at exit) and updates them from its slow paths, at
+ * most every publish_ms. A program whose allocations then stay in the
+ * per-CPU caches reaches no slow path, and the last changes of a phase may
+ * wait there unpublished: it calls this so readers see the state it ended in.
  * Returns 0, or -1 with errno ENOTSUP (publish=0), EAGAIN (called from a
  * signal handler that interrupted the allocator, or busy), or why the file
  * could not be made. */

@@ -70,9 +70,10 @@ constexpr Option kOptions[] = {
     NS_OPT(publish, Type::kBool, "1",
            "publish the heap's views in $TMPDIR/numaslub-<uid>/<pid> (created lazily, removed "
            "at exit) for numaslub-info --pid and numaslub-top; 0: no file"),
-    NS_OPT(publish_ms, Type::kUint, "200",
-           "how often the published views are updated, in ms (from the allocator's slow paths "
-           "and kswapd; a reader can ask for a fresh one); the file appears after this long"),
+    NS_OPT(publish_ms, Type::kUint, "50",
+           "how often the published views are updated, at most, in ms (from the allocator's slow "
+           "paths and kswapd; a reader can ask for a fresh one); the file appears at the first "
+           "slow path 1 s after start (or publish_ms, if longer)"),
     NS_OPT(debug, Type::kBool, "0",
            "check every sized free (free_sized, sized delete) against the block's size and "
            "abort naming the address on a mismatch"),

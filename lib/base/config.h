@@ -42,7 +42,7 @@ struct Config {
   bool madv_free = false;                         // release with MADV_FREE instead of MADV_DONTNEED
   std::uint32_t psi_threshold = 10;               // memory "some avg10" % that counts as pressure
   bool publish = true;                            // views in $TMPDIR/numaslub-<uid>/<pid>
-  std::uint32_t publish_ms = 200;                 // how often the published views are updated
+  std::uint32_t publish_ms = 50;                  // how often the published views are updated
   bool debug = false;                             // check sized frees against the block
   bool verbose = false;                           // log decisions at init
 

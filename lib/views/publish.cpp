@@ -34,8 +34,9 @@ using pub::FileHeader;
 enum : int { kOff = 0, kWaiting, kLive, kClosed };
 
 constexpr std::uint64_t kMs = 1000000ULL;
-constexpr std::uint64_t kRequestGapNs = 10 * kMs;  // on-demand publishes at most this often
-constexpr std::size_t kTextCap = 16 << 10;         // vmstat text scratch
+constexpr std::uint64_t kRequestGapNs = 10 * kMs;     // on-demand publishes at most this often
+constexpr std::uint64_t kCreateDelayNs = 1000 * kMs;  // no file for a process younger than this
+constexpr std::size_t kTextCap = 16 << 10;            // vmstat text scratch
 
 struct Publisher {
   std::atomic<int> state{kOff};
@@ -62,6 +63,12 @@ struct Publisher {
 };
 
 constinit Publisher g_pub;
+
+// How long a process (or a fork child) lives before it gets a file: short
+// commands and a fork child that execs at once never make one.
+std::uint64_t create_delay() {
+  return g_pub.interval_ns > kCreateDelayNs ? g_pub.interval_ns : kCreateDelayNs;
+}
 
 std::uint32_t this_tid() {
   return this_thread_id();
@@ -320,6 +327,10 @@ void tick(bool from_app) {
   int st = g_pub.state.load(std::memory_order_relaxed);
   if (st != kLive && (st != kWaiting || !from_app)) return;
   std::uint64_t now = now_coarse_ns();
+  if (from_app) {  // views_hook.h: look less often while slow paths are frequent
+    t_views_skip = now - t_views_last_ns < kMs ? 15 : 0;
+    t_views_last_ns = now;
+  }
   if (now < g_pub.next_ns.load(std::memory_order_relaxed)) {
     FileHeader* h = g_pub.hdr.load(std::memory_order_relaxed);
     if (st != kLive || !h ||
@@ -340,7 +351,7 @@ void publish_init(VmstatTextFn vmstat_text) {
   g_pub.vmstat_text = vmstat_text;
   g_pub.interval_ns = std::uint64_t{config().publish_ms ? config().publish_ms : 1} * kMs;
   g_pub.self_pid.store(sys::getpid(), std::memory_order_relaxed);
-  g_pub.next_ns.store(now_coarse_ns() + g_pub.interval_ns, std::memory_order_relaxed);
+  g_pub.next_ns.store(now_coarse_ns() + create_delay(), std::memory_order_relaxed);
   g_pub.state.store(kWaiting, std::memory_order_release);
   g_views_tick.store(tick, std::memory_order_release);
 }
@@ -381,7 +392,7 @@ void publish_fork_child(std::uint32_t self) {
   g_pub.pid = 0;
   g_pub.served.store(0, std::memory_order_relaxed);
   g_pub.failures = 0;
-  g_pub.next_ns.store(now_coarse_ns() + g_pub.interval_ns, std::memory_order_relaxed);
+  g_pub.next_ns.store(now_coarse_ns() + create_delay(), std::memory_order_relaxed);
   if (st != kClosed) g_pub.state.store(kWaiting, std::memory_order_release);
 }
 
@@ -389,6 +400,7 @@ void publish_exit() {
   // A vfork child that calls exit() shares our memory: leave it alone.
   if (sys::getpid() != g_pub.self_pid.load(std::memory_order_relaxed)) return;
   int st = g_pub.state.exchange(kClosed, std::memory_order_acq_rel);
+  g_views_tick.store(nullptr, std::memory_order_relaxed);  // slow paths stop calling
   if (st != kLive) return;
   bool owned = false;
   for (int i = 0; i < 2000 && g_pub.owner.load(std::memory_order_relaxed) != this_tid() &&

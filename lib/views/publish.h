@@ -9,16 +9,23 @@
 // the file).
 //
 // When it is written: views_tick() (lib/base/views_hook.h) runs on the
-// allocator's slow paths and after each kswapd pass. Every publish_ms it
-// takes a snapshot (the allocator's own locks, one at a time, as the
-// in-process views do) into a private staging buffer and copies it into
-// the file's idle copy; a reader that added to FileHeader::request gets one
+// allocator's slow paths and after each kswapd pass. At most every
+// publish_ms (50) it takes a snapshot (under the allocator's own locks, one
+// at a time, as the in-process views do) into a private staging buffer and
+// copies it into the file's idle copy; a reader that added to FileHeader::request gets one
 // at the next slow path, at most every 10 ms; numaslub_publish() takes one
-// at once.
+// at once. Without a thread of its own the publisher runs only when the
+// program reaches a slow path. While allocations stay in the per-CPU
+// sheaves nothing is published, but then the views' counters, which change
+// on slow paths, stand still too; what a burst changed in its last
+// publish_ms (and up to 15 slow paths of a thread, views_hook.h) waits for
+// the next slow path. Readers show the snapshot's age.
 //
 // The file's life:
-// - created lazily, by a program thread's slow path at least publish_ms
-//   after start, never by kswapd and never with a thread of its own;
+// - created lazily, by a program thread's slow path at least 1 s (or
+//   publish_ms, if longer) after start, never by kswapd and never with a
+//   thread of its own (a short command, or a fork child that execs, makes
+//   none);
 //   created under a temporary name, filled, then renamed into place, with
 //   its blocks allocated up front (fallocate: a full file system cannot
 //   turn a later write into SIGBUS). The directory must be the user's own

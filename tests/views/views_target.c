@@ -13,7 +13,7 @@
  *                              publishes too; prints "child <pid>"
  *   views_target publish0      expects numaslub_publish() to fail with
  *                              ENOTSUP (run with NUMASLUB_CONF=publish=0),
- *                              then allocates on slow paths for a second
+ *                              then allocates on slow paths for 3 seconds
  *   views_target slowpaths     the same slow paths, without any call: its
  *                              file must come by itself (the control case)
  *
@@ -180,7 +180,7 @@ static int slowpaths(int expect_off) {
   do {
     for (int k = 0; k < 100; ++k) free(malloc(40000 + (size_t)k));
     clock_gettime(CLOCK_MONOTONIC, &now);
-  } while (now.tv_sec - start.tv_sec < 1);
+  } while (now.tv_sec - start.tv_sec < 3); /* past the 1 s before a file is made */
   say("ready %ld\n", (long)getpid());
   wait_for_term();
   return 0;
