@@ -122,6 +122,9 @@ std::size_t report_vmstat(char* buf, std::size_t cap) {
       static_cast<unsigned long>(g_mmap_stats.bytes_mapped.load()),
       static_cast<unsigned long>(g_mmap_stats.failures.load()));
   w.printf("metadata_bytes %zu\n", boot_alloc_bytes());
+  PublishStats ps = publish_stats();
+  w.printf("views_published %lu\nviews_publish_us %lu\n", static_cast<unsigned long>(ps.published),
+           static_cast<unsigned long>(ps.ns / 1000));
   std::size_t used = n + w.size();
   return used + reclaim_vmstat(buf + used, cap - used);
 }

@@ -44,6 +44,8 @@ struct Publisher {
   std::atomic<std::uint64_t> next_ns{0};      // the next periodic publish is due
   std::atomic<std::uint64_t> min_next_ns{0};  // no on-demand publish before
   std::atomic<std::uint64_t> served{0};       // FileHeader::request as last served
+  std::atomic<std::uint64_t> published{0};    // snapshots written (vmstat)
+  std::atomic<std::uint64_t> publish_ns{0};   // and the time they took
   std::atomic<FileHeader*> hdr{nullptr};
   std::atomic<long> self_pid{0};
   std::uint64_t interval_ns = 0;
@@ -245,6 +247,7 @@ bool file_still_ours() {
 
 // Takes a snapshot into the staging buffer and copies it into the idle copy.
 void write_snapshot(FileHeader* h) {
+  std::uint64_t t0 = now_ns();
   const pub::Layout& l = g_pub.layout;
   std::uint64_t req = __atomic_load_n(&h->request, __ATOMIC_RELAXED);
   collect_snapshot(g_pub.staging, l, g_pub.nr_nodes, g_pub.nr_cpus, g_pub.nr_classes,
@@ -266,6 +269,11 @@ void write_snapshot(FileHeader* h) {
     __atomic_store_n(&dst[i], src[i], __ATOMIC_RELAXED);
   __atomic_store_n(&h->seq, seq, __ATOMIC_RELEASE);
   g_pub.served.store(req, std::memory_order_relaxed);
+  // Only the writer-flag holder writes these.
+  g_pub.published.store(g_pub.published.load(std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);
+  g_pub.publish_ns.store(g_pub.publish_ns.load(std::memory_order_relaxed) + (now_ns() - t0),
+                         std::memory_order_relaxed);
 }
 
 // One publish; the caller owns the writer flag. from_app: may create.
@@ -413,6 +421,11 @@ void publish_exit() {
     if (file_still_ours()) sysf::unlinkat(sysf::kAtFdcwd, g_pub.path);
   }
   if (owned) disown();
+}
+
+PublishStats publish_stats() {
+  return {g_pub.published.load(std::memory_order_relaxed),
+          g_pub.publish_ns.load(std::memory_order_relaxed)};
 }
 
 const char* publish_path() {

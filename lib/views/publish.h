@@ -76,6 +76,13 @@ void publish_exit();
 // This process's file while it is published, else null (tests, tools).
 const char* publish_path();
 
+// Snapshots this process published, and the time they took (for vmstat).
+struct PublishStats {
+  std::uint64_t published = 0;
+  std::uint64_t ns = 0;
+};
+PublishStats publish_stats();
+
 // The per-user directory: "$TMPDIR/numaslub-<euid>", TMPDIR when it is an
 // absolute path, else /tmp. Returns the length (0 if it does not fit).
 std::size_t publish_dir(char* buf, std::size_t cap, std::uint32_t euid);
