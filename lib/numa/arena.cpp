@@ -111,13 +111,16 @@ int Arena::init(const Topology& topo, const Config& cfg, const OsMem& os) {
   void *heap = nullptr, *map = nullptr;
   std::size_t map_bytes = 0;
   std::size_t size = 0;
+  bool hinted = false;
   for (;;) {
     node_shift_ = ilog2_ceil(per_node >> kPageShift);
     size = ((std::size_t{nr_nodes_} - 1) << (node_shift_ + kPageShift)) + per_node;
     map_bytes = (size >> kPageShift) * sizeof(Page);
     // The hint leaves room for mem_map right above the heap.
-    heap = reinterpret_cast<void*>(heap_hint(size + map_bytes, section));
+    void* hint = reinterpret_cast<void*>(heap_hint(size + map_bytes, section));
+    heap = hint;
     int e = os.reserve(size, section, &heap);
+    hinted = heap == hint && hint;
     if (!e) {
       // Right above the heap's range, so that it too can grow in place.
       map = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(heap) + size);
@@ -140,7 +143,12 @@ int Arena::init(const Topology& topo, const Config& cfg, const OsMem& os) {
   }
   // In steps: each node keeps its first section, the rest of its range (and
   // of its descriptors) is given back, to be extended in place.
-  bool steps = cfg.reserve_steps && os.extend && os.unreserve;
+  // Several nodes only where the hint was taken: their gaps lie inside the
+  // fast paths' bound, and where the kernel picked the place (a sanitizer's
+  // shadow, fewer address bits) its next mmaps, our own direct mappings
+  // included, would land in them and be taken for heap.
+  bool steps = cfg.reserve_steps && os.extend && os.unreserve && (nr_nodes_ == 1 || hinted);
+  in_steps_ = steps;
   for (unsigned n = 0; n < nr_nodes_; ++n) {
     NodeRange* r = new (&nodes_[n]) NodeRange();
     r->pfn_start = std::size_t{n} << node_shift_;

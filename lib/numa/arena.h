@@ -42,7 +42,10 @@
 //   takes a foreign pointer for ours. With several nodes it is the whole
 //   window, so that one bound covers every node's objects; a pointer into a
 //   node's unreserved gap (only ever mapped there by someone asking for that
-//   address) makes free read a descriptor that is not mapped: SIGSEGV.
+//   address) makes free read a descriptor that is not mapped: SIGSEGV. So
+//   several nodes reserve in steps only where the window is at the hint:
+//   where the kernel picked its place, its next mappings (our direct
+//   mappings too) would fill the gaps.
 // - A section is told the memory policy (policy()) before it is published:
 //   preferred on its node (local, preferred), interleaved (interleave) or
 //   bound to its node (bind), nothing when the process has a policy of its
@@ -126,6 +129,9 @@ class Arena {
   std::uintptr_t base() const { return base_; }
   // Bytes of heap reserved (all nodes); grows when reserved in steps.
   std::size_t size() const { return size_.load(std::memory_order_acquire); }
+  // Whether node ranges are reserved in steps (reserve_steps=1, and with
+  // several nodes only where the heap's address hint was taken).
+  bool in_steps() const { return in_steps_; }
   // Bytes the heap may grow to (the reserved size when not growing in steps).
   std::size_t window() const { return window_; }
   // Fork child, when a thread that did not survive the fork held node nid's
@@ -152,6 +158,7 @@ class Arena {
   std::uintptr_t base_ = 0;
   std::atomic<std::size_t> size_{0};  // bytes of heap reserved (all nodes)
   std::size_t window_ = 0;            // bytes size_ may grow to
+  bool in_steps_ = false;
   void (*grow_hook_)(std::size_t) = nullptr;
   Page* mem_map_ = nullptr;
   unsigned nr_nodes_ = 0;
