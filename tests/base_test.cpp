@@ -569,5 +569,57 @@ TEST(BaseRseq, CurrentCpuFollowsAffinity) {
   EXPECT_GE(checked, 1);
 }
 
+// ----------------------------------------------------------- stack_trace
+
+// Three nested frames of this program (the module whose call-frame
+// information the walk reads): each is found with its function's start.
+NS_NOINLINE unsigned trace_leaf(std::uintptr_t* pcs, std::uintptr_t* fns) {
+  unsigned n = stack_trace_capture(pcs, 16, 0, fns);
+  __asm__ volatile("" ::: "memory");  // not a tail call
+  return n;
+}
+NS_NOINLINE unsigned trace_mid(std::uintptr_t* pcs, std::uintptr_t* fns) {
+  unsigned n = trace_leaf(pcs, fns);
+  __asm__ volatile("" ::: "memory");
+  return n;
+}
+NS_NOINLINE unsigned trace_top(std::uintptr_t* pcs, std::uintptr_t* fns) {
+  unsigned n = trace_mid(pcs, fns);
+  __asm__ volatile("" ::: "memory");
+  return n;
+}
+
+TEST(BaseStackTrace, FramesOfThisProgram) {
+  std::uintptr_t pcs[16] = {}, fns[16] = {};
+  unsigned n = trace_top(pcs, fns);
+  ASSERT_GE(n, 4u);
+  EXPECT_EQ(fns[0], reinterpret_cast<std::uintptr_t>(&trace_leaf));
+  EXPECT_EQ(fns[1], reinterpret_cast<std::uintptr_t>(&trace_mid));
+  EXPECT_EQ(fns[2], reinterpret_cast<std::uintptr_t>(&trace_top));
+  for (unsigned i = 0; i < 3; ++i) EXPECT_GT(pcs[i], fns[i]) << i;
+  // skip drops the innermost frames; a short buffer is filled, not overrun.
+  std::uintptr_t two[2] = {};
+  EXPECT_EQ(stack_trace_capture(two, 2, 1), 2u);
+  EXPECT_FALSE(stack_trace_in_library(pcs[0]));  // linked into the program
+  char buf[512];
+  std::size_t len = stack_trace_describe(pcs[0], buf, sizeof buf);
+  EXPECT_EQ(len, std::strlen(buf));
+  EXPECT_NE(std::strstr(buf, "base_test+0x"), nullptr) << buf;
+}
+
+// A thread's own stack is walked too (its bounds are its mapping's).
+TEST(BaseStackTrace, OtherThread) {
+  unsigned n = 0;
+  std::uintptr_t fn0 = 0;
+  std::thread t([&] {
+    std::uintptr_t pcs[16], fns[16];
+    n = trace_top(pcs, fns);
+    fn0 = fns[0];
+  });
+  t.join();
+  EXPECT_GE(n, 3u);
+  EXPECT_EQ(fn0, reinterpret_cast<std::uintptr_t>(&trace_leaf));
+}
+
 }  // namespace
 }  // namespace numaslub

@@ -12,5 +12,6 @@
 #include "lib/base/lock.h"
 #include "lib/base/log.h"
 #include "lib/base/rseq.h"
+#include "lib/base/stack_trace.h"
 #include "lib/base/syscall.h"
 #include "lib/base/sysfs.h"
