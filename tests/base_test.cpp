@@ -142,7 +142,43 @@ TEST(BaseConfig, LaterEntriesOverrideEarlier) {
   EXPECT_TRUE(c.mbind);
 }
 
+TEST(BaseConfig, SlubDebugSyntax) {
+  Config c;
+  EXPECT_EQ(c.parse("slub_debug=FZPU", false), 0);
+  EXPECT_STREQ(c.slub_debug, "FZPU");
+  EXPECT_TRUE(c.debug);  // F includes the sized-free check
+  c = Config{};
+  EXPECT_EQ(c.parse("slub_debug", false), 0);  // bare: every check, as the kernel's
+  EXPECT_STREQ(c.slub_debug, "FZPU");
+  c = Config{};
+  EXPECT_EQ(c.parse("slub_debug=zp:kmalloc-64:kmalloc-128;u,verbose", false), 0);
+  EXPECT_STREQ(c.slub_debug, "zp:kmalloc-64:kmalloc-128;u");
+  EXPECT_FALSE(c.debug);
+  EXPECT_TRUE(c.verbose);
+  EXPECT_EQ(c.parse("slub_debug=Z:kmalloc-64;F:kmalloc-16", false), 0);
+  EXPECT_TRUE(c.debug);  // F of a named block too
+  EXPECT_EQ(c.parse("slub_debug=-", false), 0);
+  EXPECT_STREQ(c.slub_debug, "");
+  for (const char* bad :
+       {"slub_debug=FX", "slub_debug=F:", "slub_debug=:kmalloc-64", "slub_debug=F::x",
+        "slub_debug=F:Kmalloc-64", "slub_debug=F-", "slub_debug=F;;Z", "slub_debug="}) {
+    EXPECT_EQ(c.parse(bad, false), 1) << bad;
+    EXPECT_STREQ(c.slub_debug, "") << bad;
+  }
+  EXPECT_EQ(c.parse("debug_log=/tmp/x.log,quarantine=4M,debug_continue", false), 0);
+  EXPECT_STREQ(c.debug_log, "/tmp/x.log");
+  EXPECT_EQ(c.quarantine, 4ULL << 20);
+  EXPECT_TRUE(c.debug_continue);
+  EXPECT_EQ(c.parse("debug_log=-", false), 0);
+  EXPECT_STREQ(c.debug_log, "");
+}
+
 void expect_same(const Config& a, const Config& b) {
+  EXPECT_STREQ(a.slub_debug, b.slub_debug);
+  EXPECT_STREQ(a.debug_log, b.debug_log);
+  EXPECT_EQ(a.debug_continue, b.debug_continue);
+  EXPECT_EQ(a.quarantine, b.quarantine);
+  EXPECT_EQ(a.debug, b.debug);
   EXPECT_EQ(a.fake_numa, b.fake_numa);
   EXPECT_EQ(a.arena_size, b.arena_size);
   EXPECT_EQ(a.section_size, b.section_size);
@@ -176,6 +212,10 @@ TEST(BaseConfig, TableDefaultsMatchStruct) {
   s.percpu = PercpuMode::kThread;
   s.mmap_policy = MmapPolicy::kBind;
   s.mmap_node = 5;
+  std::strcpy(s.slub_debug, "FZ");
+  std::strcpy(s.debug_log, "/x");
+  s.debug_continue = true;
+  s.quarantine = 77;
   s.verbose = !want.verbose;
   EXPECT_EQ(config_parse_defaults(&s), 0);
   expect_same(s, want);
