@@ -13,6 +13,7 @@
 #include "lib/base/config.h"
 #include "lib/base/log.h"
 #include "lib/base/syscall.h"
+#include "lib/slub/debug.h"
 #include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/reentry.h"
@@ -135,11 +136,10 @@ void* kmalloc_slow(std::size_t size) {
   if (NS_UNLIKELY(allocator_busy())) return nested_alloc(size, 16);
   drain_deferred();
   for (int attempt = 0; attempt < 2; ++attempt) {
-    void* p = size <= kMaxSmallSize ? small_alloc_slow(size_to_class(size))
+    void* p = size <= kMaxSmallSize ? small_alloc_slow(size)
                                     : alloc_any(size, kPageSize, kNumaNoNode, false);
     if (p) {
       NS_TSAN_ACQUIRE(p);
-      if (size <= kMaxSmallSize) clear_free_tag(p);
       return p;
     }
     // Direct reclaim: give every cached object and page back, then retry once.
@@ -156,12 +156,18 @@ struct ErrnoGuard {
   ~ErrnoGuard() { errno = saved; }
 };
 
+// What check_small found: a plain slab's live object, a debug slab's
+// (debug.h), or a debug slab's pointer that is not a live object (reported,
+// and the program goes on: debug_continue).
+enum SmallCheck : int { kPlainOk = 0, kDebugOk, kDebugBad };
+
 // The slow path's check of p, in a slab page (descriptor `page`), before a
 // free (then p is tagged free, kmalloc.h) or a realloc: p must be the start
 // of an object of its slab that is not free. Anything else aborts with a
 // message naming the pointer, the object it points into, the slab and the
-// cache: never a silent overlap.
-static void check_small(Page* page, void* p, bool freeing) {
+// cache: never a silent overlap. Debug slabs (whose pages' obj_index entry
+// has no objects) are checked by debug.cpp.
+static SmallCheck check_small(Page* page, void* p, bool freeing) {
   const char* op = freeing ? "free" : "realloc";
   KmemCache& c = g_state.caches[page->slab_class - 1];
   Slab* s = c.obj_to_slab(p);
@@ -170,19 +176,21 @@ static void check_small(Page* page, void* p, bool freeing) {
   const ObjIndex& oi = obj_index_entry(kObjIndex, page->slab_slot);
   if (NS_UNLIKELY(obj_index(oi, reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base) >=
                   oi.objects)) {
+    if (debug_page(page)) return debug_check_live(page, p, op) ? kDebugOk : kDebugBad;
     if (off >= std::size_t{c.objects} * c.size)
       fatal("BUG %s: %s of invalid pointer %p: in the unused tail of slab %p", c.name, op, p, base);
     fatal("BUG %s: %s of invalid pointer %p: %zu bytes into object %p (slab %p)", c.name, op, p,
           off % c.size, static_cast<void*>(base + off / c.size * c.size), base);
   }
   auto* word = static_cast<std::uintptr_t*>(p);
-  if (!kHardened) return;
+  if (!kHardened) return kPlainOk;
   if (NS_UNLIKELY(word[1] == free_tag(p))) {
     if (freeing) fatal("BUG %s: double free of %p (slab %p)", c.name, p, base);
     fatal("BUG %s: realloc of %p, which is free already: use after free (slab %p)", c.name, p,
           base);
   }
   if (freeing) word[1] = free_tag(p);
+  return kPlainOk;
 }
 
 // A free or realloc (op) of a heap pointer that starts no slab object or
@@ -231,6 +239,7 @@ static void kfree_slow_inner(void* p) {
     NS_CHECK(g_state.pa->owns(p), "free of invalid pointer %p (not in an online section)", p);
     Page* page = g_state.pa->virt_to_page(p);
     if (page->slab_class) {
+      if (debug_page(page)) return debug_free(page, p, kNoSize);
       check_small(page, p, true);
       return small_free_slow(page, p);
     }
@@ -247,7 +256,10 @@ void kcheck_foreign(void* p, const char* op) {
   if (g_state.pa && g_state.pa->arena().contains(p)) {
     NS_CHECK(g_state.pa->owns(p), "%s of invalid pointer %p (not in an online section)", op, p);
     Page* page = g_state.pa->virt_to_page(p);
-    if (page->slab_class) return check_small(page, p, false);
+    if (page->slab_class) {
+      check_small(page, p, false);
+      return;
+    }
     report_bad_large_free(p, op);
   }
   check_not_huge(p, op);
@@ -266,18 +278,34 @@ void kfree_slow(void* p) {
   kfree_slow_inner(p);
 }
 
+// kfree_sized's checks (debug=1, or slub_debug's F), out of line so that
+// the sized delete's path stays short. True when the free was done here
+// (a debug cache's object: checked against the size it was asked for).
+static NS_NOINLINE bool kfree_sized_check(void* p, std::size_t size) {
+  if (g_state.pa && g_state.pa->owns(p) && !allocator_busy()) {
+    Page* page = g_state.pa->virt_to_page(p);
+    if (page->slab_class && debug_page(page)) {
+      ErrnoGuard keep_errno;
+      drain_deferred();
+      debug_free(page, p, size);
+      return true;
+    }
+  }
+  std::size_t usable = ksize(p);
+  NS_CHECK(usable != 0, "sized free of pointer %p that numaslub did not allocate", p);
+  NS_CHECK(size <= usable, "sized free of %p with size %zu, but the block holds %zu bytes", p, size,
+           usable);
+  return false;
+}
+
 void kfree_sized(void* p, std::size_t size) {
   // The page descriptor is authoritative, so a wrong size is harmless to the
   // heap; in debug mode one larger than the block is reported, since it is a
   // bug in the caller (a sized delete of the wrong type, a stale length).
   // Smaller sizes are legal: aligned allocations and in-place realloc give
-  // blocks larger than what the caller asked for.
-  if (NS_UNLIKELY(config().debug) && p) {
-    std::size_t usable = ksize(p);
-    NS_CHECK(usable != 0, "sized free of pointer %p that numaslub did not allocate", p);
-    NS_CHECK(size <= usable, "sized free of %p with size %zu, but the block holds %zu bytes", p,
-             size, usable);
-  }
+  // blocks larger than what the caller asked for (a debug cache knows the
+  // size asked for, and checks it exactly: debug.h).
+  if (NS_UNLIKELY(config().debug) && p && kfree_sized_check(p, size)) return;
   kfree(p);
 }
 
@@ -293,7 +321,8 @@ std::size_t ksize(const void* p) {
   if (!p) return 0;
   if (g_state.pa && g_state.pa->owns(p)) {
     Page* page = g_state.pa->virt_to_page(p);
-    if (page->slab_class) return kClassSize[page->slab_class - 1];
+    if (page->slab_class)
+      return debug_page(page) ? debug_ksize(page, p) : kClassSize[page->slab_class - 1];
     if (Page* head = large_head(p)) return head->priv[0] << kPageShift;
     return 0;
   }
@@ -363,8 +392,12 @@ void* kmalloc_node(std::size_t size, int nid) {
       p = kmalloc(size);
     } else {
       KmemCache& c = g_state.caches[size_to_class(size)];
-      p = c.fill(from, &p, 1) ? p : nullptr;
-      if (p) clear_free_tag(p);
+      if (c.debug) {
+        p = debug_alloc(c, size, static_cast<int>(from));
+      } else {
+        p = c.fill(from, &p, 1) ? p : nullptr;
+        if (p) clear_free_tag(p);
+      }
     }
     if (p && static_cast<int>(from) != nid) ++g_state.pa->node_stats(nid).alloc_fallback;
   } else {
@@ -397,9 +430,22 @@ void* krealloc(void* p, std::size_t size) {
     }
     return q;
   }
+  SmallCheck small = kPlainOk;
   if (g_state.pa && g_state.pa->owns(p)) {
     Page* page = g_state.pa->virt_to_page(p);
-    if (page->slab_class) check_small(page, p, false);
+    if (page->slab_class) small = check_small(page, p, false);
+  }
+  if (NS_UNLIKELY(small != kPlainOk)) {
+    // A debug cache's object always moves (a stale pointer to the old block
+    // is then caught); one that is not live (reported, going on) is not
+    // copied from.
+    void* q = kmalloc(size);
+    if (q && small == kDebugOk) {
+      std::size_t old = ksize(p);
+      std::memcpy(q, p, old < size ? old : size);
+      kfree(p);
+    }
+    return q;
   }
   std::size_t old = ksize(p);
   if (old == 0 && !huge_size(p)) {

@@ -34,6 +34,7 @@
 namespace numaslub {
 
 struct KmemCache;
+struct DebugMeta;
 
 struct Slab {
   ListNode slab_list;       // Page::lru: the node's partial list
@@ -59,6 +60,7 @@ inline constexpr std::uintptr_t kSlabFull = 1;
 struct alignas(64) KmemCacheNode {
   Mutex list_lock;
   ListNode partial;
+  ListNode full;  // debug caches only (debug.h): slabs with no free object
   std::size_t nr_partial = 0;
   std::size_t nr_slabs = 0;  // all slabs of this node
   std::size_t inuse = 0;     // sum of the slabs' inuse
@@ -81,6 +83,14 @@ struct KmemCache {
   std::uint16_t* random_seq = nullptr;  // SLAB_FREELIST_RANDOM permutation
   KmemCacheNode* node = nullptr;        // [nr_nodes]
   PageAllocator* pa = nullptr;
+  // slub_debug (debug.h); debug == 0 for a plain cache. For a debug cache
+  // order and objects above are its debug slabs'.
+  std::uint8_t debug = 0;
+  std::uint32_t red_left = 0;      // red zone bytes on each side of an object
+  std::uint32_t stride = 0;        // bytes per object slot
+  std::uint32_t slab_off = 0;      // first slot's offset in the slab
+  std::uint32_t fp_off = 0;        // free pointer's offset from the object
+  DebugMeta* meta_pool = nullptr;  // recycled metadata of discarded slabs
 
   // Sets up the cache for class `cls`. Returns false when metadata cannot
   // be allocated.
@@ -116,6 +126,7 @@ struct KmemCache {
   }
 
  private:
+  friend struct SlubDebug;  // debug.cpp
   Slab* new_slab(unsigned nid);
   void discard_slab(KmemCacheNode& n, Slab* s);
   unsigned collect_remote(Slab* s);
