@@ -235,6 +235,11 @@ std::size_t kmem_flush_barns(unsigned nid);
 // last ran.
 std::size_t kmem_cpu_cached(unsigned cpu, std::uint64_t* last_used_ns);
 
+// slub_debug's validation (/sys/kernel/slab/<cache>/validate): walks every
+// slab of every debug cache, reports each problem (without aborting) and
+// repairs it. Returns the number of problems; 0 without debug caches.
+std::size_t kmem_validate();
+
 // malloc_trim: kmem_shrink_all, then every free resident page of the heap
 // goes back to the OS. Returns pages released.
 std::size_t kmem_trim();
