@@ -228,10 +228,15 @@ TEST_F(DebugCache, SizedFreeWithTheWrongSizeBothWays) {
   kfree_sized(p, 41);
   r = new_reports();
   EXPECT_TRUE(has(r, "freed with size 41, allocated with 40")) << r;
-  // kmalloc_aligned asks for the class size: checked by class.
-  p = kmalloc_aligned(64, 50);
+  // kmalloc_aligned takes a class that is a multiple of the alignment, and
+  // tells the debug cache the size asked for.
+  p = kmalloc_aligned(4096, 50);
+  EXPECT_EQ(ksize(p), 50u);
   kfree_sized(p, 50);
   EXPECT_EQ(new_reports(), "");
+  p = kmalloc_aligned(4096, 50);
+  kfree_sized(p, 4096);
+  EXPECT_TRUE(has(new_reports(), "BUG kmalloc-4096: Wrong size on sized free"));
 }
 
 TEST_F(DebugCache, CorruptFreePointerIsRebuiltFromTheStates) {

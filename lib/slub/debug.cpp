@@ -154,6 +154,7 @@ unsigned debug_user_stack(std::uintptr_t* out, unsigned max) {
   unsigned n = stack_trace_capture(pcs, 40, 0, fns);
   const std::uintptr_t entries[] = {
       reinterpret_cast<std::uintptr_t>(&kmalloc_slow),
+      reinterpret_cast<std::uintptr_t>(&kmalloc_slow_asked),
       reinterpret_cast<std::uintptr_t>(&kfree_slow),
       reinterpret_cast<std::uintptr_t>(&kfree_sized),
       reinterpret_cast<std::uintptr_t>(&krealloc),
@@ -732,10 +733,8 @@ void debug_free(Page* page, void* p, std::size_t sized) {
     unsigned i = static_cast<unsigned>(idx);
     DebugMeta* m = SlubDebug::meta(s);
     if (m->state[i] != kObjLive) return Ops::report_not_live(c, s, i, "free");
-    // Exact, both ways; an object asked for with its class size (what
-    // kmalloc_aligned asks for) by class.
-    if ((c.debug & kDebugF) && sized != kNoSize && sized != m->orig[i] &&
-        !(m->orig[i] == c.size && sized <= kMaxSmallSize && size_to_class(sized) == c.cls)) {
+    // Exact, both ways (kmalloc_aligned passes the size asked for too).
+    if ((c.debug & kDebugF) && sized != kNoSize && sized != m->orig[i]) {
       DebugReport r(c, "Wrong size on sized free: %p freed with size %zu, allocated with %u", p,
                     sized, m->orig[i]);
       r.object(s, i);

@@ -133,10 +133,14 @@ void set_foreign_free(ForeignFreeFn fn) {
 }
 
 void* kmalloc_slow(std::size_t size) {
+  return kmalloc_slow_asked(size, size);
+}
+
+void* kmalloc_slow_asked(std::size_t size, std::size_t asked) {
   if (NS_UNLIKELY(allocator_busy())) return nested_alloc(size, 16);
   drain_deferred();
   for (int attempt = 0; attempt < 2; ++attempt) {
-    void* p = size <= kMaxSmallSize ? small_alloc_slow(size)
+    void* p = size <= kMaxSmallSize ? small_alloc_slow(size, asked)
                                     : alloc_any(size, kPageSize, kNumaNoNode, false);
     if (p) {
       NS_TSAN_ACQUIRE(p);
@@ -357,7 +361,8 @@ void* kmalloc_aligned(std::size_t align, std::size_t size) {
     // aligned to it, since slabs are aligned to a power of two >= the class.
     unsigned c = size_to_class(size);
     while (kClassSize[c] % align) ++c;
-    p = kmalloc(kClassSize[c]);
+    std::size_t n = kClassSize[c];
+    p = kmalloc_or(n, [n, size] { return kmalloc_slow_asked(n, size); });
   } else {
     p = alloc_retry(size, align, kNumaNoNode, false);
   }

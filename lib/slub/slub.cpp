@@ -478,12 +478,12 @@ bool slub_ready() {
 
 // ---- the small-object slow paths ----------------------------------------
 
-void* small_alloc_slow(std::size_t size) {
+void* small_alloc_slow(std::size_t size, std::size_t asked) {
   if (!slub_init()) return nullptr;
   unsigned cls = size_to_class(size);
   // A debug cache's slots stay at the no-sheaf sentinel: every allocation
   // comes here and goes to its slabs (debug.h).
-  if (NS_UNLIKELY(g_state.caches[cls].debug)) return debug_alloc(g_state.caches[cls], size, -1);
+  if (NS_UNLIKELY(g_state.caches[cls].debug)) return debug_alloc(g_state.caches[cls], asked, -1);
   void* p;
 #if NS_HAVE_RSEQ_ASM
   if (g_slub.mode == CacheMode::kRseq)

@@ -26,8 +26,9 @@ struct SlubState {
 extern SlubState g_state;
 
 // A small object of `size` bytes (<= kMaxSmallSize), free tag cleared;
-// from the debug path for a debug cache (debug.h).
-void* small_alloc_slow(std::size_t size);
+// from the debug path for a debug cache (debug.h), which records `asked`
+// as the size asked for.
+void* small_alloc_slow(std::size_t size, std::size_t asked);
 void small_free_slow(Page* page, void* p);
 Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid);
 void sheaf_put_empty(KmemCache& c, unsigned nid, Sheaf* s);
