@@ -280,5 +280,32 @@ TEST_F(DebugCache, TracksNameThreadAndStack) {
   EXPECT_TRUE(has(r, "Call Trace:")) << r;
 }
 
+// Z for large blocks and direct mappings: a tail after the size asked for.
+TEST_F(DebugCache, LargeAndHugeBlocksHaveATail) {
+  for (std::size_t n : {std::size_t{40000}, std::size_t{4096 * 10}, std::size_t{6} << 20}) {
+    auto* p = static_cast<char*>(kmalloc(n));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(ksize(p), n);
+    std::memset(p, 1, n);
+    auto* q = static_cast<char*>(krealloc(p, n + 1));  // always moves
+    ASSERT_NE(q, nullptr);
+    EXPECT_NE(q, p);
+    EXPECT_EQ(q[n - 1], 1);
+    EXPECT_EQ(ksize(q), n + 1);
+    kfree(q);
+    EXPECT_EQ(new_reports(), "") << n;
+    auto* z = static_cast<unsigned char*>(kcalloc(1, n));
+    ASSERT_NE(z, nullptr);
+    EXPECT_EQ(z[0] | z[n / 2] | z[n - 1], 0);
+    z[n] = 7;
+    kfree(z);
+    std::string r = new_reports();
+    EXPECT_TRUE(has(r, n > (4u << 20) ? "BUG direct mapping: Right Redzone overwritten"
+                                      : "BUG large block: Right Redzone overwritten"))
+        << n << r;
+    EXPECT_TRUE(has(r, "First byte 0x7 instead of 0xcc")) << r;
+  }
+}
+
 }  // namespace
 }  // namespace numaslub

@@ -27,7 +27,8 @@ namespace numaslub {
 namespace {
 
 constinit bool g_debug_on = false;
-constinit Mutex g_meta_lock;  // every debug cache's meta_pool
+constinit std::uint64_t g_tail_key = 0;  // encodes the size word of a block's tail
+constinit Mutex g_meta_lock;             // every debug cache's meta_pool
 
 // Freed objects of debug caches held back from reuse, oldest first, linked
 // through their free pointer words (encoded with g_quarantine.key).
@@ -635,6 +636,8 @@ void Ops::quarantine_release(void* obj) {
 
 // ---- the API ----------------------------------------------------------------
 
+constinit bool g_debug_tails = false;
+
 void debug_setup(KmemCache* caches, unsigned nr) {
   const char* text = config().slub_debug;
   std::size_t len = std::strlen(text);
@@ -678,6 +681,56 @@ void debug_setup(KmemCache* caches, unsigned nr) {
   }
   g_quarantine.limit = config().quarantine;
   g_quarantine.key = random_secret();
+  g_tail_key = random_secret();
+  if (all & kDebugZ) g_debug_tails = true;  // Z for every cache: large blocks too
+}
+
+// A block's tail: [size, len - 8) holds kRedActive, the last word size ^
+// key ^ the block's address.
+void debug_tail_init(void* p, std::size_t size, std::size_t len) {
+  auto* b = static_cast<std::uint8_t*>(p);
+  std::size_t used = size ? size : 1;  // a usable size of 0 would read "not ours"
+  std::memset(b + used, kRedActive, len - 8 - used);
+  std::uint64_t word = size ^ g_tail_key ^ reinterpret_cast<std::uintptr_t>(p);
+  std::memcpy(b + len - 8, &word, 8);
+}
+
+std::size_t debug_tail_size(const void* p, std::size_t len) {
+  std::uint64_t word;
+  std::memcpy(&word, static_cast<const std::uint8_t*>(p) + len - 8, 8);
+  std::uint64_t size = word ^ g_tail_key ^ reinterpret_cast<std::uintptr_t>(p);
+  if (size + kTailBytes > len) return len - kTailBytes;  // a torn word: the most it can be
+  return size ? size : 1;
+}
+
+void debug_tail_check(void* p, std::size_t len, const char* kind) {
+  auto* b = static_cast<std::uint8_t*>(p);
+  std::uint64_t word;
+  std::memcpy(&word, b + len - 8, 8);
+  std::uint64_t size = word ^ g_tail_key ^ reinterpret_cast<std::uintptr_t>(p);
+  bool word_ok = size + kTailBytes <= len;
+  std::uint8_t* from = b + (word_ok ? (size ? size : 1) : len - kTailBytes);
+  const std::uint8_t* bad = first_not(from, b + len - 8, kRedActive);
+  if (word_ok && !bad) return;
+  std::uint8_t* end = b + len - 8;
+  DebugReport r(kind, "Right Redzone overwritten");
+  if (bad) {
+    const std::uint8_t* last = end;
+    while (last[-1] == kRedActive) --last;
+    r.mismatch(b, bad, last, kRedActive);
+  }
+  if (!word_ok) r.line("INFO: the size word at %p after the red zone is overwritten too", end);
+  r.line("INFO: Block %p length=%zu asked=%zu", p, len,
+         static_cast<std::size_t>(word_ok ? size : len - kTailBytes));
+  const std::uint8_t* focus = bad ? bad : end;
+  const std::uint8_t* line = focus - (reinterpret_cast<std::uintptr_t>(focus) & 15);
+  if (line - 16 >= b) line -= 16;
+  std::size_t shown = static_cast<std::size_t>(b + len - line);
+  r.hexdump("Redzone", line, shown < 64 ? shown : 64);
+  r.line("FIX %s: Restoring Right Redzone %p-%p=0x%x", kind, static_cast<void*>(from),
+         static_cast<void*>(end - 1), kRedActive);
+  debug_tail_init(p, word_ok ? size : len - kTailBytes, len);
+  r.done();
 }
 
 bool debug_enabled() {

@@ -102,6 +102,23 @@ bool debug_check_live(Page* page, void* p, const char* op);
 // The size p was asked for (usable size of a debug object).
 std::size_t debug_ksize(const Page* page, const void* p);
 
+// Z for large blocks and direct mappings (slub_debug with Z for every
+// cache): a block of `size` bytes is given kTailBytes more, the bytes after
+// `size` hold 0xcc and its last word the size (encoded), checked at free.
+// Their usable size is then the size asked for, and realloc always moves.
+inline constexpr std::size_t kTailBytes = 24;
+extern bool g_debug_tails;
+inline bool debug_tails() {
+  return g_debug_tails;
+}
+// Writes the tail of block p (len bytes, size asked for).
+void debug_tail_init(void* p, std::size_t size, std::size_t len);
+// The size asked for of block p (len bytes), read from its tail.
+std::size_t debug_tail_size(const void* p, std::size_t len);
+// Checks block p's tail before it is freed (kind: "large block" or
+// "direct mapping"); a write past its end is reported.
+void debug_tail_check(void* p, std::size_t len, const char* kind);
+
 // Walks every slab of every debug cache, reports what is wrong and repairs
 // it; returns the number of problems.
 std::size_t debug_validate();

@@ -2,6 +2,7 @@
 // reports); not for other files but slab.cpp's hooks.
 #pragma once
 
+#include <cstdarg>
 #include <cstddef>
 #include <cstdint>
 
@@ -77,6 +78,8 @@ unsigned debug_user_stack(std::uintptr_t* out, unsigned max);
 class DebugReport {
  public:
   DebugReport(const KmemCache& c, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+  // A report on something that is not a cache's (`what`: "large block").
+  DebugReport(const char* what, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
   DebugReport(const DebugReport&) = delete;
   DebugReport& operator=(const DebugReport&) = delete;
 
@@ -93,9 +96,10 @@ class DebugReport {
   void done();
 
  private:
+  void begin(const char* name, const char* fmt, std::va_list ap);
   void flush();
   void track(const char* what, const Track& t);
-  const KmemCache& c_;
+  const KmemCache* c_;
   char buf_[2048];
   std::size_t len_ = 0;
 };

@@ -76,14 +76,25 @@ void debug_report_fork_child(std::uint32_t self) {
   g_report_lock.reset_if_orphaned(self);
 }
 
-DebugReport::DebugReport(const KmemCache& c, const char* fmt, ...) : c_(c) {
-  g_report_lock.lock();
-  BufWriter w(buf_, sizeof buf_ - 1);
-  w.printf("numaslub: BUG %s: ", c.name);
+DebugReport::DebugReport(const KmemCache& c, const char* fmt, ...) : c_(&c) {
   std::va_list ap;
   va_start(ap, fmt);
-  w.vprintf(fmt, ap);
+  begin(c.name, fmt, ap);
   va_end(ap);
+}
+
+DebugReport::DebugReport(const char* what, const char* fmt, ...) : c_(nullptr) {
+  std::va_list ap;
+  va_start(ap, fmt);
+  begin(what, fmt, ap);
+  va_end(ap);
+}
+
+void DebugReport::begin(const char* name, const char* fmt, std::va_list ap) {
+  g_report_lock.lock();
+  BufWriter w(buf_, sizeof buf_ - 1);
+  w.printf("numaslub: BUG %s: ", name);
+  w.vprintf(fmt, ap);
   len_ = w.size();
   buf_[len_++] = '\n';
   line("-----------------------------------------------------------------------------");
@@ -147,13 +158,13 @@ void DebugReport::track(const char* what, const Track& t) {
 }
 
 void DebugReport::slab(const Slab* s) {
-  line("INFO: Slab %p objects=%u used=%u fp=%p node=%u", SlubDebug::slab_base(c_, s), s->objects,
+  line("INFO: Slab %p objects=%u used=%u fp=%p node=%u", SlubDebug::slab_base(*c_, s), s->objects,
        s->inuse, s->freelist, s->nid);
 }
 
 void DebugReport::object(const Slab* s, unsigned idx) {
   DebugMeta* m = SlubDebug::meta(s);
-  char* obj = SlubDebug::object(c_, s, idx);
+  char* obj = SlubDebug::object(*c_, s, idx);
   if (m->tracks) {
     track("Allocated", m->tracks[2 * idx]);
     track("Freed", m->tracks[2 * idx + 1]);
@@ -161,19 +172,19 @@ void DebugReport::object(const Slab* s, unsigned idx) {
   slab(s);
   void* fp = nullptr;
   if (m->state[idx] == kObjFree) {
-    void** w = SlubDebug::fp_word(c_, obj);
-    fp = SlubDebug::decode(c_, *w, w);
+    void** w = SlubDebug::fp_word(*c_, obj);
+    fp = SlubDebug::decode(*c_, *w, w);
   }
   line("INFO: Object %p @offset=%zu size=%u asked=%u state=%s fp=%p", static_cast<void*>(obj),
-       static_cast<std::size_t>(obj - c_.red_left - SlubDebug::slab_base(c_, s)), c_.size,
+       static_cast<std::size_t>(obj - c_->red_left - SlubDebug::slab_base(*c_, s)), c_->size,
        m->orig[idx], kStates[m->state[idx] < 3 ? m->state[idx] : 0], fp);
   line("%s", "");
-  if (c_.red_left) hexdump("Redzone", obj - c_.red_left, c_.red_left);
-  std::size_t shown = c_.size < 256 ? c_.size : 256;
+  if (c_->red_left) hexdump("Redzone", obj - c_->red_left, c_->red_left);
+  std::size_t shown = c_->size < 256 ? c_->size : 256;
   hexdump("Object", obj, shown);
-  if (shown < c_.size) line("Object   ... %zu more bytes", c_.size - shown);
-  if (c_.red_left) hexdump("Redzone", obj + c_.size, c_.fp_off - c_.size);
-  hexdump("Padding", obj + c_.fp_off, c_.stride - c_.red_left - c_.fp_off);
+  if (shown < c_->size) line("Object   ... %zu more bytes", c_->size - shown);
+  if (c_->red_left) hexdump("Redzone", obj + c_->size, c_->fp_off - c_->size);
+  hexdump("Padding", obj + c_->fp_off, c_->stride - c_->red_left - c_->fp_off);
 }
 
 void DebugReport::done() {

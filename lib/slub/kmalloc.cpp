@@ -74,12 +74,38 @@ Page* large_head(const void* p) {
   return page;
 }
 
-void* alloc_any(std::size_t size, std::size_t align, int nid, bool zero) {
+void* alloc_block(std::size_t size, std::size_t align, int nid, bool zero) {
   if (size <= kMaxBlockSize && align <= kMaxBlockSize) return large_alloc(size, align, nid, zero);
   bool zeroed;
   void* p = huge_alloc(size, align, nid, &zeroed);
   if (p && zero && !zeroed) std::memset(p, 0, size);  // a reused mapping
   return p;
+}
+
+// The length of large block or direct mapping p (0 for neither).
+std::size_t block_length(const void* p) {
+  if (Page* head = large_head(p)) return head->priv[0] << kPageShift;
+  return huge_size(p);
+}
+
+// slub_debug's Z for large blocks and mappings (debug.h): kTailBytes more,
+// the tail written after the size asked for.
+NS_NOINLINE void* alloc_with_tail(std::size_t size, std::size_t align, int nid, bool zero) {
+  if (size > kMaxAllocSize) return nullptr;  // can never fit (and + kTailBytes could wrap)
+  void* p = alloc_block(size + kTailBytes, align, nid, zero);
+  if (p) debug_tail_init(p, size, block_length(p));
+  return p;
+}
+
+void* alloc_any(std::size_t size, std::size_t align, int nid, bool zero) {
+  if (NS_UNLIKELY(debug_tails())) return alloc_with_tail(size, align, nid, zero);
+  return alloc_block(size, align, nid, zero);
+}
+
+// Before large block or mapping p is freed, under slub_debug's Z.
+void check_tail(void* p, const char* kind) {
+  if (NS_UNLIKELY(debug_tails()))
+    if (std::size_t len = block_length(p)) debug_tail_check(p, len, kind);
 }
 
 // A call nested inside the allocator (reentry.h): a mapping of its own.
@@ -247,10 +273,15 @@ static void kfree_slow_inner(void* p) {
       check_small(page, p, true);
       return small_free_slow(page, p);
     }
-    if (Page* head = large_head(p)) return large_free(head);
+    if (Page* head = large_head(p)) {
+      check_tail(p, "large block");
+      return large_free(head);
+    }
     report_bad_large_free(p, "free");
   }
-  if (reentry_free(p) || huge_free(p)) return;
+  if (reentry_free(p)) return;
+  check_tail(p, "direct mapping");
+  if (huge_free(p)) return;
   check_not_huge(p, "free");
   if (g_foreign_free) return g_foreign_free(p);
   fatal("free of pointer %p that numaslub did not allocate", p);
@@ -327,11 +358,15 @@ std::size_t ksize(const void* p) {
     Page* page = g_state.pa->virt_to_page(p);
     if (page->slab_class)
       return debug_page(page) ? debug_ksize(page, p) : kClassSize[page->slab_class - 1];
-    if (Page* head = large_head(p)) return head->priv[0] << kPageShift;
+    if (Page* head = large_head(p)) {
+      std::size_t len = head->priv[0] << kPageShift;
+      return NS_UNLIKELY(debug_tails()) ? debug_tail_size(p, len) : len;
+    }
     return 0;
   }
   if (std::size_t n = reentry_size(p)) return n;
-  return huge_size(p);
+  std::size_t len = huge_size(p);
+  return NS_UNLIKELY(debug_tails()) && len ? debug_tail_size(p, len) : len;
 }
 
 void* kcalloc(std::size_t n, std::size_t size) {
@@ -458,6 +493,14 @@ void* krealloc(void* p, std::size_t size) {
     NS_CHECK(g_foreign_free == nullptr || !(g_state.pa && g_state.pa->arena().contains(p)),
              "realloc of invalid pointer %p", p);
     return nullptr;  // foreign: the shim handles those before calling here
+  }
+  if (NS_UNLIKELY(debug_tails()) && block_length(p)) {
+    // slub_debug's Z: a large block or mapping always moves, tail checked.
+    void* q = kmalloc(size);
+    if (!q) return nullptr;  // errno set; p intact
+    std::memcpy(q, p, old < size ? old : size);
+    kfree(p);
+    return q;
   }
   if (Page* head = large_head(p)) {
     std::size_t need = align_up(size, kPageSize) >> kPageShift;

@@ -239,6 +239,19 @@ static void large_realloc_freed(void) {
   f_realloc(p, 2 * kLarge);
 }
 
+/* Past the end of a block (inside its last page). */
+static void large_overflow(void) {
+  char* p = f_malloc(kLarge);
+  f_memset(p + kLarge, 0x41, 8);
+  f_free(p);
+}
+
+static void huge_overflow(void) {
+  char* p = f_malloc(kHuge - 100);
+  f_memset(p + kHuge - 100, 0x41, 8);
+  f_free(p);
+}
+
 static void huge_double_free(void) {
   void* p = f_malloc(kHuge);
   f_free(p);
@@ -316,12 +329,16 @@ static const struct misuse kCases[] = {
      "large block", 0, "free(p + 8192) of a 100 KB block"},
     {"large_realloc_freed", large_realloc_freed, "realloc of", "realloc of", "large block", 0,
      "realloc of a freed 100 KB block"},
+    {"large_overflow", large_overflow, NULL, "Right Redzone overwritten", "large block", 0,
+     "overflow by 8 of a 100 KB block"},
     {"huge_double_free", huge_double_free, "double free", "double free", "direct mapping", 0,
      "double free of an 8 MiB mapping"},
     {"huge_interior_free", huge_interior_free, "invalid pointer", "invalid pointer",
      "direct mapping", 0, "free(p + 4096) of an 8 MiB mapping"},
     {"huge_realloc_freed", huge_realloc_freed, "realloc of", "realloc of", "direct mapping", 0,
      "realloc of a freed 8 MiB mapping"},
+    {"huge_overflow", huge_overflow, NULL, "Right Redzone overwritten", "direct mapping", 0,
+     "overflow by 8 of an 8 MiB mapping"},
 };
 enum { kNrCases = sizeof kCases / sizeof kCases[0] };
 
