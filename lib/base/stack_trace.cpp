@@ -180,8 +180,13 @@ struct Bounds {
 constinit thread_local Bounds t_stack NS_TLS_IE = {0, 0};
 
 // The mapping holding sp: every byte from sp to its end can be read.
+// A signal handler on this thread may walk its stack while the cache is
+// being updated: hi is cleared first and set last, so the handler sees the
+// old bounds, no bounds (hi = 0: it reads the maps itself) or the new ones,
+// never a mix.
 bool stack_bounds(std::uintptr_t sp, Bounds* out) {
-  Bounds b = t_stack;
+  Bounds b{__atomic_load_n(&t_stack.lo, __ATOMIC_RELAXED),
+           __atomic_load_n(&t_stack.hi, __ATOMIC_RELAXED)};
   if (!(b.lo <= sp && sp < b.hi)) {
     b = {0, 0};
     for_each_map([&](const MapLine& l) {
@@ -189,7 +194,11 @@ bool stack_bounds(std::uintptr_t sp, Bounds* out) {
       return b.hi != 0;
     });
     if (!b.hi) return false;
-    t_stack = b;
+    __atomic_store_n(&t_stack.hi, 0, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n(&t_stack.lo, b.lo, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n(&t_stack.hi, b.hi, __ATOMIC_RELAXED);
   }
   *out = b;
   return true;

@@ -823,6 +823,20 @@ bool debug_check_live(Page* page, void* p, const char* op) {
   return true;
 }
 
+void debug_unlink_deferred(void* p) {
+  if (!g_state.pa || !g_state.pa->owns(p)) return;
+  Page* page = g_state.pa->virt_to_page(p);
+  if (!page->slab_class || !debug_page(page)) return;
+  KmemCache& c = cache_of(page);
+  if (!(c.debug & kDebugZ)) return;
+  Slab* s = c.obj_to_slab(p);
+  long idx = SlubDebug::index(c, s, p);
+  if (idx < 0) return;  // the free reports it
+  std::size_t used = debug_usable(SlubDebug::meta(s)->orig[idx]);
+  if (used < sizeof(void*))
+    std::memset(static_cast<char*>(p) + used, kRedActive, sizeof(void*) - used);
+}
+
 std::size_t debug_ksize(const Page* page, const void* p) {
   KmemCache& c = cache_of(page);
   Slab* s = c.obj_to_slab(p);

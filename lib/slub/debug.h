@@ -119,6 +119,11 @@ std::size_t debug_tail_size(const void* p, std::size_t len);
 // "direct mapping"); a write past its end is reported.
 void debug_tail_check(void* p, std::size_t len, const char* kind);
 
+// A deferred free (reentry.h) linked p through its first word: where that
+// word covers a debug object's kmalloc red zone, the red zone is written
+// again before the free checks it.
+void debug_unlink_deferred(void* p);
+
 // Walks every slab of every debug cache, reports what is wrong and repairs
 // it; returns the number of problems.
 std::size_t debug_validate();
