@@ -69,19 +69,20 @@ std::uint8_t parse_flags(const char* s, std::size_t n) {
 // The slab layout of a debug cache (debug.h).
 void set_geometry(KmemCache& c, std::uint8_t flags) {
   c.debug = flags;
+  DebugLayout& l = lay(c);
   std::uint32_t align = c.size & (0u - c.size);  // objects' alignment, as plain slabs give
   if (align < 16) align = 16;
-  c.red_left = (flags & kDebugZ) ? 16 : 0;
-  c.fp_off = c.size + c.red_left;
-  c.stride = static_cast<std::uint32_t>(align_up(std::size_t{c.red_left} + c.fp_off + 8, align));
-  c.slab_off = c.red_left % align ? align - c.red_left % align : 0;
+  l.red_left = (flags & kDebugZ) ? 16 : 0;
+  l.fp_off = c.size + l.red_left;
+  l.stride = static_cast<std::uint32_t>(align_up(std::size_t{l.red_left} + l.fp_off + 8, align));
+  l.slab_off = l.red_left % align ? align - l.red_left % align : 0;
   // At least order 1 (the metadata pointer lives in the second page's
   // descriptor) and 8 objects where the largest order allows.
   unsigned order = 1;
-  while (order < kMaxSlabOrder && (kPageSize << order) < c.slab_off + 8 * std::size_t{c.stride})
+  while (order < kMaxSlabOrder && (kPageSize << order) < l.slab_off + 8 * std::size_t{l.stride})
     ++order;
   c.order = order;
-  c.objects = static_cast<std::uint32_t>(((kPageSize << order) - c.slab_off) / c.stride);
+  c.objects = static_cast<std::uint32_t>(((kPageSize << order) - l.slab_off) / l.stride);
 }
 
 DebugMeta* make_meta(const KmemCache& c) {
@@ -177,11 +178,11 @@ unsigned debug_user_stack(std::uintptr_t* out, unsigned max) {
 long SlubDebug::index(const KmemCache& c, const Slab* s, const void* p) {
   std::uintptr_t off =
       reinterpret_cast<std::uintptr_t>(p) - reinterpret_cast<std::uintptr_t>(slab_base(c, s));
-  std::uintptr_t first = std::uintptr_t{c.slab_off} + c.red_left;
+  std::uintptr_t first = std::uintptr_t{lay(c).slab_off} + lay(c).red_left;
   if (off < first) return -1;
   off -= first;
-  if (off % c.stride || off / c.stride >= s->objects) return -1;
-  return static_cast<long>(off / c.stride);
+  if (off % lay(c).stride || off / lay(c).stride >= s->objects) return -1;
+  return static_cast<long>(off / lay(c).stride);
 }
 
 void SlubDebug::release_meta(KmemCache& c, Slab* s) {
@@ -190,8 +191,8 @@ void SlubDebug::release_meta(KmemCache& c, Slab* s) {
   second->priv[0] = 0;
   if (!m) return;
   LockGuard<Mutex> g(g_meta_lock);
-  m->next = c.meta_pool;
-  c.meta_pool = m;
+  m->next = lay(c).meta_pool;
+  lay(c).meta_pool = m;
 }
 
 namespace {
@@ -201,10 +202,11 @@ struct Ops : SlubDebug {
   // Fills a free object's red zones and poison (debug.h).
   static void init_free(const KmemCache& c, char* obj) {
     if (c.debug & kDebugZ) {
-      std::memset(obj - c.red_left, kRedInactive, c.red_left);
-      std::memset(obj + c.size, kRedInactive, c.fp_off - c.size);
-      char* pad = obj + c.fp_off + 8;
-      std::memset(pad, kRedInactive, static_cast<std::size_t>(obj - c.red_left + c.stride - pad));
+      std::memset(obj - lay(c).red_left, kRedInactive, lay(c).red_left);
+      std::memset(obj + c.size, kRedInactive, lay(c).fp_off - c.size);
+      char* pad = obj + lay(c).fp_off + 8;
+      std::memset(pad, kRedInactive,
+                  static_cast<std::size_t>(obj - lay(c).red_left + lay(c).stride - pad));
     }
     if (c.debug & kDebugP) {
       std::memset(obj, kPoisonFree, c.size - 1);
@@ -216,10 +218,10 @@ struct Ops : SlubDebug {
   static void init_live(const KmemCache& c, char* obj, std::size_t req) {
     if (c.debug & kDebugP) std::memset(obj, kPoisonInuse, c.size);
     if (c.debug & kDebugZ) {
-      std::memset(obj - c.red_left, kRedActive, c.red_left);
+      std::memset(obj - lay(c).red_left, kRedActive, lay(c).red_left);
       std::size_t used = debug_usable(static_cast<std::uint32_t>(req));
       std::memset(obj + used, kRedActive, c.size - used);  // the kmalloc red zone
-      std::memset(obj + c.size, kRedActive, c.stride - c.red_left - c.size);
+      std::memset(obj + c.size, kRedActive, lay(c).stride - lay(c).red_left - c.size);
     }
   }
 
@@ -231,7 +233,7 @@ struct Ops : SlubDebug {
     if (!bad) return 0;
     const std::uint8_t* end = to;
     while (end[-1] == want) --end;
-    char* slot = object(c, s, idx) - c.red_left;
+    char* slot = object(c, s, idx) - lay(c).red_left;
     DebugReport r(c, "%s overwritten", what);
     r.mismatch(slot, bad, end, want);
     r.object(s, idx);
@@ -247,10 +249,11 @@ struct Ops : SlubDebug {
     auto* obj = reinterpret_cast<std::uint8_t*>(object(c, s, idx));
     unsigned bad = 0;
     if (c.debug & kDebugZ) {
-      bad += check_bytes(c, s, idx, "Left Redzone", obj - c.red_left, obj, kRedInactive);
-      bad += check_bytes(c, s, idx, "Right Redzone", obj + c.size, obj + c.fp_off, kRedInactive);
-      bad += check_bytes(c, s, idx, "Object padding", obj + c.fp_off + 8,
-                         obj - c.red_left + c.stride, kRedInactive);
+      bad += check_bytes(c, s, idx, "Left Redzone", obj - lay(c).red_left, obj, kRedInactive);
+      bad +=
+          check_bytes(c, s, idx, "Right Redzone", obj + c.size, obj + lay(c).fp_off, kRedInactive);
+      bad += check_bytes(c, s, idx, "Object padding", obj + lay(c).fp_off + 8,
+                         obj - lay(c).red_left + lay(c).stride, kRedInactive);
     }
     if (c.debug & kDebugP) {
       bad += check_bytes(c, s, idx, "Poison", obj, obj + c.size - 1, kPoisonFree);
@@ -264,10 +267,10 @@ struct Ops : SlubDebug {
     if (!(c.debug & kDebugZ)) return 0;
     auto* obj = reinterpret_cast<std::uint8_t*>(object(c, s, idx));
     std::size_t used = debug_usable(meta(s)->orig[idx]);
-    unsigned bad = check_bytes(c, s, idx, "Left Redzone", obj - c.red_left, obj, kRedActive);
+    unsigned bad = check_bytes(c, s, idx, "Left Redzone", obj - lay(c).red_left, obj, kRedActive);
     bad += check_bytes(c, s, idx, "kmalloc Redzone", obj + used, obj + c.size, kRedActive);
-    bad += check_bytes(c, s, idx, "Right Redzone", obj + c.size, obj - c.red_left + c.stride,
-                       kRedActive);
+    bad += check_bytes(c, s, idx, "Right Redzone", obj + c.size,
+                       obj - lay(c).red_left + lay(c).stride, kRedActive);
     return bad;
   }
 
@@ -276,9 +279,9 @@ struct Ops : SlubDebug {
     if (!(c.debug & (kDebugZ | kDebugP))) return 0;
     auto* base = reinterpret_cast<std::uint8_t*>(slab_base(c, s));
     unsigned bad = 0;
-    std::uint8_t* tail = base + c.slab_off + std::size_t{c.objects} * c.stride;
-    for (auto [from, to] :
-         {std::pair{base, base + c.slab_off}, std::pair{tail, base + (kPageSize << c.order)}}) {
+    std::uint8_t* tail = base + lay(c).slab_off + std::size_t{c.objects} * lay(c).stride;
+    for (auto [from, to] : {std::pair{base, base + lay(c).slab_off},
+                            std::pair{tail, base + (kPageSize << c.order)}}) {
       const std::uint8_t* p = first_not(from, to, kPoisonInuse);
       if (!p) continue;
       const std::uint8_t* end = to;
@@ -393,15 +396,15 @@ struct Ops : SlubDebug {
     DebugMeta* m;
     {
       LockGuard<Mutex> g(g_meta_lock);
-      m = c.meta_pool;
-      if (m) c.meta_pool = m->next;
+      m = lay(c).meta_pool;
+      if (m) lay(c).meta_pool = m->next;
     }
     if (!m && !(m = make_meta(c))) return nullptr;
     Page* head = c.pa->alloc_pages(static_cast<int>(nid), c.order);
     if (!head) {
       LockGuard<Mutex> g(g_meta_lock);
-      m->next = c.meta_pool;
-      c.meta_pool = m;
+      m->next = lay(c).meta_pool;
+      lay(c).meta_pool = m;
       return nullptr;
     }
     std::size_t pages = std::size_t{1} << c.order;
@@ -426,8 +429,8 @@ struct Ops : SlubDebug {
     if (m->tracks) std::memset(m->tracks, 0, 2 * sizeof(Track) * c.objects);
     char* base = slab_base(c, s);
     if (c.debug & (kDebugZ | kDebugP)) {
-      std::memset(base, kPoisonInuse, c.slab_off);
-      char* tail = base + c.slab_off + std::size_t{c.objects} * c.stride;
+      std::memset(base, kPoisonInuse, lay(c).slab_off);
+      char* tail = base + lay(c).slab_off + std::size_t{c.objects} * lay(c).stride;
       std::memset(tail, kPoisonInuse,
                   static_cast<std::size_t>(base + (kPageSize << c.order) - tail));
     }
@@ -499,15 +502,15 @@ struct Ops : SlubDebug {
   static void report_invalid(const KmemCache& c, const Slab* s, const void* p, const char* op) {
     std::uintptr_t off =
         reinterpret_cast<std::uintptr_t>(p) - reinterpret_cast<std::uintptr_t>(slab_base(c, s));
-    std::uintptr_t first = c.slab_off;
-    if (off < first || (off - first) / c.stride >= s->objects) {
+    std::uintptr_t first = lay(c).slab_off;
+    if (off < first || (off - first) / lay(c).stride >= s->objects) {
       DebugReport r(c, "Invalid object pointer %p: %s of a pointer in the padding of slab %p", p,
                     op, static_cast<void*>(slab_base(c, s)));
       r.slab(s);
       r.done();
       return;
     }
-    unsigned idx = static_cast<unsigned>((off - first) / c.stride);
+    unsigned idx = static_cast<unsigned>((off - first) / lay(c).stride);
     const char* obj = object(c, s, idx);
     const char* cp = static_cast<const char*>(p);
     if (cp >= obj && cp < obj + c.size) {
@@ -635,6 +638,8 @@ void Ops::quarantine_release(void* obj) {
 }  // namespace
 
 // ---- the API ----------------------------------------------------------------
+
+constinit DebugLayout g_debug_layout[kNrClasses];
 
 constinit bool g_debug_tails = false;
 

@@ -32,6 +32,20 @@ struct DebugMeta {
   Track* tracks;        // U: [2i] allocation, [2i + 1] free of object i
 };
 
+// A debug cache's slab layout (debug.h), beside its KmemCache (which
+// keeps only the letters, so that the plain caches' struct is unchanged).
+struct DebugLayout {
+  std::uint32_t red_left = 0;      // red zone bytes on each side of an object
+  std::uint32_t stride = 0;        // bytes per object slot
+  std::uint32_t slab_off = 0;      // first slot's offset in the slab
+  std::uint32_t fp_off = 0;        // free pointer's offset from the object
+  DebugMeta* meta_pool = nullptr;  // recycled metadata of discarded slabs
+};
+extern DebugLayout g_debug_layout[kNrClasses];
+inline DebugLayout& lay(const KmemCache& c) {
+  return g_debug_layout[c.cls];
+}
+
 // The debug cache operations; a friend of KmemCache (slab.h).
 struct SlubDebug {
   static DebugMeta* meta(const Slab* s) {
@@ -41,10 +55,10 @@ struct SlubDebug {
     return static_cast<char*>(c.slab_base(s));
   }
   static char* object(const KmemCache& c, const Slab* s, unsigned i) {
-    return slab_base(c, s) + c.slab_off + std::size_t{i} * c.stride + c.red_left;
+    return slab_base(c, s) + lay(c).slab_off + std::size_t{i} * lay(c).stride + lay(c).red_left;
   }
   static void** fp_word(const KmemCache& c, void* obj) {
-    return reinterpret_cast<void**>(static_cast<char*>(obj) + c.fp_off);
+    return reinterpret_cast<void**>(static_cast<char*>(obj) + lay(c).fp_off);
   }
   // Index of the object p starts, or -1.
   static long index(const KmemCache& c, const Slab* s, const void* p);

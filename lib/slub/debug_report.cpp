@@ -176,15 +176,15 @@ void DebugReport::object(const Slab* s, unsigned idx) {
     fp = SlubDebug::decode(*c_, *w, w);
   }
   line("INFO: Object %p @offset=%zu size=%u asked=%u state=%s fp=%p", static_cast<void*>(obj),
-       static_cast<std::size_t>(obj - c_->red_left - SlubDebug::slab_base(*c_, s)), c_->size,
+       static_cast<std::size_t>(obj - lay(*c_).red_left - SlubDebug::slab_base(*c_, s)), c_->size,
        m->orig[idx], kStates[m->state[idx] < 3 ? m->state[idx] : 0], fp);
   line("%s", "");
-  if (c_->red_left) hexdump("Redzone", obj - c_->red_left, c_->red_left);
+  if (lay(*c_).red_left) hexdump("Redzone", obj - lay(*c_).red_left, lay(*c_).red_left);
   std::size_t shown = c_->size < 256 ? c_->size : 256;
   hexdump("Object", obj, shown);
   if (shown < c_->size) line("Object   ... %zu more bytes", c_->size - shown);
-  if (c_->red_left) hexdump("Redzone", obj + c_->size, c_->fp_off - c_->size);
-  hexdump("Padding", obj + c_->fp_off, c_->stride - c_->red_left - c_->fp_off);
+  if (lay(*c_).red_left) hexdump("Redzone", obj + c_->size, lay(*c_).fp_off - c_->size);
+  hexdump("Padding", obj + lay(*c_).fp_off, lay(*c_).stride - lay(*c_).red_left - lay(*c_).fp_off);
 }
 
 void DebugReport::done() {

@@ -186,18 +186,13 @@ struct ErrnoGuard {
   ~ErrnoGuard() { errno = saved; }
 };
 
-// What check_small found: a plain slab's live object, a debug slab's
-// (debug.h), or a debug slab's pointer that is not a live object (reported,
-// and the program goes on: debug_continue).
-enum SmallCheck : int { kPlainOk = 0, kDebugOk, kDebugBad };
-
 // The slow path's check of p, in a slab page (descriptor `page`), before a
 // free (then p is tagged free, kmalloc.h) or a realloc: p must be the start
 // of an object of its slab that is not free. Anything else aborts with a
 // message naming the pointer, the object it points into, the slab and the
-// cache: never a silent overlap. Debug slabs (whose pages' obj_index entry
-// has no objects) are checked by debug.cpp.
-static SmallCheck check_small(Page* page, void* p, bool freeing) {
+// cache: never a silent overlap. Not for a debug slab's pages (debug.h):
+// their callers check them with debug.cpp.
+static void check_small(Page* page, void* p, bool freeing) {
   const char* op = freeing ? "free" : "realloc";
   KmemCache& c = g_state.caches[page->slab_class - 1];
   Slab* s = c.obj_to_slab(p);
@@ -206,21 +201,33 @@ static SmallCheck check_small(Page* page, void* p, bool freeing) {
   const ObjIndex& oi = obj_index_entry(kObjIndex, page->slab_slot);
   if (NS_UNLIKELY(obj_index(oi, reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base) >=
                   oi.objects)) {
-    if (debug_page(page)) return debug_check_live(page, p, op) ? kDebugOk : kDebugBad;
     if (off >= std::size_t{c.objects} * c.size)
       fatal("BUG %s: %s of invalid pointer %p: in the unused tail of slab %p", c.name, op, p, base);
     fatal("BUG %s: %s of invalid pointer %p: %zu bytes into object %p (slab %p)", c.name, op, p,
           off % c.size, static_cast<void*>(base + off / c.size * c.size), base);
   }
   auto* word = static_cast<std::uintptr_t*>(p);
-  if (!kHardened) return kPlainOk;
+  if (!kHardened) return;
   if (NS_UNLIKELY(word[1] == free_tag(p))) {
     if (freeing) fatal("BUG %s: double free of %p (slab %p)", c.name, p, base);
     fatal("BUG %s: realloc of %p, which is free already: use after free (slab %p)", c.name, p,
           base);
   }
   if (freeing) word[1] = free_tag(p);
-  return kPlainOk;
+}
+
+// realloc of p, in a debug slab's page: always moves (a stale pointer to
+// the old object is then caught); a pointer that is not a live object is
+// reported and, going on (debug_continue), not copied from.
+static NS_NOINLINE void* debug_krealloc(Page* page, void* p, std::size_t size) {
+  bool live = debug_check_live(page, p, "realloc");
+  void* q = kmalloc(size);
+  if (q && live) {
+    std::size_t old = ksize(p);
+    std::memcpy(q, p, old < size ? old : size);
+    kfree(p);
+  }
+  return q;
 }
 
 // A free or realloc (op) of a heap pointer that starts no slab object or
@@ -292,7 +299,10 @@ void kcheck_foreign(void* p, const char* op) {
     NS_CHECK(g_state.pa->owns(p), "%s of invalid pointer %p (not in an online section)", op, p);
     Page* page = g_state.pa->virt_to_page(p);
     if (page->slab_class) {
-      check_small(page, p, false);
+      if (debug_page(page))
+        debug_check_live(page, p, op);
+      else
+        check_small(page, p, false);
       return;
     }
     report_bad_large_free(p, op);
@@ -470,22 +480,12 @@ void* krealloc(void* p, std::size_t size) {
     }
     return q;
   }
-  SmallCheck small = kPlainOk;
   if (g_state.pa && g_state.pa->owns(p)) {
     Page* page = g_state.pa->virt_to_page(p);
-    if (page->slab_class) small = check_small(page, p, false);
-  }
-  if (NS_UNLIKELY(small != kPlainOk)) {
-    // A debug cache's object always moves (a stale pointer to the old block
-    // is then caught); one that is not live (reported, going on) is not
-    // copied from.
-    void* q = kmalloc(size);
-    if (q && small == kDebugOk) {
-      std::size_t old = ksize(p);
-      std::memcpy(q, p, old < size ? old : size);
-      kfree(p);
+    if (page->slab_class) {
+      if (NS_UNLIKELY(debug_page(page))) return debug_krealloc(page, p, size);
+      check_small(page, p, false);
     }
-    return q;
   }
   std::size_t old = ksize(p);
   if (old == 0 && !huge_size(p)) {
@@ -494,24 +494,18 @@ void* krealloc(void* p, std::size_t size) {
              "realloc of invalid pointer %p", p);
     return nullptr;  // foreign: the shim handles those before calling here
   }
-  if (NS_UNLIKELY(debug_tails()) && block_length(p)) {
-    // slub_debug's Z: a large block or mapping always moves, tail checked.
-    void* q = kmalloc(size);
-    if (!q) return nullptr;  // errno set; p intact
-    std::memcpy(q, p, old < size ? old : size);
-    kfree(p);
-    return q;
-  }
+  // Under slub_debug's Z a large block or mapping always moves (below),
+  // its tail checked by the free.
   if (Page* head = large_head(p)) {
     std::size_t need = align_up(size, kPageSize) >> kPageShift;
     std::size_t have = head->priv[0];
-    if (size > kMaxSmallSize && need <= have) {
+    if (NS_UNLIKELY(debug_tails())) {
+    } else if (size > kMaxSmallSize && need <= have) {
       // Shrink in place: the tail pages go back to the buddy.
       free_page_range(head, need, have);
       head->priv[0] = need;
       return p;
-    }
-    if (need > have && need <= kMaxBlockPages) {
+    } else if (need > have && need <= kMaxBlockPages) {
       // Grow in place when the pages right after the block are free.
       Zone& z = g_state.pa->zone(g_state.pa->page_to_nid(head));
       std::size_t s = z.pfn(head) + have;
@@ -525,7 +519,8 @@ void* krealloc(void* p, std::size_t size) {
         return p;
       }
     }
-  } else if (huge_size(p) && size > kMaxBlockSize) {
+  } else if (std::size_t mapped = huge_size(p); mapped && NS_UNLIKELY(debug_tails())) {
+  } else if (mapped && size > kMaxBlockSize) {
     void* q = huge_resize(p, size);
     if (!q) errno = ENOMEM;
     return q;

@@ -34,7 +34,6 @@
 namespace numaslub {
 
 struct KmemCache;
-struct DebugMeta;
 
 struct Slab {
   ListNode slab_list;       // Page::lru: the node's partial list
@@ -79,18 +78,13 @@ struct KmemCache {
   std::uint32_t sheaf_capacity = 0;
   std::uint32_t min_partial = 0;  // empty slabs kept per node
   std::uint32_t barn_max_full = 0;
+  // slub_debug's letters (debug.h); 0 for a plain cache. A debug cache's
+  // order and objects are its debug slabs', whose layout debug.cpp keeps.
+  std::uint8_t debug = 0;
   std::uint64_t secret = 0;             // freelist pointer mangling
   std::uint16_t* random_seq = nullptr;  // SLAB_FREELIST_RANDOM permutation
   KmemCacheNode* node = nullptr;        // [nr_nodes]
   PageAllocator* pa = nullptr;
-  // slub_debug (debug.h); debug == 0 for a plain cache. For a debug cache
-  // order and objects above are its debug slabs'.
-  std::uint8_t debug = 0;
-  std::uint32_t red_left = 0;      // red zone bytes on each side of an object
-  std::uint32_t stride = 0;        // bytes per object slot
-  std::uint32_t slab_off = 0;      // first slot's offset in the slab
-  std::uint32_t fp_off = 0;        // free pointer's offset from the object
-  DebugMeta* meta_pool = nullptr;  // recycled metadata of discarded slabs
 
   // Sets up the cache for class `cls`. Returns false when metadata cannot
   // be allocated.
