@@ -552,6 +552,68 @@ bool find_row(const Module& m, std::uintptr_t pc, Row* row, std::uintptr_t* fn) 
   return true;
 }
 
+// Rows found for return addresses, cached (finding one runs the function's
+// call-frame program from its start: most of a walk's cost). A
+// direct-mapped table of seqlocked entries: a reader that sees a writer at
+// work (odd sequence, or a sequence that changed) misses and computes the
+// row itself; so does a signal handler on the writer's own thread.
+struct RowCacheEntry {
+  std::atomic<std::uint32_t> seq{0};
+  std::atomic<std::uint64_t> pc{0}, fn{0}, cfa_off{0}, rbp_off{0}, ra_off{0};
+  std::atomic<std::uint32_t> packed{0};  // cfa_reg | cfa_expr << 8 | rbp.how << 16 | ra.how << 24
+};
+constexpr unsigned kRowCacheSize = 512;
+RowCacheEntry g_row_cache[kRowCacheSize];
+
+RowCacheEntry& row_slot(std::uintptr_t pc) {
+  return g_row_cache[(pc ^ (pc >> 9) ^ (pc >> 18)) % kRowCacheSize];
+}
+
+bool row_cached(std::uintptr_t pc, Row* row, std::uintptr_t* fn) {
+  RowCacheEntry& e = row_slot(pc);
+  std::uint32_t v = e.seq.load(std::memory_order_acquire);
+  if ((v & 1) || e.pc.load(std::memory_order_relaxed) != pc) return false;
+  std::uint32_t packed = e.packed.load(std::memory_order_relaxed);
+  Row r;
+  r.cfa_reg = static_cast<int>(packed & 0xff);
+  r.cfa_expr = (packed >> 8) & 1;
+  r.rbp = {static_cast<std::uint8_t>((packed >> 16) & 0xff),
+           static_cast<std::int64_t>(e.rbp_off.load(std::memory_order_relaxed))};
+  r.ra = {static_cast<std::uint8_t>(packed >> 24),
+          static_cast<std::int64_t>(e.ra_off.load(std::memory_order_relaxed))};
+  r.cfa_off = static_cast<std::int64_t>(e.cfa_off.load(std::memory_order_relaxed));
+  std::uintptr_t f = e.fn.load(std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (e.seq.load(std::memory_order_relaxed) != v) return false;
+  *row = r;
+  *fn = f;
+  return true;
+}
+
+void row_store(std::uintptr_t pc, const Row& r, std::uintptr_t fn) {
+  RowCacheEntry& e = row_slot(pc);
+  std::uint32_t v = e.seq.load(std::memory_order_relaxed);
+  if ((v & 1) || !e.seq.compare_exchange_strong(v, v + 1, std::memory_order_acquire)) return;
+  std::atomic_thread_fence(std::memory_order_release);
+  e.pc.store(pc, std::memory_order_relaxed);
+  e.fn.store(fn, std::memory_order_relaxed);
+  e.cfa_off.store(static_cast<std::uint64_t>(r.cfa_off), std::memory_order_relaxed);
+  e.rbp_off.store(static_cast<std::uint64_t>(r.rbp.off), std::memory_order_relaxed);
+  e.ra_off.store(static_cast<std::uint64_t>(r.ra.off), std::memory_order_relaxed);
+  e.packed.store(static_cast<std::uint32_t>(r.cfa_reg & 0xff) | (r.cfa_expr ? 1u << 8 : 0u) |
+                     std::uint32_t{r.rbp.how} << 16 | std::uint32_t{r.ra.how} << 24,
+                 std::memory_order_relaxed);
+  e.seq.store(v + 2, std::memory_order_release);
+}
+
+// find_row through the cache.
+bool lookup_row(const Module& m, std::uintptr_t pc, Row* row, std::uintptr_t* fn) {
+  if (row_cached(pc, row, fn)) return true;
+  if (!find_row(m, pc, row, fn)) return false;
+  row_store(pc, *row, *fn);
+  return true;
+}
+
 }  // namespace
 
 NS_NOINLINE unsigned stack_trace_capture(std::uintptr_t* out, unsigned max, unsigned skip,
@@ -570,7 +632,7 @@ NS_NOINLINE unsigned stack_trace_capture(std::uintptr_t* out, unsigned max, unsi
   for (unsigned depth = 0; n < max && depth < 128 && pc; ++depth) {
     Row row;
     std::uintptr_t start = 0;
-    bool cfi = in_text(m, pc - 1) && find_row(*m, pc, &row, &start);
+    bool cfi = in_text(m, pc - 1) && lookup_row(*m, pc, &row, &start);
     if (skip)
       --skip;
     else {
