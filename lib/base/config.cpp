@@ -69,11 +69,9 @@ constexpr Option kOptions[] = {
            "check every sized free (free_sized, sized delete) against the block's size and "
            "abort naming the address on a mismatch"),
     NS_OPT(slub_debug, Type::kSlubDebug, "-",
-           "run-time debug checks of the kmalloc caches, the kernel's letters: F sanity checks, "
-           "Z red zones, P poisoning, U alloc/free owner tracking; for every cache (FZPU; a bare "
-           "slub_debug means FZPU) or named ones (FZ:kmalloc-64:kmalloc-128), blocks separated "
-           "by ';' (F:kmalloc-64;ZP:kmalloc-256). Debug caches bypass the per-CPU sheaves. F "
-           "also turns debug on"),
+           "kernel's debug letters: F sanity checks, Z red zones, P poison, U owner stacks; FZPU "
+           "for every cache (bare: FZPU), FZ:kmalloc-64:kmalloc-128 for some, ';' between "
+           "blocks. F turns debug on"),
     NS_OPT(debug_continue, Type::kBool, "0",
            "a slub_debug report does not abort: the damage is repaired where it can be (red "
            "zones and poison restored, a double free skipped) and the program goes on"),
