@@ -98,6 +98,9 @@ NS_NOINLINE void* alloc_with_tail(std::size_t size, std::size_t align, int nid, 
 }
 
 void* alloc_any(std::size_t size, std::size_t align, int nid, bool zero) {
+  // Set-up decides debug_tails(): before it, even the first block (a
+  // mapping needs no heap, so a failed set-up is no failure here).
+  (void)slub_init();
   if (NS_UNLIKELY(debug_tails())) return alloc_with_tail(size, align, nid, zero);
   return alloc_block(size, align, nid, zero);
 }
