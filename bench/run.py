@@ -146,7 +146,7 @@ def preload_works(path):
     return r.returncode == 0 and os.path.realpath(path) in r.stdout, r.stderr.strip()
 
 
-def run_once(spawn, binary, argv, preload, timeout):
+def run_once(spawn, binary, argv, preload, timeout, extra_env=None):
     """Runs one workload under `preload` (None: glibc) through the spawn helper.
 
     The helper forks and execs the workload and writes the child's wait4
@@ -157,6 +157,7 @@ def run_once(spawn, binary, argv, preload, timeout):
     """
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
+    env.update(extra_env or {})
     cmd = [binary] + argv
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
             tempfile.NamedTemporaryFile("r", prefix="nsb-rusage-") as rep:
@@ -177,7 +178,7 @@ def run_once(spawn, binary, argv, preload, timeout):
         report = dict(f.split("=", 1) for f in rep.read().split() if "=" in f)
 
     res = {"wall_s": wall, "maxrss_kib": int(report.get("maxrss_kib", 0)), "stdout": stdout,
-           "stderr": stderr, "cmd": cmd, "preload": preload}
+           "stderr": stderr, "cmd": cmd, "preload": preload, "env": extra_env or {}}
     code, sig = int(report.get("exit", -1)), int(report.get("signal", 0))
     if helper_rc != 0 or not report:
         res["status"] = "spawn helper failed (%s): %s" % (helper_rc, stderr.strip()[-300:])
@@ -205,7 +206,8 @@ def run_once(spawn, binary, argv, preload, timeout):
 
 
 def repro(res):
-    env = "".join("%s=%s " % (k, shlex.quote(v)) for k, v in sorted(os.environ.items())
+    envs = dict(os.environ, **res.get("env", {}))
+    env = "".join("%s=%s " % (k, shlex.quote(v)) for k, v in sorted(envs.items())
                   if k.startswith(("NUMASLUB_", "MALLOC_", "JE_", "MIMALLOC_", "TCMALLOC_")))
     env += "LD_PRELOAD=%s " % shlex.quote(res["preload"]) if res["preload"] else ""
     return env + " ".join(shlex.quote(c) for c in res["cmd"])
@@ -368,7 +370,8 @@ def parse_args():
     ap.add_argument("--threads", type=int, default=max(2, os.cpu_count() or 2),
                     help="threads per workload (default: nproc, at least 2)")
     ap.add_argument("--allocators", "-a", default=",".join(DEFAULT_ALLOCATORS),
-                    help="comma list, in run order; NAME=PATH.so adds another preload "
+                    help="comma list, in run order; NAME=PATH.so adds another preload, "
+                    "NAME=PATH.so@VAR=VALUE[@...] with variables set for its runs "
                     "(default: %(default)s)")
     ap.add_argument("--workloads", "-w", default="all", help="comma list (default: all)")
     ap.add_argument("--numaslub", help="libnumaslub.so to preload (default: BUILD_DIR/libnumaslub.so,"
@@ -393,12 +396,22 @@ def parse_args():
     return a
 
 
+ALLOC_ENV = {}  # name -> {variable: value} set for that allocator's runs
+
+
 def resolve_allocators(args):
     """Returns [(name, preload path or None)], printing a note for each one skipped."""
     out, missing_required = [], []
     for item in [x.strip() for x in args.allocators.split(",") if x.strip()]:
         if "=" in item:
             name, path = item.split("=", 1)
+            # NAME=PATH.so@VAR=VALUE@...: that preload with those variables set
+            # (e.g. numaslub-F=build/libnumaslub.so@NUMASLUB_CONF=slub_debug=F).
+            path, *settings = path.split("@")
+            for kv in settings:
+                if "=" not in kv:
+                    sys.exit("run.py: %s: '%s' is not VAR=VALUE" % (name, kv))
+                ALLOC_ENV.setdefault(name, {})[kv.split("=", 1)[0]] = kv.split("=", 1)[1]
             if not os.path.exists(path):
                 sys.exit("run.py: %s: %s does not exist" % (name, path))
             out.append((name, os.path.abspath(path)))
@@ -476,7 +489,8 @@ def main():
     log("mode %s: %d runs, %d threads, workloads %s" %
         (args.mode, args.runs, args.threads, ", ".join(w[0] for w in workloads)))
     for name, path in allocs:
-        log("  %-10s %s" % (name, path or "(no preload: glibc malloc)"))
+        log("  %-10s %s%s" % (name, path or "(no preload: glibc malloc)",
+                              "".join(" %s=%s" % kv for kv in ALLOC_ENV.get(name, {}).items())))
 
     revision = git_describe()  # now: the tree may move while the runs go on
     # results[(workload, alloc)] = [run dict, ...]
@@ -490,7 +504,7 @@ def main():
         for r in range(args.runs):
             line = []
             for name, path in allocs:  # interleaved: A B C A B C ...
-                res = run_once(spawn, exe, argv, path, args.timeout + 10)
+                res = run_once(spawn, exe, argv, path, args.timeout + 10, ALLOC_ENV.get(name))
                 results.setdefault((wname, name), []).append(res)
                 if res["status"] == "ok":
                     line.append("%s %.3fs %dM" % (name, res["elapsed_s"], res["maxrss_kib"] // 1024))

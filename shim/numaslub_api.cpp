@@ -85,6 +85,10 @@ NS_EXPORT size_t numaslub_vmstat(char* buf, size_t len) {
   return vmstat(buf, len);
 }
 
+NS_EXPORT size_t numaslub_validate(void) {
+  return kmem_validate();
+}
+
 NS_EXPORT size_t numaslub_trim(void) {
   return kmem_trim();
 }

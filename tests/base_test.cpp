@@ -142,7 +142,43 @@ TEST(BaseConfig, LaterEntriesOverrideEarlier) {
   EXPECT_TRUE(c.mbind);
 }
 
+TEST(BaseConfig, SlubDebugSyntax) {
+  Config c;
+  EXPECT_EQ(c.parse("slub_debug=FZPU", false), 0);
+  EXPECT_STREQ(c.slub_debug, "FZPU");
+  EXPECT_TRUE(c.debug);  // F includes the sized-free check
+  c = Config{};
+  EXPECT_EQ(c.parse("slub_debug", false), 0);  // bare: every check, as the kernel's
+  EXPECT_STREQ(c.slub_debug, "FZPU");
+  c = Config{};
+  EXPECT_EQ(c.parse("slub_debug=zp:kmalloc-64:kmalloc-128;u,verbose", false), 0);
+  EXPECT_STREQ(c.slub_debug, "zp:kmalloc-64:kmalloc-128;u");
+  EXPECT_FALSE(c.debug);
+  EXPECT_TRUE(c.verbose);
+  EXPECT_EQ(c.parse("slub_debug=Z:kmalloc-64;F:kmalloc-16", false), 0);
+  EXPECT_TRUE(c.debug);  // F of a named block too
+  EXPECT_EQ(c.parse("slub_debug=-", false), 0);
+  EXPECT_STREQ(c.slub_debug, "");
+  for (const char* bad :
+       {"slub_debug=FX", "slub_debug=F:", "slub_debug=:kmalloc-64", "slub_debug=F::x",
+        "slub_debug=F:Kmalloc-64", "slub_debug=F-", "slub_debug=F;;Z", "slub_debug="}) {
+    EXPECT_EQ(c.parse(bad, false), 1) << bad;
+    EXPECT_STREQ(c.slub_debug, "") << bad;
+  }
+  EXPECT_EQ(c.parse("debug_log=/tmp/x.log,quarantine=4M,debug_continue", false), 0);
+  EXPECT_STREQ(c.debug_log, "/tmp/x.log");
+  EXPECT_EQ(c.quarantine, 4ULL << 20);
+  EXPECT_TRUE(c.debug_continue);
+  EXPECT_EQ(c.parse("debug_log=-", false), 0);
+  EXPECT_STREQ(c.debug_log, "");
+}
+
 void expect_same(const Config& a, const Config& b) {
+  EXPECT_STREQ(a.slub_debug, b.slub_debug);
+  EXPECT_STREQ(a.debug_log, b.debug_log);
+  EXPECT_EQ(a.debug_continue, b.debug_continue);
+  EXPECT_EQ(a.quarantine, b.quarantine);
+  EXPECT_EQ(a.debug, b.debug);
   EXPECT_EQ(a.fake_numa, b.fake_numa);
   EXPECT_EQ(a.arena_size, b.arena_size);
   EXPECT_EQ(a.section_size, b.section_size);
@@ -180,6 +216,10 @@ TEST(BaseConfig, TableDefaultsMatchStruct) {
   s.mmap_node = 5;
   s.publish = !want.publish;
   s.publish_ms = 4321;
+  std::strcpy(s.slub_debug, "FZ");
+  std::strcpy(s.debug_log, "/x");
+  s.debug_continue = true;
+  s.quarantine = 77;
   s.verbose = !want.verbose;
   EXPECT_EQ(config_parse_defaults(&s), 0);
   expect_same(s, want);
@@ -571,6 +611,58 @@ TEST(BaseRseq, CurrentCpuFollowsAffinity) {
     EXPECT_EQ(seen_getcpu, c);
   }
   EXPECT_GE(checked, 1);
+}
+
+// ----------------------------------------------------------- stack_trace
+
+// Three nested frames of this program (the module whose call-frame
+// information the walk reads): each is found with its function's start.
+NS_NOINLINE unsigned trace_leaf(std::uintptr_t* pcs, std::uintptr_t* fns) {
+  unsigned n = stack_trace_capture(pcs, 16, 0, fns);
+  __asm__ volatile("" ::: "memory");  // not a tail call
+  return n;
+}
+NS_NOINLINE unsigned trace_mid(std::uintptr_t* pcs, std::uintptr_t* fns) {
+  unsigned n = trace_leaf(pcs, fns);
+  __asm__ volatile("" ::: "memory");
+  return n;
+}
+NS_NOINLINE unsigned trace_top(std::uintptr_t* pcs, std::uintptr_t* fns) {
+  unsigned n = trace_mid(pcs, fns);
+  __asm__ volatile("" ::: "memory");
+  return n;
+}
+
+TEST(BaseStackTrace, FramesOfThisProgram) {
+  std::uintptr_t pcs[16] = {}, fns[16] = {};
+  unsigned n = trace_top(pcs, fns);
+  ASSERT_GE(n, 4u);
+  EXPECT_EQ(fns[0], reinterpret_cast<std::uintptr_t>(&trace_leaf));
+  EXPECT_EQ(fns[1], reinterpret_cast<std::uintptr_t>(&trace_mid));
+  EXPECT_EQ(fns[2], reinterpret_cast<std::uintptr_t>(&trace_top));
+  for (unsigned i = 0; i < 3; ++i) EXPECT_GT(pcs[i], fns[i]) << i;
+  // skip drops the innermost frames; a short buffer is filled, not overrun.
+  std::uintptr_t two[2] = {};
+  EXPECT_EQ(stack_trace_capture(two, 2, 1), 2u);
+  EXPECT_FALSE(stack_trace_in_library(pcs[0]));  // linked into the program
+  char buf[512];
+  std::size_t len = stack_trace_describe(pcs[0], buf, sizeof buf);
+  EXPECT_EQ(len, std::strlen(buf));
+  EXPECT_NE(std::strstr(buf, "base_test+0x"), nullptr) << buf;
+}
+
+// A thread's own stack is walked too (its bounds are its mapping's).
+TEST(BaseStackTrace, OtherThread) {
+  unsigned n = 0;
+  std::uintptr_t fn0 = 0;
+  std::thread t([&] {
+    std::uintptr_t pcs[16], fns[16];
+    n = trace_top(pcs, fns);
+    fn0 = fns[0];
+  });
+  t.join();
+  EXPECT_GE(n, 3u);
+  EXPECT_EQ(fn0, reinterpret_cast<std::uintptr_t>(&trace_leaf));
 }
 
 }  // namespace

@@ -10,6 +10,11 @@
 //                                 the views another process publishes, VIEW one
 //                                 of buddyinfo zoneinfo slabinfo vmstat all
 //                                 (default all: the NUMASLUB_STATS report)
+//   numaslub-info validate        slub_debug's validation (numaslub_validate)
+//                                 of this tool's own heap after a workload
+//                                 of every size class; debug caches from
+//                                 NUMASLUB_CONF's slub_debug, FZPU if unset.
+//                                 Exits with the number of problems (max 255).
 // Common options: --dir DIR (default $TMPDIR/numaslub-<uid>, or /tmp/...),
 // --no-refresh (do not ask the target for a fresh snapshot), --keep-stale.
 #include <unistd.h>
@@ -23,6 +28,7 @@
 
 #include "lib/base/base.h"
 #include "lib/buddy/buddy.h"
+#include "lib/slub/slub.h"
 #include "lib/views/views.h"
 
 using namespace numaslub;
@@ -31,11 +37,34 @@ namespace {
 
 int usage() {
   std::fprintf(stderr,
-               "usage: numaslub-info [--config-help]\n"
+               "usage: numaslub-info [--config-help | validate]\n"
                "       numaslub-info --list [--json] [--dir DIR] [--keep-stale]\n"
                "       numaslub-info --pid PID [--json] [--dir DIR] [--no-refresh] "
                "[buddyinfo|zoneinfo|slabinfo|vmstat|all]...\n");
   return 2;
+}
+
+int validate_action() {
+  Config c = config();
+  if (!c.slub_debug[0]) c.parse("slub_debug=FZPU");
+  config_set_for_test(c);  // before the heap is set up
+  // Every class, every second object kept, the rest freed: slabs partly
+  // used, some full, freed objects poisoned.
+  static void* kept[kNrClasses * 64];
+  std::size_t n = 0;
+  for (unsigned cls = 0; cls < kNrClasses; ++cls)
+    for (unsigned i = 0; i < 128; ++i) {
+      void* p = kmalloc(kClassSize[cls] - (i % 16));
+      if (i % 2 && p)
+        kept[n++] = p;
+      else
+        kfree(p);
+    }
+  std::size_t problems = kmem_validate();
+  std::printf("validate: slub_debug=%s: %zu problems in %zu objects of %u caches\n",
+              config().slub_debug, problems, n, kNrClasses);
+  for (std::size_t i = 0; i < n; ++i) kfree(kept[i]);
+  return problems > 255 ? 255 : static_cast<int>(problems);
 }
 
 int self_test() {
@@ -248,6 +277,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (argc == 1) return self_test();
+  if (std::strcmp(argv[1], "validate") == 0) return validate_action();
   bool list = false, json = false, clean = true, no_refresh = false;
   int pid = 0;
   unsigned views = 0;

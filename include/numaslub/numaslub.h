@@ -57,6 +57,15 @@ size_t numaslub_zoneinfo(char* buf, size_t len);
 size_t numaslub_slabinfo(char* buf, size_t len);
 size_t numaslub_vmstat(char* buf, size_t len);
 
+/* slub_debug's validation, as the kernel's /sys/kernel/slab/<cache>/validate:
+ * walks every slab of every debug cache (NUMASLUB_CONF=slub_debug=...) and
+ * checks each object's state, red zones (Z), poison (P), the slab's
+ * freelist and counters and its padding. Each problem is reported (to
+ * stderr or debug_log, in the kernel's layout, without aborting whatever
+ * debug_continue says) and repaired. Returns the number of problems; 0
+ * when no cache is a debug cache. */
+size_t numaslub_validate(void);
+
 /* Empties every cache and gives all free memory back to the OS; returns
  * the pages released (malloc_trim returns whether this is nonzero). */
 size_t numaslub_trim(void);

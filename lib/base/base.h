@@ -14,6 +14,7 @@
 #include "lib/base/log.h"
 #include "lib/base/raw_thread.h"
 #include "lib/base/rseq.h"
+#include "lib/base/stack_trace.h"
 #include "lib/base/stat.h"
 #include "lib/base/syscall.h"
 #include "lib/base/sysfs.h"

@@ -13,7 +13,7 @@ extern char** environ;
 namespace numaslub {
 namespace {
 
-enum class Type { kBool, kUint, kSize, kPercpu, kMmapPolicy, kNuma };
+enum class Type { kBool, kUint, kSize, kPercpu, kMmapPolicy, kNuma, kSlubDebug, kPath };
 
 struct Option {
   const char* name;
@@ -77,6 +77,17 @@ constexpr Option kOptions[] = {
     NS_OPT(debug, Type::kBool, "0",
            "check every sized free (free_sized, sized delete) against the block's size and "
            "abort naming the address on a mismatch"),
+    NS_OPT(slub_debug, Type::kSlubDebug, "-",
+           "kernel's debug letters: F sanity checks, Z red zones, P poison, U owner stacks; FZPU "
+           "for every cache (bare: FZPU), FZ:kmalloc-64:kmalloc-128 for some, ';' between "
+           "blocks. F turns debug on"),
+    NS_OPT(debug_continue, Type::kBool, "0",
+           "a slub_debug report does not abort: the damage is repaired where it can be (red "
+           "zones and poison restored, a double free skipped) and the program goes on"),
+    NS_OPT(debug_log, Type::kPath, "-", "file slub_debug reports are appended to (-: stderr)"),
+    NS_OPT(quarantine, Type::kSize, "0",
+           "bytes of freed objects of debug caches held back from reuse (FIFO), so writes after "
+           "free are caught before the memory is handed out again"),
     NS_OPT(verbose, Type::kBool, "0", "log topology and arena decisions at start-up"),
 };
 #undef NS_OPT
@@ -145,6 +156,41 @@ bool parse_node_list(const char* s, std::size_t n, std::uint64_t* out) {
   return true;
 }
 
+// slub_debug's syntax: blocks separated by ';', each FLAGS[:NAME]... with
+// FLAGS letters of FZPU (either case) or '-' (off). Names are checked
+// against the caches by lib/slub, which knows them.
+bool valid_slub_debug(const char* v, std::size_t n) {
+  std::size_t i = 0;
+  while (i <= n) {
+    std::size_t j = i;
+    while (j < n && v[j] != ';') ++j;
+    std::size_t k = i;  // the flags
+    while (k < j && v[k] != ':') ++k;
+    if (k == i) return false;
+    for (std::size_t f = i; f < k; ++f)
+      if (!std::strchr("FZPUfzpu", v[f]) && !(v[f] == '-' && k == i + 1)) return false;
+    while (k < j) {  // the names
+      std::size_t e = ++k;
+      while (e < j && v[e] != ':') ++e;
+      if (e == k) return false;
+      for (std::size_t f = k; f < e; ++f)
+        if (!((v[f] >= 'a' && v[f] <= 'z') || (v[f] >= '0' && v[f] <= '9') || v[f] == '-'))
+          return false;
+      k = e;
+    }
+    i = j + 1;
+  }
+  return true;
+}
+
+bool apply_text(char* field, std::size_t cap, const char* v, std::size_t n) {
+  if (n >= cap) return false;
+  if (n == 1 && v[0] == '-') n = 0;  // the default: off / stderr
+  std::memcpy(field, v, n);
+  field[n] = '\0';
+  return true;
+}
+
 bool apply(Config* c, const Option& o, const char* v, std::size_t n) {
   char* field = reinterpret_cast<char*>(c) + o.offset;
   std::uint64_t u;
@@ -209,6 +255,18 @@ bool apply(Config* c, const Option& o, const char* v, std::size_t n) {
       c->numa_nodes = nodes;
       return true;
     }
+    case Type::kSlubDebug:
+      if (!valid_slub_debug(v, n) || !apply_text(c->slub_debug, sizeof c->slub_debug, v, n))
+        return false;
+      // F's sanity checks include the sized-free check of `debug`.
+      for (std::size_t i = 0, names = 0; i < n; ++i) {
+        if (v[i] == ';') names = 0;
+        if (v[i] == ':') names = 1;
+        if (!names && (v[i] == 'F' || v[i] == 'f')) c->debug = true;
+      }
+      return true;
+    case Type::kPath:
+      return apply_text(field, sizeof c->debug_log, v, n);
     case Type::kPercpu: {
       PercpuMode m;
       if (eq(v, n, "auto"))
@@ -253,9 +311,12 @@ int Config::parse(const char* text, bool warn) {
       const Option* hit = nullptr;
       for (const Option& o : kOptions)
         if (eq(p, klen, o.name)) hit = &o;
-      // A bare boolean key ("verbose") means "on".
-      bool ok = hit && (eqp < end ? apply(this, *hit, v, vlen)
-                                  : hit->type == Type::kBool && apply(this, *hit, "1", 1));
+      // A bare boolean key ("verbose") means "on"; a bare slub_debug, every
+      // check (as the kernel's).
+      bool ok = hit && (eqp < end                       ? apply(this, *hit, v, vlen)
+                        : hit->type == Type::kBool      ? apply(this, *hit, "1", 1)
+                        : hit->type == Type::kSlubDebug ? apply(this, *hit, "FZPU", 4)
+                                                        : false);
       if (!ok) {
         ++bad;
         if (warn) {
@@ -320,10 +381,12 @@ void config_set_for_test(const Config& c) {
 void config_print_help(int fd) {
   for (const Option& o : kOptions) {
     char line[256];
-    const char* type = o.type == Type::kBool   ? "bool"
-                       : o.type == Type::kSize ? "size"
-                       : o.type == Type::kUint ? "uint"
-                                               : "enum";
+    const char* type = o.type == Type::kBool        ? "bool"
+                       : o.type == Type::kSize      ? "size"
+                       : o.type == Type::kUint      ? "uint"
+                       : o.type == Type::kPath      ? "path"
+                       : o.type == Type::kSlubDebug ? "text"
+                                                    : "enum";
     std::size_t n = format(line, sizeof line, "%-16s %-5s %-6s %s\n", o.name, type, o.def, o.help);
     write_all(fd, line, n);
   }

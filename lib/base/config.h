@@ -44,7 +44,13 @@ struct Config {
   bool publish = true;                            // views in $TMPDIR/numaslub-<uid>/<pid>
   std::uint32_t publish_ms = 50;                  // how often the published views are updated
   bool debug = false;                             // check sized frees against the block
-  bool verbose = false;                           // log decisions at init
+  // slub_debug: "FLAGS[:cache...][;FLAGS[:cache...]]", kept as text and
+  // resolved by lib/slub at set-up ("" = off; FZPU letters as the kernel's).
+  char slub_debug[96] = "";
+  bool debug_continue = false;   // debug reports do not abort
+  char debug_log[128] = "";      // debug reports go here ("" = stderr)
+  std::uint64_t quarantine = 0;  // bytes of freed debug objects held back from reuse
+  bool verbose = false;          // log decisions at init
 
   // Applies "key=value,..." on top of the current values. Returns the number
   // of entries that could not be applied (each is logged when `warn`).

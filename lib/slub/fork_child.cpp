@@ -22,6 +22,7 @@
 // secrets stay: every free object's next pointer is encoded with them, and
 // re-encoding would copy-on-write the heap's free memory into every child.
 #include "lib/base/lock.h"
+#include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/slab.h"
 #include "lib/slub/slub_internal.h"
@@ -62,6 +63,7 @@ void slub_fork_child(std::uint32_t self) {
   slub_thread_pool_lock().reset_if_orphaned(self);
   if (!slub_ready()) return;
   g_slub.free_key = random_secret();
+  debug_fork_child(self);
   if (g_slub.mode == CacheMode::kRseq)
     for (unsigned cpu = 0, n = __atomic_load_n(&g_slub.nr_cpu_slots, __ATOMIC_ACQUIRE); cpu < n;
          ++cpu) {

@@ -14,6 +14,7 @@
 #include "lib/base/config.h"
 #include "lib/base/log.h"
 #include "lib/base/syscall.h"
+#include "lib/slub/debug.h"
 #include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/reentry.h"
@@ -74,12 +75,41 @@ Page* large_head(const void* p) {
   return page;
 }
 
-void* alloc_any(std::size_t size, std::size_t align, int nid, bool zero) {
+void* alloc_block(std::size_t size, std::size_t align, int nid, bool zero) {
   if (size <= kMaxBlockSize && align <= kMaxBlockSize) return large_alloc(size, align, nid, zero);
   bool zeroed;
   void* p = huge_alloc(size, align, nid, &zeroed);
   if (p && zero && !zeroed) std::memset(p, 0, size);  // a reused mapping
   return p;
+}
+
+// The length of large block or direct mapping p (0 for neither).
+std::size_t block_length(const void* p) {
+  if (Page* head = large_head(p)) return head->priv[0] << kPageShift;
+  return huge_size(p);
+}
+
+// slub_debug's Z for large blocks and mappings (debug.h): kTailBytes more,
+// the tail written after the size asked for.
+NS_NOINLINE void* alloc_with_tail(std::size_t size, std::size_t align, int nid, bool zero) {
+  if (size > kMaxAllocSize) return nullptr;  // can never fit (and + kTailBytes could wrap)
+  void* p = alloc_block(size + kTailBytes, align, nid, zero);
+  if (p) debug_tail_init(p, size, block_length(p));
+  return p;
+}
+
+void* alloc_any(std::size_t size, std::size_t align, int nid, bool zero) {
+  // Set-up decides debug_tails(): before it, even the first block (a
+  // mapping needs no heap, so a failed set-up is no failure here).
+  (void)slub_init();
+  if (NS_UNLIKELY(debug_tails())) return alloc_with_tail(size, align, nid, zero);
+  return alloc_block(size, align, nid, zero);
+}
+
+// Before large block or mapping p is freed, under slub_debug's Z.
+void check_tail(void* p, const char* kind) {
+  if (NS_UNLIKELY(debug_tails()))
+    if (std::size_t len = block_length(p)) debug_tail_check(p, len, kind);
 }
 
 // A call nested inside the allocator (reentry.h): a mapping of its own.
@@ -134,14 +164,17 @@ void set_foreign_free(ForeignFreeFn fn) {
 }
 
 void* kmalloc_slow(std::size_t size) {
+  return kmalloc_slow_asked(size, size);
+}
+
+void* kmalloc_slow_asked(std::size_t size, std::size_t asked) {
   if (NS_UNLIKELY(allocator_busy())) return nested_alloc(size, 16);
   drain_deferred();
   for (int attempt = 0; attempt < 2; ++attempt) {
-    void* p = size <= kMaxSmallSize ? small_alloc_slow(size_to_class(size))
+    void* p = size <= kMaxSmallSize ? small_alloc_slow(size, asked)
                                     : alloc_any(size, kPageSize, kNumaNoNode, false);
     if (p) {
       NS_TSAN_ACQUIRE(p);
-      if (size <= kMaxSmallSize) clear_free_tag(p);
       return p;
     }
     // Direct reclaim: give every cached object and page back, then retry once.
@@ -162,7 +195,8 @@ struct ErrnoGuard {
 // free (then p is tagged free, kmalloc.h) or a realloc: p must be the start
 // of an object of its slab that is not free. Anything else aborts with a
 // message naming the pointer, the object it points into, the slab and the
-// cache: never a silent overlap.
+// cache: never a silent overlap. Not for a debug slab's pages (debug.h):
+// their callers check them with debug.cpp.
 static void check_small(Page* page, void* p, bool freeing) {
   const char* op = freeing ? "free" : "realloc";
   KmemCache& c = g_state.caches[page->slab_class - 1];
@@ -188,6 +222,20 @@ static void check_small(Page* page, void* p, bool freeing) {
     word[1] = free_tag(p);
     NS_TSAN_RELEASE(p);  // the tag goes with the object
   }
+}
+
+// realloc of p, in a debug slab's page: always moves (a stale pointer to
+// the old object is then caught); a pointer that is not a live object is
+// reported and, going on (debug_continue), not copied from.
+static NS_NOINLINE void* debug_krealloc(Page* page, void* p, std::size_t size) {
+  bool live = debug_check_live(page, p, "realloc");
+  void* q = kmalloc(size);
+  if (q && live) {
+    std::size_t old = ksize(p);
+    std::memcpy(q, p, old < size ? old : size);
+    kfree(p);
+  }
+  return q;
 }
 
 // A free or realloc (op) of a heap pointer that starts no slab object or
@@ -236,13 +284,19 @@ static void kfree_slow_inner(void* p) {
     NS_CHECK(g_state.pa->owns(p), "free of invalid pointer %p (not in an online section)", p);
     Page* page = g_state.pa->virt_to_page(p);
     if (page->slab_class) {
+      if (debug_page(page)) return debug_free(page, p, kNoSize);
       check_small(page, p, true);
       return small_free_slow(page, p);
     }
-    if (Page* head = large_head(p)) return large_free(head);
+    if (Page* head = large_head(p)) {
+      check_tail(p, "large block");
+      return large_free(head);
+    }
     report_bad_large_free(p, "free");
   }
-  if (reentry_free(p) || huge_free(p)) return;
+  if (reentry_free(p)) return;
+  check_tail(p, "direct mapping");
+  if (huge_free(p)) return;
   check_not_huge(p, "free");
   if (g_foreign_free) return g_foreign_free(p);
   fatal("free of pointer %p that numaslub did not allocate", p);
@@ -252,7 +306,13 @@ void kcheck_foreign(void* p, const char* op) {
   if (g_state.pa && g_state.pa->arena().contains(p)) {
     NS_CHECK(g_state.pa->owns(p), "%s of invalid pointer %p (not in an online section)", op, p);
     Page* page = g_state.pa->virt_to_page(p);
-    if (page->slab_class) return check_small(page, p, false);
+    if (page->slab_class) {
+      if (debug_page(page))
+        debug_check_live(page, p, op);
+      else
+        check_small(page, p, false);
+      return;
+    }
     report_bad_large_free(p, op);
   }
   check_not_huge(p, op);
@@ -271,18 +331,34 @@ void kfree_slow(void* p) {
   kfree_slow_inner(p);
 }
 
+// kfree_sized's checks (debug=1, or slub_debug's F), out of line so that
+// the sized delete's path stays short. True when the free was done here
+// (a debug cache's object: checked against the size it was asked for).
+static NS_NOINLINE bool kfree_sized_check(void* p, std::size_t size) {
+  if (g_state.pa && g_state.pa->owns(p) && !allocator_busy()) {
+    Page* page = g_state.pa->virt_to_page(p);
+    if (page->slab_class && debug_page(page)) {
+      ErrnoGuard keep_errno;
+      drain_deferred();
+      debug_free(page, p, size);
+      return true;
+    }
+  }
+  std::size_t usable = ksize(p);
+  NS_CHECK(usable != 0, "sized free of pointer %p that numaslub did not allocate", p);
+  NS_CHECK(size <= usable, "sized free of %p with size %zu, but the block holds %zu bytes", p, size,
+           usable);
+  return false;
+}
+
 void kfree_sized(void* p, std::size_t size) {
   // The page descriptor is authoritative, so a wrong size is harmless to the
   // heap; in debug mode one larger than the block is reported, since it is a
   // bug in the caller (a sized delete of the wrong type, a stale length).
   // Smaller sizes are legal: aligned allocations and in-place realloc give
-  // blocks larger than what the caller asked for.
-  if (NS_UNLIKELY(config().debug) && p) {
-    std::size_t usable = ksize(p);
-    NS_CHECK(usable != 0, "sized free of pointer %p that numaslub did not allocate", p);
-    NS_CHECK(size <= usable, "sized free of %p with size %zu, but the block holds %zu bytes", p,
-             size, usable);
-  }
+  // blocks larger than what the caller asked for (a debug cache knows the
+  // size asked for, and checks it exactly: debug.h).
+  if (NS_UNLIKELY(config().debug) && p && kfree_sized_check(p, size)) return;
   kfree(p);
 }
 
@@ -298,12 +374,17 @@ std::size_t ksize(const void* p) {
   if (!p) return 0;
   if (g_state.pa && g_state.pa->owns(p)) {
     Page* page = g_state.pa->virt_to_page(p);
-    if (page->slab_class) return kClassSize[page->slab_class - 1];
-    if (Page* head = large_head(p)) return head->priv[0] << kPageShift;
+    if (page->slab_class)
+      return debug_page(page) ? debug_ksize(page, p) : kClassSize[page->slab_class - 1];
+    if (Page* head = large_head(p)) {
+      std::size_t len = head->priv[0] << kPageShift;
+      return NS_UNLIKELY(debug_tails()) ? debug_tail_size(p, len) : len;
+    }
     return 0;
   }
   if (std::size_t n = reentry_size(p)) return n;
-  return huge_size(p);
+  std::size_t len = huge_size(p);
+  return NS_UNLIKELY(debug_tails()) && len ? debug_tail_size(p, len) : len;
 }
 
 void* kcalloc(std::size_t n, std::size_t size) {
@@ -333,7 +414,8 @@ void* kmalloc_aligned(std::size_t align, std::size_t size) {
     // aligned to it, since slabs are aligned to a power of two >= the class.
     unsigned c = size_to_class(size);
     while (kClassSize[c] % align) ++c;
-    p = kmalloc(kClassSize[c]);
+    std::size_t n = kClassSize[c];
+    p = kmalloc_or(n, [n, size] { return kmalloc_slow_asked(n, size); });
   } else {
     p = alloc_retry(size, align, kNumaNoNode, false);
   }
@@ -368,8 +450,12 @@ void* kmalloc_node(std::size_t size, int nid) {
       p = kmalloc(size);
     } else {
       KmemCache& c = g_state.caches[size_to_class(size)];
-      p = c.fill(from, &p, 1) ? p : nullptr;
-      if (p) clear_free_tag(p);
+      if (c.debug) {
+        p = debug_alloc(c, size, static_cast<int>(from));
+      } else {
+        p = c.fill(from, &p, 1) ? p : nullptr;
+        if (p) clear_free_tag(p);
+      }
     }
     if (p && static_cast<int>(from) != nid) ++g_state.pa->node_stats(nid).alloc_fallback;
   } else {
@@ -404,7 +490,10 @@ void* krealloc(void* p, std::size_t size) {
   }
   if (g_state.pa && g_state.pa->owns(p)) {
     Page* page = g_state.pa->virt_to_page(p);
-    if (page->slab_class) check_small(page, p, false);
+    if (page->slab_class) {
+      if (NS_UNLIKELY(debug_page(page))) return debug_krealloc(page, p, size);
+      check_small(page, p, false);
+    }
   }
   std::size_t old = ksize(p);
   if (old == 0 && !huge_size(p)) {
@@ -413,16 +502,18 @@ void* krealloc(void* p, std::size_t size) {
              "realloc of invalid pointer %p", p);
     return nullptr;  // foreign: the shim handles those before calling here
   }
+  // Under slub_debug's Z a large block or mapping always moves (below),
+  // its tail checked by the free.
   if (Page* head = large_head(p)) {
     std::size_t need = align_up(size, kPageSize) >> kPageShift;
     std::size_t have = head->priv[0];
-    if (size > kMaxSmallSize && need <= have) {
+    if (NS_UNLIKELY(debug_tails())) {
+    } else if (size > kMaxSmallSize && need <= have) {
       // Shrink in place: the tail pages go back to the buddy.
       free_page_range(head, need, have);
       head->priv[0] = need;
       return p;
-    }
-    if (need > have && need <= kMaxBlockPages) {
+    } else if (need > have && need <= kMaxBlockPages) {
       // Grow in place when the pages right after the block are free.
       Zone& z = g_state.pa->zone(g_state.pa->page_to_nid(head));
       std::size_t s = z.pfn(head) + have;
@@ -436,7 +527,8 @@ void* krealloc(void* p, std::size_t size) {
         return p;
       }
     }
-  } else if (huge_size(p) && size > kMaxBlockSize) {
+  } else if (std::size_t mapped = huge_size(p); mapped && NS_UNLIKELY(debug_tails())) {
+  } else if (mapped && size > kMaxBlockSize) {
     void* q = huge_resize(p, size);
     if (!q) errno = ENOMEM;
     return q;

@@ -96,6 +96,9 @@ NS_ALWAYS_INLINE void clear_free_tag(void* obj) {
 
 // Slow paths (slub.cpp, kmalloc.cpp).
 NS_NOINLINE void* kmalloc_slow(std::size_t size);
+// The slow path of an allocation of `size` bytes (a class size) asked for
+// as `asked` bytes (kmalloc_aligned): a debug cache records `asked`.
+NS_NOINLINE void* kmalloc_slow_asked(std::size_t size, std::size_t asked);
 NS_NOINLINE void kfree_slow(void* p);
 
 NS_ALWAYS_INLINE RseqAbi* fast_rseq_area() {
@@ -103,7 +106,10 @@ NS_ALWAYS_INLINE RseqAbi* fast_rseq_area() {
                                     g_slub.rseq_off);
 }
 
-NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
+// kmalloc's fast path; `slow` is called on a miss (kmalloc_aligned's tells
+// the slow path the size asked for).
+template <class Slow>
+NS_ALWAYS_INLINE void* kmalloc_or(std::size_t size, Slow slow) {
   if (NS_LIKELY(size <= kMaxSmallSize)) {
     std::size_t off = size_to_slot_offset(size);
 #if NS_HAVE_RSEQ_ASM
@@ -134,7 +140,11 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
       }
     }
   }
-  return kmalloc_slow(size);
+  return slow();
+}
+
+NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
+  return kmalloc_or(size, [size] { return kmalloc_slow(size); });
 }
 
 NS_ALWAYS_INLINE void kfree(void* p) {
@@ -237,6 +247,11 @@ std::size_t kmem_flush_barns(unsigned nid);
 // Objects cached by cpu's sheaves (a racy estimate) and when its slow path
 // last ran.
 std::size_t kmem_cpu_cached(unsigned cpu, std::uint64_t* last_used_ns);
+
+// slub_debug's validation (/sys/kernel/slab/<cache>/validate): walks every
+// slab of every debug cache, reports each problem (without aborting) and
+// repairs it. Returns the number of problems; 0 without debug caches.
+std::size_t kmem_validate();
 
 // malloc_trim: kmem_shrink_all, then every free resident page of the heap
 // goes back to the OS. Returns pages released.

@@ -21,6 +21,7 @@
 #include "lib/base/bitops.h"
 #include "lib/base/syscall.h"
 #include "lib/numa/page.h"
+#include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
 
 namespace numaslub {
@@ -126,6 +127,7 @@ void reentry_drain_frees() {
   void* p = g_deferred_head.exchange(nullptr, std::memory_order_acquire);
   while (p) {
     void* next = *static_cast<void**>(p);
+    if (NS_UNLIKELY(debug_enabled())) debug_unlink_deferred(p);
     kfree(p);
     p = next;
   }

@@ -6,6 +6,8 @@
 #include "lib/base/format.h"
 #include "lib/base/log.h"
 #include "lib/base/thread_ctx.h"
+#include "lib/slub/debug.h"
+#include "lib/slub/debug_internal.h"
 #include "lib/slub/obj_index.h"
 
 namespace numaslub {
@@ -66,7 +68,10 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s) {
   random_seq = static_cast<std::uint16_t*>(boot_alloc(sizeof(std::uint16_t) * objects));
   if (!node || !random_seq) return false;
   for (unsigned n = 0; n < nodes; ++n) new (&node[n]) KmemCacheNode();
-  for (unsigned n = 0; n < nodes; ++n) node[n].partial.init();
+  for (unsigned n = 0; n < nodes; ++n) {
+    node[n].partial.init();
+    node[n].full.init();
+  }
   // SLAB_FREELIST_RANDOM: one random permutation per cache; each new slab
   // starts it at a random point.
   std::uint64_t st = secret ^ (0x9E3779B97F4A7C15ULL * (c + 1));
@@ -127,6 +132,7 @@ void KmemCache::discard_slab(KmemCacheNode& n, Slab* s) {
   Page* head = reinterpret_cast<Page*>(s);
   head->flags = 0;  // no longer a slab, first
   signal_fence();
+  if (debug) SlubDebug::release_meta(*this, s);
   std::size_t pages = std::size_t{1} << order;
   for (std::size_t i = 0; i < pages; ++i) {
     head[i].flags = 0;
@@ -253,10 +259,12 @@ void KmemCache::free_remote(Slab* s, void* obj) {
 void KmemCache::fork_reset_node(unsigned nid) {
   KmemCacheNode& nd = node[nid];
   nd.partial.init();
+  nd.full.init();
   nd.nr_partial = nd.nr_slabs = nd.inuse = 0;
 }
 
 void KmemCache::fork_adopt_slab(unsigned nid, Slab* s) {
+  if (debug) return debug_fork_adopt_slab(*this, nid, s);
   KmemCacheNode& nd = node[nid];
   ++nd.nr_slabs;
   s->on_partial = 0;

@@ -59,6 +59,7 @@ inline constexpr std::uintptr_t kSlabFull = 1;
 struct alignas(64) KmemCacheNode {
   Mutex list_lock;
   ListNode partial;
+  ListNode full;  // debug caches only (debug.h): slabs with no free object
   std::size_t nr_partial = 0;
   std::size_t nr_slabs = 0;  // all slabs of this node
   std::size_t inuse = 0;     // sum of the slabs' inuse
@@ -77,6 +78,9 @@ struct KmemCache {
   std::uint32_t sheaf_capacity = 0;
   std::uint32_t min_partial = 0;  // empty slabs kept per node
   std::uint32_t barn_max_full = 0;
+  // slub_debug's letters (debug.h); 0 for a plain cache. A debug cache's
+  // order and objects are its debug slabs', whose layout debug.cpp keeps.
+  std::uint8_t debug = 0;
   std::uint64_t secret = 0;             // freelist pointer mangling
   std::uint16_t* random_seq = nullptr;  // SLAB_FREELIST_RANDOM permutation
   KmemCacheNode* node = nullptr;        // [nr_nodes]
@@ -116,6 +120,7 @@ struct KmemCache {
   }
 
  private:
+  friend struct SlubDebug;  // debug.cpp
   Slab* new_slab(unsigned nid);
   void discard_slab(KmemCacheNode& n, Slab* s);
   unsigned collect_remote(Slab* s);

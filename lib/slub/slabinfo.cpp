@@ -2,6 +2,7 @@
 // "tunables" columns show the sheaf capacity (limit and batchcount) and the
 // barn's full-sheaf limit (sharedfactor).
 #include "lib/base/format.h"
+#include "lib/slub/debug.h"
 #include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/reentry.h"
@@ -46,6 +47,10 @@ std::size_t slabinfo(char* buf, std::size_t cap) {
 }  // namespace numaslub
 
 namespace numaslub {
+
+std::size_t kmem_validate() {
+  return debug_validate();
+}
 
 std::size_t kmem_trim() {
   std::size_t freed = kmem_shrink_all() + huge_cache_release(~0ULL);

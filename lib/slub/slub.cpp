@@ -15,6 +15,7 @@
 #include "lib/base/log.h"
 #include "lib/base/rseq.h"
 #include "lib/base/syscall.h"
+#include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/slab.h"
 #include "lib/slub/slub_internal.h"
@@ -401,6 +402,7 @@ static bool slub_init_locked() {
     for (unsigned c = 0; c < kNrClasses; ++c)
       if (!g_state.caches[c].init(c, pa, random_secret())) return false;
     g_slub.free_key = random_secret();
+    debug_setup(g_state.caches, kNrClasses);
     g_caches_ready = true;
   }
   if (!g_key_ready) {
@@ -469,12 +471,21 @@ bool slub_ready() {
 
 // ---- the small-object slow paths ----------------------------------------
 
-void* small_alloc_slow(unsigned cls) {
+void* small_alloc_slow(std::size_t size, std::size_t asked) {
   if (!slub_init()) return nullptr;
+  unsigned cls = size_to_class(size);
+  // A debug cache's slots stay at the no-sheaf sentinel: every allocation
+  // comes here and goes to its slabs (debug.h).
+  if (NS_UNLIKELY(g_state.caches[cls].debug)) return debug_alloc(g_state.caches[cls], asked, -1);
+  void* p;
 #if NS_HAVE_RSEQ_ASM
-  if (g_slub.mode == CacheMode::kRseq) return alloc_slow_rseq(cls);
+  if (g_slub.mode == CacheMode::kRseq)
+    p = alloc_slow_rseq(cls);
+  else
 #endif
-  return alloc_slow_thread(cls);
+    p = alloc_slow_thread(cls);
+  if (p) clear_free_tag(p);
+  return p;
 }
 
 void small_free_slow(Page* page, void* p) {
@@ -696,6 +707,7 @@ std::size_t kmem_shrink_shared() {
   }
 #endif
   std::size_t pages = 0;
+  if (debug_enabled()) debug_quarantine_drain();
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
     KmemCache& c = g_state.caches[cls];
     for (unsigned nid = 0; nid < g_state.pa->nr_nodes(); ++nid)

@@ -25,7 +25,10 @@ struct SlubState {
 };
 extern SlubState g_state;
 
-void* small_alloc_slow(unsigned cls);
+// A small object of `size` bytes (<= kMaxSmallSize), free tag cleared;
+// from the debug path for a debug cache (debug.h), which records `asked`
+// as the size asked for.
+void* small_alloc_slow(std::size_t size, std::size_t asked);
 void small_free_slow(Page* page, void* p);
 Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid);
 void sheaf_put_empty(KmemCache& c, unsigned nid, Sheaf* s);
