@@ -238,6 +238,10 @@ void KmemCache::free_batch(void* const* objs, unsigned n) {
 
 void KmemCache::free_remote(Slab* s, void* obj) {
   auto** o = static_cast<void**>(obj);
+  // Read before the push: once obj is on `remote`, another thread may
+  // collect it, empty the slab and give it back, and a new slab may be cut
+  // from the same pages (new_slab writes nid). Until then obj keeps the slab.
+  KmemCacheNode& nd = node[s->nid];
   std::uintptr_t old = s->remote.load(std::memory_order_relaxed);
   do {
     NS_CHECK(reinterpret_cast<void*>(old & ~kSlabFull) != obj, "double free of %p (cache %s)", obj,
@@ -245,7 +249,6 @@ void KmemCache::free_remote(Slab* s, void* obj) {
     *o = encode(reinterpret_cast<void*>(old & ~kSlabFull), o);
   } while (!s->remote.compare_exchange_weak(old, reinterpret_cast<std::uintptr_t>(obj),
                                             std::memory_order_release, std::memory_order_relaxed));
-  KmemCacheNode& nd = node[s->nid];
   nd.remote_frees.fetch_add(1, std::memory_order_relaxed);
   if (old & kSlabFull) {
     // This free took the slab out of "full": list it so its objects are reused.
