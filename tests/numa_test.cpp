@@ -479,7 +479,7 @@ TEST(NumaArena, EveryNodeGrowsInItsOwnRange) {
 }
 
 bool range_mapped(std::uintptr_t a, std::size_t len) {
-  return madvise(reinterpret_cast<void*>(a), len, MADV_NORMAL) == 0;
+  return os_mem_linux().probe_mapped(reinterpret_cast<void*>(a), len);
 }
 
 // A fork can catch a thread extending a node's reservation: the child has

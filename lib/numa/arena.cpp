@@ -158,9 +158,9 @@ int Arena::init(const Topology& topo, const Config& cfg, const OsMem& os) {
     r->reserved = per_node;
     std::size_t initial = kInitialSections * section;
     if (steps && per_node > initial) {
-      os.unreserve(reinterpret_cast<void*>(r->base + initial), per_node - initial);
-      os.unreserve(mem_map_ + r->pfn_start + (initial >> kPageShift),
-                   ((per_node - initial) >> kPageShift) * sizeof(Page));
+      Extent x = extent(*r, initial, per_node);
+      os.unreserve(x.heap, x.heap_len);
+      os.unreserve(x.map, x.map_len);
       r->reserved = initial;
     }
   }
@@ -222,20 +222,24 @@ void Arena::publish_reserved(const NodeRange& n) {
   if (grow_hook_) grow_hook_(n.reserved);
 }
 
+Arena::Extent Arena::extent(const NodeRange& n, std::size_t from, std::size_t to) const {
+  return {reinterpret_cast<void*>(n.base + from), to - from,
+          mem_map_ + n.pfn_start + (from >> kPageShift),
+          ((to - from) >> kPageShift) * sizeof(Page)};
+}
+
 void Arena::fork_child_repair(unsigned nid) {
   NodeRange& n = nodes_[nid];
-  std::size_t have = n.reserved, to = n.extending_to;
-  if (to > have && os_->probe_mapped) {
-    auto* heap_from = reinterpret_cast<void*>(n.base + have);
-    char* map_from = reinterpret_cast<char*>(mem_map_ + n.pfn_start + (have >> kPageShift));
-    std::size_t map_len = ((to - have) >> kPageShift) * sizeof(Page);
+  std::size_t to = n.extending_to;
+  if (to > n.reserved && os_->probe_mapped) {
+    Extent x = extent(n, n.reserved, to);
     // The heap part is extended first: the map part mapped means both are.
-    bool heap_done = os_->probe_mapped(heap_from, to - have);
-    bool map_done = heap_done && os_->probe_mapped(map_from, map_len);
+    bool heap_done = os_->probe_mapped(x.heap, x.heap_len);
+    bool map_done = heap_done && os_->probe_mapped(x.map, x.map_len);
     if (map_done) {
       n.reserved = to;
     } else if (heap_done && os_->unreserve) {
-      os_->unreserve(heap_from, to - have);
+      os_->unreserve(x.heap, x.heap_len);
     }
   }
   n.extending_to = 0;
@@ -251,15 +255,13 @@ int Arena::extend_locked(NodeRange& n, std::size_t need) {
   if (want > window) want = window;
   int e = 0;
   for (std::size_t to : {want, need}) {
-    auto* heap_from = reinterpret_cast<void*>(n.base + have);
-    char* map_from = reinterpret_cast<char*>(mem_map_ + n.pfn_start + (have >> kPageShift));
-    std::size_t map_len = ((to - have) >> kPageShift) * sizeof(Page);
+    Extent x = extent(n, have, to);
     // In flight from here until `reserved` says so (a fork child reads it).
     n.extending_to = to;
     signal_fence();
-    e = os_->extend(heap_from, to - have);
+    e = os_->extend(x.heap, x.heap_len);
     if (!e) {
-      e = os_->extend(map_from, map_len);
+      e = os_->extend(x.map, x.map_len);
       if (!e) {
         n.reserved = to;
         publish_reserved(n);
@@ -267,7 +269,7 @@ int Arena::extend_locked(NodeRange& n, std::size_t need) {
         n.extending_to = 0;
         return 0;
       }
-      if (os_->unreserve) os_->unreserve(heap_from, to - have);
+      if (os_->unreserve) os_->unreserve(x.heap, x.heap_len);
     }
     signal_fence();
     n.extending_to = 0;

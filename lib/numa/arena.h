@@ -150,6 +150,14 @@ class Arena {
   // first `need` bytes are reserved (n's hotplug lock held). Returns 0 or an
   // errno.
   int extend_locked(NodeRange& n, std::size_t need);
+  // Bytes [from, to) of node n's range: its heap part and its descriptors.
+  struct Extent {
+    void* heap;
+    std::size_t heap_len;
+    void* map;
+    std::size_t map_len;
+  };
+  Extent extent(const NodeRange& n, std::size_t from, std::size_t to) const;
   // With one node: size() (and the grow hook) catch up with n.reserved.
   void publish_reserved(const NodeRange& n);
 

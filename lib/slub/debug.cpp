@@ -746,14 +746,7 @@ void* debug_alloc(KmemCache& c, std::size_t req, int nid) {
       nd->list_lock.unlock();
       Slab* s = Ops::new_slab(c, n);
       if (!s) return nullptr;
-      // The page allocator may have fallen back to another node.
-      nd = &c.node[s->nid];
-      nd->list_lock.lock();
-      nd->partial.push_front(&s->slab_list);
-      s->on_partial = 1;
-      ++nd->nr_partial;
-      ++nd->nr_slabs;
-      ++nd->slabs_allocated;
+      nd = Ops::list_new(c, s);
     }
     Slab* s = list_entry<Slab>(nd->partial.next, offsetof(Slab, slab_list));
     if (void* obj = Ops::take(c, *nd, s)) {

@@ -71,6 +71,7 @@ struct SlubDebug {
     return c.decode(stored, where);
   }
   static void discard(KmemCache& c, KmemCacheNode& n, Slab* s) { c.discard_slab(n, s); }
+  static KmemCacheNode* list_new(KmemCache& c, Slab* s) { return c.list_new_slab(s); }
 };
 
 // The usable size of a debug object asked for with `orig` bytes: malloc(0)

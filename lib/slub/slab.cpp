@@ -123,6 +123,17 @@ Slab* KmemCache::new_slab(unsigned nid) {
   return s;
 }
 
+KmemCacheNode* KmemCache::list_new_slab(Slab* s) {
+  KmemCacheNode* nd = &node[s->nid];
+  nd->list_lock.lock();
+  nd->partial.push_front(&s->slab_list);
+  s->on_partial = 1;
+  ++nd->nr_partial;
+  ++nd->nr_slabs;
+  ++nd->slabs_allocated;
+  return nd;
+}
+
 void KmemCache::discard_slab(KmemCacheNode& n, Slab* s) {
   ListNode::unlink(&s->slab_list);
   s->on_partial = 0;
@@ -168,15 +179,7 @@ unsigned KmemCache::fill(unsigned nid, void** out, unsigned n) {
       nd->list_lock.unlock();
       Slab* s = new_slab(nid);
       if (!s) break;
-      // The page allocator may have fallen back to another node: the slab
-      // then joins that node's list.
-      nd = &node[s->nid];
-      nd->list_lock.lock();
-      nd->partial.push_front(&s->slab_list);
-      s->on_partial = 1;
-      ++nd->nr_partial;
-      ++nd->nr_slabs;
-      ++nd->slabs_allocated;
+      nd = list_new_slab(s);
     }
     while (got < n && !nd->partial.empty()) {
       Slab* s = list_entry<Slab>(nd->partial.next, offsetof(Slab, slab_list));

@@ -122,6 +122,10 @@ struct KmemCache {
  private:
   friend struct SlubDebug;  // debug.cpp
   Slab* new_slab(unsigned nid);
+  // Takes the list_lock of new slab s's node (the page allocator may have
+  // fallen back to another node than asked) and lists s there; returns that
+  // node, locked.
+  KmemCacheNode* list_new_slab(Slab* s);
   void discard_slab(KmemCacheNode& n, Slab* s);
   unsigned collect_remote(Slab* s);
   void free_locked(KmemCacheNode& n, Slab* s, void* obj);
