@@ -142,13 +142,7 @@ void collect_cache(unsigned cls, unsigned nr_nodes, pub::CacheSnap* cs, pub::Cac
     }
     // The totals are the sums of the parts written here: a reader that
     // finds otherwise has read a torn copy.
-    t.inuse += s.inuse;
-    t.slabs += s.slabs;
-    t.partial += s.partial;
-    t.full_sheaves += s.full_sheaves;
-    t.remote_frees += s.remote_frees;
-    t.slabs_allocated += s.slabs_allocated;
-    t.slabs_freed += s.slabs_freed;
+    pub::add_part(t, s);
   }
 }
 

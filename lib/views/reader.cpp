@@ -300,14 +300,7 @@ bool check_snapshot(const Snapshot& s, char* why, std::size_t cap) {
     const CacheSnap& cs = s.caches[c];
     CacheNodeSnap sum{};
     for (unsigned n = 0; n < f.nr_nodes; ++n) {
-      const CacheNodeSnap& p = s.node_of(c, n);
-      sum.inuse += p.inuse;
-      sum.slabs += p.slabs;
-      sum.partial += p.partial;
-      sum.full_sheaves += p.full_sheaves;
-      sum.remote_frees += p.remote_frees;
-      sum.slabs_allocated += p.slabs_allocated;
-      sum.slabs_freed += p.slabs_freed;
+      add_part(sum, s.node_of(c, n));
     }
     if (std::memcmp(&sum, &cs.total, sizeof sum) != 0) {
       format(why, cap, "cache %u (%s): totals are not the sums of the node parts", c, cs.name);

@@ -124,6 +124,18 @@ struct CacheNodeSnap {
   std::uint64_t slabs_freed;
 };
 
+// sum += part, field by field: the publisher's totals and the reader's
+// check of them are the same sum.
+inline void add_part(CacheNodeSnap& sum, const CacheNodeSnap& part) {
+  sum.inuse += part.inuse;
+  sum.slabs += part.slabs;
+  sum.partial += part.partial;
+  sum.full_sheaves += part.full_sheaves;
+  sum.remote_frees += part.remote_frees;
+  sum.slabs_allocated += part.slabs_allocated;
+  sum.slabs_freed += part.slabs_freed;
+}
+
 // One kmalloc cache: constants, counters, and the totals over its nodes
 // (the sums of its CacheNodeSnap parts, as the publisher wrote them).
 struct CacheSnap {
