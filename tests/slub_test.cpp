@@ -1258,28 +1258,32 @@ TEST(SlubThreads, AllocationsAfterThreadTeardown) {
 
 // ------------------------------------------------------------ hardening
 
-// obj_index.h's multiply-and-rotate agrees with division at every offset
+// obj_index.h's multiply-and-compare agrees with division at every offset
 // of every class's slab, the unused tail and the pages of no slab included.
-TEST(SlubHardening, ObjIndexAgreesWithDivision) {
+TEST(SlubHardening, ObjStartAgreesWithDivision) {
   for (unsigned c = 0; c < kNrClasses; ++c) {
     std::uint32_t d = kClassSize[c];
     std::uint64_t bytes = std::uint64_t{kPageSize} << slab_order_for(d);
     const ObjIndex& e = obj_index_entry(kObjIndex, class_slot_offset(c));
     ASSERT_EQ(e.objects, bytes / d) << d;
     ASSERT_EQ(e.mask, bytes - 1) << d;
-    for (std::uint64_t base : {std::uint64_t{0}, bytes, 1000 * bytes}) {
+    for (std::uint64_t base : {std::uint64_t{0}, bytes, 1000 * bytes, std::uint64_t{1} << 45}) {
       for (std::uint64_t off = 0; off < bytes; ++off) {
         bool start = off % d == 0 && off / d < e.objects;
-        std::uint64_t i = obj_index(e, base + off);
-        if (start)
-          ASSERT_EQ(i, off / d) << d << " at " << off;
-        else
-          ASSERT_GE(i, e.objects) << d << " at " << off;
+        ASSERT_EQ(obj_start(e, base + off), start) << d << " at " << off;
+        // The fast path's form (assembly on x86-64).
+        ASSERT_EQ(obj_start_at<0>(&kObjIndex, kObjIndex, class_slot_offset(c), base + off), start)
+            << d << " at " << off;
       }
     }
   }
-  for (std::size_t slot = 0; slot < class_slot_offset(0); slot += 16)
-    EXPECT_EQ(obj_index_entry(kObjIndex, slot).objects, 0u);
+  for (std::size_t slot = 0; slot < class_slot_offset(0); slot += 16) {
+    const ObjIndex& e = obj_index_entry(kObjIndex, slot);
+    for (std::uint64_t off = 0; off < (kPageSize << kMaxSlabOrder); off += 8) {
+      ASSERT_FALSE(obj_start(e, off)) << off;
+      ASSERT_FALSE(obj_start_at<0>(&kObjIndex, kObjIndex, slot, off)) << off;
+    }
+  }
 }
 
 // A free of anything but the start of a live object aborts on the fast

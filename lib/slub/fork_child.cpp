@@ -16,11 +16,9 @@
 //   descriptors (KmemCache::fork_reset_node / fork_adopt_slab);
 // - the set-up and thread-pool locks: the pool list is valid after any
 //   prefix, and a half-done set-up was never published (g_ready).
-// The child gets a new free-tag key (kmalloc.h): a tag stored under the old
-// one no longer matches, which can only miss a double free of an object
-// freed before the fork, never report a live one. The caches' freelist
-// secrets stay: every free object's next pointer is encoded with them, and
-// re-encoding would copy-on-write the heap's free memory into every child.
+// The free tags (kmalloc.h) stay valid: they are descriptor addresses, the
+// same in the child. The caches' freelist secrets stay: every free object's next pointer is encoded
+// with them, and re-encoding would copy-on-write the heap's free memory into every child.
 #include "lib/base/lock.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
@@ -62,7 +60,6 @@ void slub_fork_child(std::uint32_t self) {
   slub_init_lock().reset_if_orphaned(self);
   slub_thread_pool_lock().reset_if_orphaned(self);
   if (!slub_ready()) return;
-  g_slub.free_key = random_secret();
   debug_fork_child(self);
   if (g_slub.mode == CacheMode::kRseq)
     for (unsigned cpu = 0, n = __atomic_load_n(&g_slub.nr_cpu_slots, __ATOMIC_ACQUIRE); cpu < n;

@@ -204,8 +204,7 @@ static void check_small(Page* page, void* p, bool freeing) {
   char* base = static_cast<char*>(c.slab_base(s));
   std::size_t off = static_cast<std::size_t>(static_cast<char*>(p) - base);
   const ObjIndex& oi = obj_index_entry(kObjIndex, page->slab_slot);
-  if (NS_UNLIKELY(obj_index(oi, reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base) >=
-                  oi.objects)) {
+  if (NS_UNLIKELY(!obj_start(oi, reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base))) {
     if (off >= std::size_t{c.objects} * c.size)
       fatal("BUG %s: %s of invalid pointer %p: in the unused tail of slab %p", c.name, op, p, base);
     fatal("BUG %s: %s of invalid pointer %p: %zu bytes into object %p (slab %p)", c.name, op, p,

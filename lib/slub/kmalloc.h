@@ -40,7 +40,6 @@ struct SlubFast {
   std::uintptr_t heap_size;
   Page* mem_map;
   const std::uint16_t* cpu_node;        // node of each CPU (multi-node only)
-  std::uintptr_t free_key;              // random: free tags (below)
   ObjIndexTable obj_index = kObjIndex;  // obj_index.h
 };
 extern SlubFast g_slub;
@@ -72,9 +71,13 @@ NS_ALWAYS_INLINE CacheMode fast_mode() {
 // Hardening, always on: a free takes the fast path only for the start of an
 // object of its slab (obj_index.h) that is not free already. Invariant: word
 // 1 of every small object that is free (in a sheaf, a barn, a slab's
-// freelist or remote list) holds free_tag(p); allocation clears it before
-// handing the object out, so a live object holds it only if the program
-// stored that random-keyed value itself. A free that finds the tag is a
+// freelist or remote list) holds free_tag(p), the address of p's page
+// descriptor; allocation clears it before handing the object out, so a live
+// object holds it only if the program stored there a pointer into our
+// descriptor array, which it is never given. (Not a secret: forging a tag
+// only makes a live object's free abort, and a write that destroys one
+// needs no knowledge of it. Per page rather than per object, so the fast
+// path has it in a register already.) A free that finds the tag is a
 // double free, wherever the first free left the object; the slow path
 // aborts with a message. The tag is written before the push that publishes
 // the object (after it, another thread may already have it) and undone if
@@ -87,8 +90,13 @@ NS_ALWAYS_INLINE CacheMode fast_mode() {
 #endif
 inline constexpr bool kHardened = NS_HARDENED;
 
+NS_ALWAYS_INLINE std::uintptr_t free_tag_of(const Page& page) {
+  return reinterpret_cast<std::uintptr_t>(&page);
+}
+// p: in the heap.
 NS_ALWAYS_INLINE std::uintptr_t free_tag(const void* p) {
-  return reinterpret_cast<std::uintptr_t>(p) ^ g_slub.free_key;
+  return free_tag_of(
+      g_slub.mem_map[(reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base) >> kPageShift]);
 }
 NS_ALWAYS_INLINE void clear_free_tag(void* obj) {
   if constexpr (kHardened) static_cast<std::uintptr_t*>(obj)[1] = 0;
@@ -155,14 +163,14 @@ NS_ALWAYS_INLINE void kfree(void* p) {
     const Page& pg = g_slub.mem_map[off >> kPageShift];
     std::size_t soff = pg.slab_slot;
     auto* word = static_cast<std::uintptr_t*>(p);
-    std::uintptr_t tag = free_tag(p);
+    std::uintptr_t tag = free_tag_of(pg);
     bool take;
     if constexpr (kHardened) {
       // The start of an object of this page's slab (a page of no slab has
       // no objects) that is not free: read its tag only then, the word lies
       // inside the object.
-      const ObjIndex& oi = obj_index_entry(g_slub.obj_index, soff);
-      take = obj_index(oi, off) < oi.objects && word[1] != tag;
+      take = obj_start_at<offsetof(SlubFast, obj_index)>(&g_slub, g_slub.obj_index, soff, off) &&
+             word[1] != tag;
     } else {
       take = soff != 0;
     }
@@ -178,7 +186,7 @@ NS_ALWAYS_INLINE void kfree(void* p) {
         std::uint32_t cpu;
         if (NS_LIKELY(!g_slub.multi_node || ((cpu = rs->cpu_id_start) < g_slub.nr_cpu_slots &&
                                              g_slub.cpu_node[cpu] == (off >> g_slub.node_shift)))) {
-          int r = rseq_push(rs, g_slub.cpu_base, g_slub.nr_cpu_slots, soff, p);
+          int r = rseq_push<!kHardened>(rs, g_slub.cpu_base, g_slub.nr_cpu_slots, soff, p);
           if (NS_LIKELY(r == kPushed)) return;
         }
       } else
@@ -188,7 +196,7 @@ NS_ALWAYS_INLINE void kfree(void* p) {
         signal_fence();
         void*** top = &reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + soff)->main;
         bool pushed = (reinterpret_cast<std::uintptr_t>(*top) & (kSheafBytes - 1)) != 0 &&
-                      (*top)[-1] != p &&
+                      (kHardened || (*top)[-1] != p) &&
                       (!g_slub.multi_node || t->node == (off >> g_slub.node_shift));
         if (NS_LIKELY(pushed)) *(*top)++ = p;
         signal_fence();

@@ -1,28 +1,29 @@
-// Object index from an address, without a divide: the always-on check that
-// a freed pointer is the start of an object of its slab (hardening).
+// Is an address the start of an object? Answered without a divide, for
+// the always-on check that a freed pointer starts an object of its slab
+// (hardening).
 //
 // Slab geometry is fixed per class: order from slab_order_for, objects =
 // slab bytes / class size, and a slab is a buddy block, aligned to its size
 // in the heap, so a heap offset masked with (slab bytes - 1) is the offset
-// into its slab. For an offset `off` into a slab (off < 2^17) and
-// class size d = d0 * 2^t (d0 odd), let inv = d0^-1 mod 2^64. Then
-//     rotr64(off * inv, t) == off / d      when d divides off, and
-//     rotr64(off * inv, t) >= 2^32         when it does not:
-// if off's low t bits are not all zero, (odd inv) the product's are not
-// either, and the rotation moves them to the top; if they are, off = m * 2^t
-// and the result is m * inv mod 2^(64 - t), which is at most
-// (2^(64-t) - 1) / d0 exactly when d0 divides m (Granlund-Montgomery), and
-// otherwise larger than that, so at least 2^47 / 2^15. One compare with the
-// object count then tells "start of an object of this slab" from anything
-// else, the unused tail after the last object included. A multiply, a
-// rotate, a compare: cheap enough for the free fast path.
+// into its slab. For class size d, let M = floor(2^64 / d) + 1, so that
+// d * M = 2^64 + e with 0 < e <= d. For an offset off = k * d + r into a slab
+// (0 <= r < d, off < 2^17, so k < 2^17), modulo 2^64:
+//     off * M == k * e                    when r == 0 (k * e < 2^34), and
+//     off * M == r * M + k * e >= M       when r > 0 (r * M <= 2^64 + e - M,
+//                                         and k * e < M - e: no wrap),
+// with M >= 2^64 / 2^17 = 2^47. So one compare with limit = objects * e
+// (< 2^34) accepts exactly the starts of objects 0 .. objects - 1 and
+// rejects every other offset, the unused tail's included (k == objects
+// there). An and, a multiply, a compare, each with its operand in the
+// table: cheap enough for the free fast path. (Lemire, Kaser and Kurz's
+// divisibility test, with its bound moved to count objects.)
 //
 // The table is indexed by Page::slab_slot (below); pages that are not a
-// slab's find an entry with objects == 0, so every offset fails.
+// slab's find an entry with limit == 0, so every offset fails.
 #pragma once
 
 #include <array>
-#include <bit>
+#include <cstddef>
 #include <cstdint>
 
 #include "lib/base/base.h"
@@ -50,21 +51,15 @@ constexpr unsigned slab_order_for(std::uint32_t size) {
 // 32 bytes, so that the free fast path addresses an entry as
 // table + 2 * slot, and every field is a memory operand of its instruction.
 struct ObjIndex {
-  std::uint64_t inv;      // inverse of the class size's odd part, mod 2^64
-  std::uint64_t objects;  // objects per slab (0: not a slab page)
+  std::uint64_t mult;     // floor(2^64 / size) + 1
+  std::uint64_t limit;    // objects * (size * mult mod 2^64); 0: not a slab page
   std::uint32_t mask;     // slab bytes - 1: slabs are aligned to their size
-  std::uint8_t shift;     // trailing zero bits of the class size
-  std::uint8_t unused[11];
+  std::uint32_t objects;  // objects per slab
+  std::uint64_t unused;
 };
 static_assert(sizeof(ObjIndex) == 32);
 
 namespace detail {
-
-constexpr std::uint64_t inverse_mod_2_64(std::uint64_t odd) {
-  std::uint64_t x = odd;  // correct to 3 bits; each step doubles them
-  for (int i = 0; i < 5; ++i) x *= 2 - odd * x;
-  return x;
-}
 
 // Indexed by Page::slab_slot / 16 (the class's sheaf-slot offset,
 // size_class.h): the free fast path has that offset at hand already. The
@@ -74,10 +69,10 @@ constexpr std::array<ObjIndex, class_slot_offset(kNrClasses) / 16> make_obj_inde
   std::array<ObjIndex, class_slot_offset(kNrClasses) / 16> t{};
   for (unsigned c = 0; c < kNrClasses; ++c) {
     std::uint32_t d = kClassSize[c];
-    unsigned shift = static_cast<unsigned>(std::countr_zero(d));
     std::uint32_t bytes = std::uint32_t{kPageSize} << slab_order_for(d);
-    t[class_slot_offset(c) / 16] = {
-        inverse_mod_2_64(d >> shift), bytes / d, bytes - 1, static_cast<std::uint8_t>(shift), {}};
+    // floor(2^64 / d) + 1; (2^64 - 1) / d falls one short when d divides 2^64.
+    std::uint64_t mult = ~std::uint64_t{0} / d + 1 + ((d & (d - 1)) == 0);
+    t[class_slot_offset(c) / 16] = {mult, (bytes / d) * (d * mult), bytes - 1, bytes / d, 0};
   }
   return t;
 }
@@ -96,10 +91,35 @@ NS_ALWAYS_INLINE const ObjIndex& obj_index_entry(const ObjIndexTable& table, std
   return *reinterpret_cast<const ObjIndex*>(reinterpret_cast<const char*>(table.data()) + 2 * slot);
 }
 
-// off / size when heap offset `off` is the start of an object of the slab
-// it lies in; otherwise a value >= e.objects.
-NS_ALWAYS_INLINE std::uint64_t obj_index(const ObjIndex& e, std::uint64_t off) {
-  return std::rotr((off & e.mask) * e.inv, e.shift);
+// Whether heap offset `off` is the start of an object of the slab it lies
+// in (a slab of e's class; never for a page of no slab).
+NS_ALWAYS_INLINE bool obj_start(const ObjIndex& e, std::uint64_t off) {
+  return (off & e.mask) * e.mult < e.limit;
+}
+
+// obj_start for the free fast path: the entry of `slot` in `table`, which
+// lies `table_off` bytes into the object at `base`. The same three
+// instructions, each with its operand addressed from base and slot (the
+// compiler would first compute the entry's address: one more instruction
+// on every free).
+template <std::size_t table_off>
+NS_ALWAYS_INLINE bool obj_start_at(const void* base, const ObjIndexTable& table, std::size_t slot,
+                                   std::uint64_t off) {
+#if defined(__x86_64__)
+  bool start;
+  __asm__(
+      "andl %c[mask](%[base],%[slot],2), %k[off]\n\t"
+      "imulq %c[mult](%[base],%[slot],2), %[off]\n\t"
+      "cmpq %c[limit](%[base],%[slot],2), %[off]"
+      : [off] "+&r"(off), "=@ccb"(start)
+      : [base] "r"(base), [slot] "r"(slot), [mask] "i"(table_off + offsetof(ObjIndex, mask)),
+        [mult] "i"(table_off + offsetof(ObjIndex, mult)),
+        [limit] "i"(table_off + offsetof(ObjIndex, limit)), "m"(table));
+  return start;
+#else
+  (void)base;
+  return obj_start(obj_index_entry(table, slot), off);
+#endif
 }
 
 }  // namespace numaslub

@@ -29,7 +29,9 @@
 #if defined(__x86_64__)
 #define NS_HAVE_RSEQ_ASM 1
 
-// The descriptor; the signature matches kRseqSignal (0x53053053).
+// The descriptor; the signature matches kRseqSignal (0x53053053). Step (0)
+// uses rax as scratch: every section must name rax as an early-clobber
+// output or a clobber, or the compiler may hand it an operand in rax.
 #define NS_RSEQ_CS_DESC                \
   ".pushsection __rseq_cs, \"aw\"\n\t" \
   ".balign 32\n\t"                     \
@@ -52,75 +54,88 @@ namespace numaslub {
 
 // Pops the last object of this CPU's main sheaf at slot offset `off` (see
 // sheaf.h for the stack-top encoding). Returns nullptr when it is empty or
-// the CPU is at or beyond `limit`.
+// the CPU is at or beyond `limit`. (asm goto: a miss jumps straight to the
+// caller's slow path, no result register to test.)
 NS_ALWAYS_INLINE void* rseq_pop(RseqAbi* rs, char* base, const std::uint32_t& limit,
                                 std::size_t off) {
   void* obj;
-  __asm__ volatile(NS_RSEQ_CS_DESC
-                   "1:\n\t"
-                   "movl (%[rs]), %%r11d\n\t"
-                   "cmpl %[limit], %%r11d\n\t"
-                   "jae 5f\n\t"
-                   "shlq $10, %%r11\n\t"
-                   "addq %[base], %%r11\n\t"
-                   "movq (%%r11,%[off]), %%rcx\n\t"
-                   "movq -8(%%rcx), %%rax\n\t"
-                   "testb $1, %%al\n\t"
-                   "jnz 5f\n\t"
-                   "subq $8, %%rcx\n\t"
-                   "movq %%rcx, (%%r11,%[off])\n\t"
-                   "2:\n\t"
-                   "jmp 6f\n\t"
-                   "5:\n\t"
-                   "xorl %%eax, %%eax\n\t"
-                   "6:\n\t" NS_RSEQ_ABORT
-                   : "=&a"(obj)
-                   : [rs] "r"(rs), [base] "r"(base), [limit] "m"(limit), [off] "r"(off)
-                   : "rcx", "r11", "memory", "cc");
+  __asm__ goto(NS_RSEQ_CS_DESC
+               "1:\n\t"
+               "movl (%[rs]), %%r11d\n\t"
+               "cmpl %[limit], %%r11d\n\t"
+               "jae %l[miss]\n\t"
+               "shlq $10, %%r11\n\t"
+               "addq %[base], %%r11\n\t"
+               "movq (%%r11,%[off]), %%rcx\n\t"
+               "movq -8(%%rcx), %%rax\n\t"
+               "testb $1, %%al\n\t"
+               "jnz %l[miss]\n\t"
+               "subq $8, %%rcx\n\t"
+               "movq %%rcx, (%%r11,%[off])\n\t"
+               "2:\n\t" NS_RSEQ_ABORT
+               : "=&a"(obj)
+               : [rs] "r"(rs), [base] "r"(base), [limit] "m"(limit), [off] "r"(off)
+               : "rcx", "r11", "memory", "cc"
+               : miss);
+  // Sheaf entries are objects or the odd sentinel, never null: tell the
+  // compiler, so that its callers' null tests fold away.
+  if (obj == nullptr) __builtin_unreachable();
   return obj;
+miss:
+  return nullptr;
 }
 
 enum PushResult : int { kPushed = 0, kPushFull = 1, kPushDoubleFree = 2 };
 
 // Pushes obj onto this CPU's main sheaf at slot offset `off`. kPushFull when
 // the sheaf is full (or is the no-sheaf sentinel, or the CPU is at or beyond
-// `limit`); kPushDoubleFree when obj is the object freed last. The
-// double-free test comes first, so a free that would find the sheaf full is
-// still checked.
+// `limit`); with kCheckTop, kPushDoubleFree when obj is the object freed
+// last. The double-free test comes first, so a free that would find the
+// sheaf full is still checked. (Hardened builds check every free against
+// its object's free tag before the push, kmalloc.h, which catches this case
+// and more: they push without the test.) The misses leave the section by
+// asm goto, to the caller's code for each result.
+#define NS_RSEQ_PUSH_HEAD     \
+  NS_RSEQ_CS_DESC             \
+  "1:\n\t"                    \
+  "movl (%[rs]), %%r11d\n\t"  \
+  "cmpl %[limit], %%r11d\n\t" \
+  "jae %l[full]\n\t"          \
+  "shlq $10, %%r11\n\t"       \
+  "addq %[base], %%r11\n\t"   \
+  "movq (%%r11,%[off]), %%rcx\n\t"
+#define NS_RSEQ_PUSH_TAIL          \
+  "testl $511, %%ecx\n\t"          \
+  "jz %l[full]\n\t"                \
+  "movq %[obj], (%%rcx)\n\t"       \
+  "addq $8, %%rcx\n\t"             \
+  "movq %%rcx, (%%r11,%[off])\n\t" \
+  "2:\n\t" NS_RSEQ_ABORT
+#define NS_RSEQ_PUSH_OPERANDS                                                          \
+  : /* no outputs */                                                                        \
+  : [rs] "r"(rs), [base] "r"(base), [limit] "m"(limit), [off] "r"(off), [obj] "r"(obj) \
+  : "rax", "rcx", "r11", "memory", "cc" /* rax: NS_RSEQ_CS_DESC's scratch */
+template <bool kCheckTop>
 NS_ALWAYS_INLINE int rseq_push(RseqAbi* rs, char* base, const std::uint32_t& limit, std::size_t off,
                                void* obj) {
-  int r;
-  __asm__ volatile(
-      NS_RSEQ_CS_DESC
-      "1:\n\t"
-      "movl (%[rs]), %%r11d\n\t"
-      "movl $1, %%eax\n\t"
-      "cmpl %[limit], %%r11d\n\t"
-      "jae 2f\n\t"
-      "shlq $10, %%r11\n\t"
-      "addq %[base], %%r11\n\t"
-      "movq (%%r11,%[off]), %%rcx\n\t"
-      "cmpq %[obj], -8(%%rcx)\n\t"
-      "je 7f\n\t"
-      "testl $511, %%ecx\n\t"
-      "jz 2f\n\t"
-      "movq %[obj], (%%rcx)\n\t"
-      "addq $8, %%rcx\n\t"
-      "xorl %%eax, %%eax\n\t"
-      "movq %%rcx, (%%r11,%[off])\n\t"
-      "2:\n\t"
-      // The double free, out of line and past the commit
-      // (outside the section: nothing to restart).
-      ".pushsection __rseq_failure, \"ax\"\n\t"
-      "7:\n\t"
-      "movl $2, %%eax\n\t"
-      "jmp 2b\n\t"
-      ".popsection\n\t" NS_RSEQ_ABORT
-      : "=&a"(r)
-      : [rs] "r"(rs), [base] "r"(base), [limit] "m"(limit), [off] "r"(off), [obj] "r"(obj)
-      : "rcx", "r11", "memory", "cc");
-  return r;
+  if constexpr (kCheckTop) {
+    __asm__ goto(NS_RSEQ_PUSH_HEAD
+                 "cmpq %[obj], -8(%%rcx)\n\t"
+                 "je %l[twice]\n\t" NS_RSEQ_PUSH_TAIL NS_RSEQ_PUSH_OPERANDS
+                 : full, twice);
+  } else {
+    __asm__ goto(NS_RSEQ_PUSH_HEAD NS_RSEQ_PUSH_TAIL NS_RSEQ_PUSH_OPERANDS : full);
+  }
+  return kPushed;
+full:
+  return kPushFull;
+twice:
+  __attribute__((unused));  // kCheckTop only
+  return kPushDoubleFree;
 }
+#undef NS_RSEQ_PUSH_HEAD
+#undef NS_RSEQ_PUSH_TAIL
+#undef NS_RSEQ_PUSH_OPERANDS
 
 // Stores `top` as main at `slot` (a slot of CPU `cpu`), but only while
 // running on that CPU. Returns the previous main, or kReplaceFailed when the

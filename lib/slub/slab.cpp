@@ -40,7 +40,7 @@ void* KmemCache::next_free(const Slab* s, void** obj) const {
     std::uintptr_t off =
         reinterpret_cast<std::uintptr_t>(next) - reinterpret_cast<std::uintptr_t>(slab_base(s));
     if (NS_UNLIKELY(off >= (kPageSize << order) ||
-                    obj_index(obj_index_entry(kObjIndex, class_slot_offset(cls)), off) >= objects))
+                    !obj_start(obj_index_entry(kObjIndex, class_slot_offset(cls)), off)))
       fatal(
           "BUG %s: freelist corrupted: free object %p of slab %p holds next %p, not an object "
           "of that slab (a write after free to %p, or an overflow of the object before it)",

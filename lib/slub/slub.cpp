@@ -239,7 +239,7 @@ static void free_slow_rseq(KmemCache& c, void* p) {
   for (int attempt = 0; attempt < 16; ++attempt) {
     RseqAbi* rs = rseq_area();
     if (!rs) break;
-    int r = rseq_push(rs, g_slub.cpu_base, g_slub.nr_cpu_slots, off, p);
+    int r = rseq_push<!kHardened>(rs, g_slub.cpu_base, g_slub.nr_cpu_slots, off, p);
     if (r == kPushed) return;
     if (r == kPushDoubleFree) fatal("double free of %p (cache %s)", p, c.name);
     unsigned cpu = __atomic_load_n(&rs->cpu_id_start, __ATOMIC_RELAXED);
@@ -401,7 +401,6 @@ static bool slub_init_locked() {
     // A secret per cache: one leaked opens one cache's freelists at most.
     for (unsigned c = 0; c < kNrClasses; ++c)
       if (!g_state.caches[c].init(c, pa, random_secret())) return false;
-    g_slub.free_key = random_secret();
     debug_setup(g_state.caches, kNrClasses);
     g_caches_ready = true;
   }
