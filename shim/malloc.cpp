@@ -229,7 +229,7 @@ NS_EXPORT int __libc_mallopt(int param, int value) {
 NS_EXPORT int __posix_memalign(void** out, std::size_t align, std::size_t size) {
   return posix_memalign(out, align, size);
 }
-NS_EXPORT void __malloc_fork_lock_parent() {}  // fork safety is pthread_atfork's (fork.cpp)
+NS_EXPORT void __malloc_fork_lock_parent() {}  // fork safety is pthread_atfork's (lifecycle.cpp)
 NS_EXPORT void __malloc_fork_unlock_parent() {}
 NS_EXPORT void __malloc_fork_unlock_child() {}
 NS_EXPORT void __malloc_arena_thread_freeres() {}

@@ -11,9 +11,14 @@
 //   slab_class (on every page of a slab, so free() learns the size class
 //   from any object's page with one load), and the priv[] words, which
 //   struct Slab overlays (as the kernel's struct slab overlays struct page).
-// Only the head page of a block carries block state. Tails of an allocated
-// compound block carry PG_tail and head_off so any interior pointer finds its
-// head in O(1); tails of free blocks carry nothing.
+// Only the head page of a block carries block state. Tails of a slab carry
+// PG_tail and head_off, so any object's page finds its slab in O(1). A large
+// block (PG_large) marks its head page only: writing a descriptor per page
+// would cost a 4 MiB block 64 KiB of descriptor stores. Its interior
+// pointers are found by walking back from the page to the head, at most
+// kMaxBlockPages descriptors (kmalloc.cpp's report_bad_large_free, the one
+// path that needs it: a free must name the block). Tails of free blocks
+// carry nothing.
 #pragma once
 
 #include <cstddef>
@@ -35,7 +40,7 @@ enum PageFlag : std::uint32_t {
   PG_clean = 1u << 1,  // every page of the block reads as zero (fresh or released)
   PG_pcp = 1u << 2,    // head of a block on a per-CPU page list
   PG_head = 1u << 3,   // head of an allocated compound block
-  PG_tail = 1u << 4,   // tail of an allocated compound block; head_off is valid
+  PG_tail = 1u << 4,   // tail page of a slab; head_off is valid
   PG_slab = 1u << 5,   // head of a slab; the slab overlay is valid
   PG_large = 1u << 6,  // head of a whole-block (large) allocation
   PG_lazy = 1u << 7,   // free block released with MADV_FREE: not charged, contents undefined

@@ -1,12 +1,17 @@
 // The internal allocation API (kmalloc and friends) and its fast paths.
 //
-// malloc: size -> class (table lookup) -> pop from this CPU's main sheaf in
-// an rseq critical section. free: address -> page descriptor (subtract,
-// shift) -> class byte -> push onto this CPU's main sheaf. No lock, no atomic
-// read-modify-write, no "initialized?" branch: before set-up every sheaf
-// pointer is null, which sends the first call into the slow path, which sets
-// up. Anything else (empty/full sheaf, large and huge sizes, another node's
-// object, foreign pointers) goes to the out-of-line slow paths.
+// malloc: size -> sheaf-slot offset (table lookup) -> pop from this CPU's
+// main sheaf in an rseq critical section (rseq_ops.h). free: address -> page
+// descriptor (subtract, shift) -> its slab's sheaf-slot offset -> the
+// always-on checks (below) -> push onto this CPU's main sheaf. No lock, no
+// atomic read-modify-write. One branch picks the per-CPU mode (g_slub.mode:
+// rseq, per-thread sheaves, or none yet): before set-up the mode is none and
+// the thread has no sheaves, so the first call takes the slow path, which
+// sets up. An rseq section compares the CPU id with the number of CPUs whose
+// sheaves are set up before it indexes them, so a CPU without sheaves takes
+// the slow path too. Anything else (empty/full sheaf, large and huge sizes,
+// another node's object, foreign or invalid pointers) goes to the
+// out-of-line slow paths.
 #pragma once
 
 #include <cstddef>
@@ -211,11 +216,11 @@ NS_ALWAYS_INLINE void kfree(void* p) {
   kfree_slow(p);
 }
 
-// The rest of the API (slub.cpp, large.cpp).
+// The rest of the API (kmalloc.cpp; the slow paths of the sheaves, slub.cpp).
 void* kcalloc(std::size_t n, std::size_t size);
 void* krealloc(void* p, std::size_t size);
-// align: a power of two. Any alignment up to 1 MiB from the heap; larger
-// ones from a direct mapping.
+// align: a power of two. Any alignment up to kMaxBlockSize (4 MiB) from the
+// heap; larger ones from a direct mapping.
 void* kmalloc_aligned(std::size_t align, std::size_t size);
 // kmalloc_node: memory of node nid (falling back by distance when it is
 // exhausted); nid < 0 means the calling CPU's node.
