@@ -211,7 +211,10 @@ static void check_small(Page* page, void* p, bool freeing) {
           off % c.size, static_cast<void*>(base + off / c.size * c.size), base);
   }
   auto* word = static_cast<std::uintptr_t*>(p);
-  if (!kHardened) return;
+  if (!kHardened) {
+    if (freeing) NS_TSAN_RELEASE(p);  // after the descriptor reads above
+    return;
+  }
   if (NS_UNLIKELY(word[1] == free_tag(p))) {
     if (freeing) fatal("BUG %s: double free of %p (slab %p)", c.name, p, base);
     fatal("BUG %s: realloc of %p, which is free already: use after free (slab %p)", c.name, p,

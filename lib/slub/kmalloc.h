@@ -160,8 +160,10 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
   return kmalloc_or(size, [size] { return kmalloc_slow(size); });
 }
 
+// (TSan: p is released after its descriptor is read, here and in the slow
+// path's check_small: whoever gets p next may free its slab and rewrite the
+// descriptor.)
 NS_ALWAYS_INLINE void kfree(void* p) {
-  NS_TSAN_RELEASE(p);
   std::uintptr_t size = __atomic_load_n(&g_slub.heap_size, __ATOMIC_ACQUIRE);
   std::uintptr_t off = reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base;
   if (NS_LIKELY(off < size)) {
@@ -178,6 +180,7 @@ NS_ALWAYS_INLINE void kfree(void* p) {
              word[1] != tag;
     } else {
       take = soff != 0;
+      NS_TSAN_RELEASE(p);
     }
     if (NS_LIKELY(take)) {
       if constexpr (kHardened) {

@@ -483,7 +483,10 @@ void* small_alloc_slow(std::size_t size, std::size_t asked) {
   else
 #endif
     p = alloc_slow_thread(cls);
-  if (p) clear_free_tag(p);
+  if (p) {
+    NS_TSAN_ACQUIRE(p);  // as the fast path: p may come from a sheaf
+    clear_free_tag(p);
+  }
   return p;
 }
 
