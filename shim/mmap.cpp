@@ -20,14 +20,22 @@ constinit MmapStats g_mmap_stats;
 
 namespace {
 
+// mmap_policy='s values: the indices of its choices (lib/base/config.h).
+enum class MmapPolicy : std::uint8_t { kDefault, kLocal, kInterleave, kBind };
+static_assert(choice_index(kMmapPolicyChoices, "default") == int(MmapPolicy::kDefault) &&
+              choice_index(kMmapPolicyChoices, "local") == int(MmapPolicy::kLocal) &&
+              choice_index(kMmapPolicyChoices, "interleave") == int(MmapPolicy::kInterleave) &&
+              choice_index(kMmapPolicyChoices, "bind") == int(MmapPolicy::kBind));
+
 void apply_policy(void* addr, std::size_t len) {
   const Config& cfg = config();
-  if (cfg.mmap_policy == MmapPolicy::kDefault) return;
+  auto policy = static_cast<MmapPolicy>(cfg.mmap_policy);
+  if (policy == MmapPolicy::kDefault) return;
   unsigned long mask[16] = {};
   constexpr unsigned kBits = 8 * sizeof(unsigned long);
   int mode;
   const Topology& topo = topology();
-  switch (cfg.mmap_policy) {
+  switch (policy) {
     case MmapPolicy::kLocal:
       mode = 4;  // MPOL_LOCAL
       break;

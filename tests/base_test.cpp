@@ -74,37 +74,48 @@ TEST(BaseConfig, UintAndSizeSuffixes) {
   EXPECT_EQ(c.section_size, 32ULL << 20);
 }
 
+// The enumerated options' names: whole names only, the argument spec and
+// the separators are not part of them.
+TEST(BaseConfig, ChoiceIndex) {
+  static_assert(choice_index("a|bc:N|d[:LIST]", "a") == 0);
+  EXPECT_EQ(choice_index("a|bc:N|d[:LIST]", "bc"), 1);
+  EXPECT_EQ(choice_index("a|bc:N|d[:LIST]", "d"), 2);
+  for (const char* no : {"b", "bc:N", "c", "", "d[", "a|"})
+    EXPECT_EQ(choice_index("a|bc:N|d[:LIST]", no), -1) << no;
+  EXPECT_EQ(choice_index(kNumaChoices, "preferred"), 3);
+}
+
 TEST(BaseConfig, PercpuEnum) {
   Config c;
   EXPECT_EQ(c.parse("percpu=rseq", false), 0);
-  EXPECT_EQ(c.percpu, PercpuMode::kRseq);
+  EXPECT_EQ(c.percpu, choice_index(kPercpuChoices, "rseq"));
   EXPECT_EQ(c.parse("percpu=thread", false), 0);
-  EXPECT_EQ(c.percpu, PercpuMode::kThread);
+  EXPECT_EQ(c.percpu, choice_index(kPercpuChoices, "thread"));
   EXPECT_EQ(c.parse("percpu=auto", false), 0);
-  EXPECT_EQ(c.percpu, PercpuMode::kAuto);
-  c.percpu = PercpuMode::kThread;
+  EXPECT_EQ(c.percpu, choice_index(kPercpuChoices, "auto"));
+  c.percpu = static_cast<std::uint8_t>(choice_index(kPercpuChoices, "thread"));
   EXPECT_EQ(c.parse("percpu=sheaf", false), 1);
-  EXPECT_EQ(c.percpu, PercpuMode::kThread);
+  EXPECT_EQ(c.percpu, choice_index(kPercpuChoices, "thread"));
 }
 
 TEST(BaseConfig, MmapPolicy) {
   Config c;
   EXPECT_EQ(c.parse("mmap_policy=bind:3", false), 0);
-  EXPECT_EQ(c.mmap_policy, MmapPolicy::kBind);
+  EXPECT_EQ(c.mmap_policy, choice_index(kMmapPolicyChoices, "bind"));
   EXPECT_EQ(c.mmap_node, 3u);
   for (const char* bad : {"mmap_policy=bind:", "mmap_policy=bind:1024", "mmap_policy=bind:x",
                           "mmap_policy=remote", "mmap_policy"}) {
     EXPECT_EQ(c.parse(bad, false), 1) << bad;
-    EXPECT_EQ(c.mmap_policy, MmapPolicy::kBind) << bad;
+    EXPECT_EQ(c.mmap_policy, choice_index(kMmapPolicyChoices, "bind")) << bad;
     EXPECT_EQ(c.mmap_node, 3u) << bad;
   }
   EXPECT_EQ(c.parse("mmap_policy=interleave", false), 0);
-  EXPECT_EQ(c.mmap_policy, MmapPolicy::kInterleave);
+  EXPECT_EQ(c.mmap_policy, choice_index(kMmapPolicyChoices, "interleave"));
   EXPECT_EQ(c.mmap_node, 0u);
   EXPECT_EQ(c.parse("mmap_policy=local", false), 0);
-  EXPECT_EQ(c.mmap_policy, MmapPolicy::kLocal);
+  EXPECT_EQ(c.mmap_policy, choice_index(kMmapPolicyChoices, "local"));
   EXPECT_EQ(c.parse("mmap_policy=default", false), 0);
-  EXPECT_EQ(c.mmap_policy, MmapPolicy::kDefault);
+  EXPECT_EQ(c.mmap_policy, choice_index(kMmapPolicyChoices, "default"));
 }
 
 TEST(BaseConfig, BadEntriesAreCountedAndLeaveValuesUnchanged) {
@@ -211,8 +222,8 @@ TEST(BaseConfig, TableDefaultsMatchStruct) {
   s.pcp_high = 1234;
   s.pcp_batch = 5678;
   s.watermark_scale = 9;
-  s.percpu = PercpuMode::kThread;
-  s.mmap_policy = MmapPolicy::kBind;
+  s.percpu = choice_index(kPercpuChoices, "thread");
+  s.mmap_policy = choice_index(kMmapPolicyChoices, "bind");
   s.mmap_node = 5;
   s.publish = !want.publish;
   s.publish_ms = 4321;

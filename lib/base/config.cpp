@@ -13,7 +13,7 @@ extern char** environ;
 namespace numaslub {
 namespace {
 
-enum class Type { kBool, kUint, kSize, kPercpu, kMmapPolicy, kNuma, kSlubDebug, kPath };
+enum class Type { kBool, kUint, kSize, kChoice, kSlubDebug, kPath };
 
 struct Option {
   const char* name;
@@ -21,10 +21,20 @@ struct Option {
   std::size_t offset;
   const char* def;
   const char* help;
+  const char* choices = nullptr;  // kChoice: config.h's list
+  std::size_t arg_offset = 0;     // kChoice: the field a choice's ":N" or ":LIST" goes to,
+  std::size_t arg_size = 0;       // 4 or 8 bytes (0: no choice takes one)
 };
 
 #define NS_OPT(field, type, def, help) \
   { #field, type, offsetof(Config, field), def, help }
+#define NS_CHOICE(field, choices, def, help) \
+  { #field, Type::kChoice, offsetof(Config, field), def, help, choices }
+#define NS_CHOICE_ARG(field, choices, arg_field, def, help)             \
+  {                                                                     \
+#field, Type::kChoice, offsetof(Config, field), def, help, choices, \
+        offsetof(Config, arg_field), sizeof(Config::arg_field)          \
+  }
 // The one table of options. Keep defaults in sync with Config's initializers
 // (a test checks that parsing every default reproduces Config{}).
 constexpr Option kOptions[] = {
@@ -43,14 +53,14 @@ constexpr Option kOptions[] = {
     NS_OPT(watermark_scale, Type::kUint, "1000",
            "gap between the min/low/high marks of cached free pages, in 1/10000 of the zone "
            "(1000: reclaim starts above 30% of the zone)"),
-    NS_OPT(percpu, Type::kPercpu, "auto", "per-CPU caches: auto, rseq or thread"),
-    NS_OPT(mmap_policy, Type::kMmapPolicy, "default",
-           "NUMA policy the mmap() wrapper gives anonymous mappings: default, local, "
-           "interleave or bind:N"),
-    NS_OPT(numa, Type::kNuma, "local",
-           "heap placement: local (each node's memory on it), interleave[:LIST], bind:LIST "
-           "(only those nodes), preferred:N (node N first); LIST like 0-1,3. A policy set "
-           "with numactl wins"),
+    NS_CHOICE(percpu, kPercpuChoices, "auto", "per-CPU caches: auto, rseq or thread"),
+    NS_CHOICE_ARG(mmap_policy, kMmapPolicyChoices, mmap_node, "default",
+                  "NUMA policy the mmap() wrapper gives anonymous mappings: default, local, "
+                  "interleave or bind:N"),
+    NS_CHOICE_ARG(numa, kNumaChoices, numa_nodes, "local",
+                  "heap placement: local (each node's memory on it), interleave[:LIST], bind:LIST "
+                  "(only those nodes), preferred:N (node N first); LIST like 0-1,3. A policy set "
+                  "with numactl wins"),
     NS_OPT(reclaim, Type::kBool, "1",
            "background reclaim (ns-kswapd<N> threads); 0 keeps every free page cached"),
     NS_OPT(reclaim_start, Type::kSize, "32M",
@@ -191,6 +201,46 @@ bool apply_text(char* field, std::size_t cap, const char* v, std::size_t n) {
   return true;
 }
 
+// An enumerated option: NAME or NAME:ARG, NAME one of o.choices, ARG as its
+// spec there says (none, ":N", ":LIST" or "[:LIST]"). Stores the choice's
+// index, and its argument (0 when it has none) at o.arg_offset.
+bool apply_choice(Config* c, const Option& o, const char* v, std::size_t n) {
+  std::size_t k = 0;
+  while (k < n && v[k] != ':') ++k;
+  bool has_arg = k < n;
+  const char* ch = o.choices;
+  for (unsigned index = 0; *ch; ++index) {
+    const char* end = ch;
+    while (*end && *end != '|') ++end;
+    std::size_t name = 0;
+    while (ch + name < end && ch[name] != ':' && ch[name] != '[') ++name;
+    const char* spec = ch + name;  // "", ":N", ":LIST" or "[:LIST]"
+    std::size_t spec_len = static_cast<std::size_t>(end - spec);
+    ch = *end ? end + 1 : end;
+    if (name != k || std::memcmp(v, spec - name, k) != 0) continue;
+    bool optional = spec_len && spec[0] == '[';
+    bool list = spec_len >= 5 && std::memcmp(spec + (optional ? 2 : 1), "LIST", 4) == 0;
+    if (spec_len == 0 ? has_arg : !optional && !has_arg) return false;
+    if (has_arg && !o.arg_size) return false;
+    std::uint64_t arg = 0;
+    if (has_arg) {
+      const char* a = v + k + 1;
+      std::size_t an = n - k - 1;
+      if (list ? !parse_node_list(a, an, &arg) : !parse_uint(a, an, &arg, false) || arg >= 1024)
+        return false;
+    }
+    char* field = reinterpret_cast<char*>(c) + o.offset;
+    char* arg_field = reinterpret_cast<char*>(c) + o.arg_offset;
+    *reinterpret_cast<std::uint8_t*>(field) = static_cast<std::uint8_t>(index);
+    if (o.arg_size == 8)
+      *reinterpret_cast<std::uint64_t*>(arg_field) = arg;
+    else if (o.arg_size == 4)
+      *reinterpret_cast<std::uint32_t*>(arg_field) = static_cast<std::uint32_t>(arg);
+    return true;
+  }
+  return false;
+}
+
 bool apply(Config* c, const Option& o, const char* v, std::size_t n) {
   char* field = reinterpret_cast<char*>(c) + o.offset;
   std::uint64_t u;
@@ -213,48 +263,8 @@ bool apply(Config* c, const Option& o, const char* v, std::size_t n) {
       if (!parse_uint(v, n, &u, true)) return false;
       *reinterpret_cast<std::uint64_t*>(field) = u;
       return true;
-    case Type::kMmapPolicy: {
-      MmapPolicy m;
-      std::uint32_t node = 0;
-      if (eq(v, n, "default")) {
-        m = MmapPolicy::kDefault;
-      } else if (eq(v, n, "local")) {
-        m = MmapPolicy::kLocal;
-      } else if (eq(v, n, "interleave")) {
-        m = MmapPolicy::kInterleave;
-      } else if (n > 5 && std::memcmp(v, "bind:", 5) == 0 && parse_uint(v + 5, n - 5, &u, false) &&
-                 u < 1024) {
-        m = MmapPolicy::kBind;
-        node = static_cast<std::uint32_t>(u);
-      } else {
-        return false;
-      }
-      *reinterpret_cast<MmapPolicy*>(field) = m;
-      c->mmap_node = node;
-      return true;
-    }
-    case Type::kNuma: {
-      NumaMode m;
-      std::uint64_t nodes = 0;
-      std::size_t k = 0;
-      while (k < n && v[k] != ':') ++k;
-      bool list = k < n;
-      if (eq(v, k, "local") && !list) {
-        m = NumaMode::kLocal;
-      } else if (eq(v, k, "interleave")) {
-        m = NumaMode::kInterleave;
-      } else if (eq(v, k, "bind") && list) {
-        m = NumaMode::kBind;
-      } else if (eq(v, k, "preferred") && list) {
-        m = NumaMode::kPreferred;
-      } else {
-        return false;
-      }
-      if (list && !parse_node_list(v + k + 1, n - k - 1, &nodes)) return false;
-      c->numa = m;
-      c->numa_nodes = nodes;
-      return true;
-    }
+    case Type::kChoice:
+      return apply_choice(c, o, v, n);
     case Type::kSlubDebug:
       if (!valid_slub_debug(v, n) || !apply_text(c->slub_debug, sizeof c->slub_debug, v, n))
         return false;
@@ -267,19 +277,6 @@ bool apply(Config* c, const Option& o, const char* v, std::size_t n) {
       return true;
     case Type::kPath:
       return apply_text(field, sizeof c->debug_log, v, n);
-    case Type::kPercpu: {
-      PercpuMode m;
-      if (eq(v, n, "auto"))
-        m = PercpuMode::kAuto;
-      else if (eq(v, n, "rseq"))
-        m = PercpuMode::kRseq;
-      else if (eq(v, n, "thread"))
-        m = PercpuMode::kThread;
-      else
-        return false;
-      *reinterpret_cast<PercpuMode*>(field) = m;
-      return true;
-    }
   }
   return false;
 }

@@ -11,39 +11,55 @@
 
 namespace numaslub {
 
-enum class PercpuMode : std::uint8_t { kAuto, kRseq, kThread };
-enum class MmapPolicy : std::uint8_t { kDefault, kLocal, kInterleave, kBind };
-// Where the heap's pages go (numa=): each node's range on its node (local),
-// spread over nodes (interleave), only on some nodes (bind), or one node
-// first (preferred). Node ids are the heap's logical nodes, the same as the
-// kernel's wherever every node has memory.
-enum class NumaMode : std::uint8_t { kLocal, kInterleave, kBind, kPreferred };
+// The enumerated options name their choices here, '|' between them; the
+// value stored is the choice's index. The layer that owns an option keeps
+// its enum (lib/numa's NumaMode, lib/slub's PercpuMode, the shim's
+// MmapPolicy) and ties each enumerator to its name with a static_assert on
+// choice_index, so this layer needs no vocabulary of those above it. After
+// a name, ":N" means it takes a node number (into mmap_node), ":LIST" a node
+// list like 0-1,3 (into numa_nodes), "[:LIST]" an optional one.
+inline constexpr char kPercpuChoices[] = "auto|rseq|thread";
+inline constexpr char kMmapPolicyChoices[] = "default|local|interleave|bind:N";
+inline constexpr char kNumaChoices[] = "local|interleave[:LIST]|bind:LIST|preferred:LIST";
+
+// The index of choice `name` in `choices`, or -1.
+constexpr int choice_index(const char* choices, const char* name) {
+  for (int i = 0; *choices; ++i) {
+    auto end_of_name = [](char c) { return !c || c == '|' || c == ':' || c == '['; };
+    const char* n = name;
+    while (*n && !end_of_name(*choices) && *choices == *n) ++choices, ++n;
+    if (!*n && end_of_name(*choices)) return i;
+    while (*choices && *choices != '|') ++choices;
+    if (*choices) ++choices;
+  }
+  return -1;
+}
 
 struct Config {
-  std::uint32_t fake_numa = 0;                    // split CPUs into N fake nodes (0: off)
-  std::uint64_t arena_size = 64ULL << 30;         // address space reserved per node
-  bool reserve_steps = true;                      // reserve it as the heap grows
-  std::uint64_t section_size = 16ULL << 20;       // unit of onlining ("memory hotplug")
-  bool mbind = true;                              // bind onlined sections to their node
-  bool pcp = true;                                // per-CPU page lists in front of zones
-  std::uint32_t pcp_high = 64;                    // blocks kept per CPU per order
-  std::uint32_t pcp_batch = 16;                   // blocks moved per refill / drain
-  std::uint32_t watermark_scale = 1000;           // watermark gap, 1/10000 of the zone
-  PercpuMode percpu = PercpuMode::kAuto;          // per-CPU cache mode
-  MmapPolicy mmap_policy = MmapPolicy::kDefault;  // NUMA policy for the mmap wrapper
-  std::uint32_t mmap_node = 0;                    // node of mmap_policy=bind:N
-  NumaMode numa = NumaMode::kLocal;               // placement policy of the heap
-  std::uint64_t numa_nodes = 0;                   // numa= LIST, bit per node (0: every node)
-  bool reclaim = true;                            // kswapd threads return memory to the OS
-  std::uint64_t reclaim_start = 32ULL << 20;      // free resident bytes that start kswapd
-  std::uint32_t decay_ms = 500;                   // free pages unused this long are released
-  std::uint32_t idle_drain_ms = 1000;             // per-CPU caches idle this long are drained
-  std::uint32_t reclaim_hold_ms = 0;              // tests: hold isolated blocks this long
-  bool madv_free = false;                         // release with MADV_FREE instead of MADV_DONTNEED
-  std::uint32_t psi_threshold = 10;               // memory "some avg10" % that counts as pressure
-  bool publish = true;                            // views in $TMPDIR/numaslub-<uid>/<pid>
-  std::uint32_t publish_ms = 50;                  // how often the published views are updated
-  bool debug = false;                             // check sized frees against the block
+  std::uint32_t fake_numa = 0;                // split CPUs into N fake nodes (0: off)
+  std::uint64_t arena_size = 64ULL << 30;     // address space reserved per node
+  bool reserve_steps = true;                  // reserve it as the heap grows
+  std::uint64_t section_size = 16ULL << 20;   // unit of onlining ("memory hotplug")
+  bool mbind = true;                          // bind onlined sections to their node
+  bool pcp = true;                            // per-CPU page lists in front of zones
+  std::uint32_t pcp_high = 64;                // blocks kept per CPU per order
+  std::uint32_t pcp_batch = 16;               // blocks moved per refill / drain
+  std::uint32_t watermark_scale = 1000;       // watermark gap, 1/10000 of the zone
+  std::uint8_t percpu = 0;                    // per-CPU cache mode (kPercpuChoices)
+  std::uint8_t mmap_policy = 0;               // the mmap wrapper's (kMmapPolicyChoices)
+  std::uint32_t mmap_node = 0;                // node of mmap_policy=bind:N
+  std::uint8_t numa = 0;                      // heap placement (kNumaChoices)
+  std::uint64_t numa_nodes = 0;               // numa= LIST, bit per node (0: every node)
+  bool reclaim = true;                        // kswapd threads return memory to the OS
+  std::uint64_t reclaim_start = 32ULL << 20;  // free resident bytes that start kswapd
+  std::uint32_t decay_ms = 500;               // free pages unused this long are released
+  std::uint32_t idle_drain_ms = 1000;         // per-CPU caches idle this long are drained
+  std::uint32_t reclaim_hold_ms = 0;          // tests: hold isolated blocks this long
+  bool madv_free = false;                     // release with MADV_FREE instead of MADV_DONTNEED
+  std::uint32_t psi_threshold = 10;           // memory "some avg10" % that counts as pressure
+  bool publish = true;                        // views in $TMPDIR/numaslub-<uid>/<pid>
+  std::uint32_t publish_ms = 50;              // how often the published views are updated
+  bool debug = false;                         // check sized frees against the block
   // slub_debug: "FLAGS[:cache...][;FLAGS[:cache...]]", kept as text and
   // resolved by lib/slub at set-up ("" = off; FZPU letters as the kernel's).
   char slub_debug[96] = "";

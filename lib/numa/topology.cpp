@@ -178,7 +178,7 @@ const char* mode_name(NumaMode m) {
 void MemPolicy::resolve(const Topology& topo, const Config& cfg) {
   *this = MemPolicy{};
   const std::uint64_t all = all_nodes(topo);
-  mode = cfg.numa;
+  mode = static_cast<NumaMode>(cfg.numa);
   nodes = cfg.numa_nodes;
   // The process's own policy (set by numactl before exec, inherited) wins.
   int pm = kMpolDefault;

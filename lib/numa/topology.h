@@ -41,6 +41,17 @@ struct Topology {
   }
 };
 
+// Where the heap's pages go (numa=): each node's range on its node (local),
+// spread over nodes (interleave), only on some nodes (bind), or one node
+// first (preferred). Node ids are the heap's logical nodes, the same as the
+// kernel's wherever every node has memory. The values are the indices of
+// the option's choices (lib/base/config.h).
+enum class NumaMode : std::uint8_t { kLocal, kInterleave, kBind, kPreferred };
+static_assert(choice_index(kNumaChoices, "local") == int(NumaMode::kLocal) &&
+              choice_index(kNumaChoices, "interleave") == int(NumaMode::kInterleave) &&
+              choice_index(kNumaChoices, "bind") == int(NumaMode::kBind) &&
+              choice_index(kNumaChoices, "preferred") == int(NumaMode::kPreferred));
+
 // The heap's memory policy, the kernel's mempolicy applied to the whole
 // heap: which nodes may hold its pages, which node each node's CPUs
 // allocate from first (their "home"), and what the OS is told about each

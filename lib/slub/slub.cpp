@@ -410,11 +410,17 @@ static bool slub_init_locked() {
   }
 
   const Config& cfg = config();
+  // percpu='s values: the indices of its choices (lib/base/config.h).
+  enum class PercpuMode : std::uint8_t { kAuto, kRseq, kThread };
+  static_assert(choice_index(kPercpuChoices, "auto") == int(PercpuMode::kAuto) &&
+                choice_index(kPercpuChoices, "rseq") == int(PercpuMode::kRseq) &&
+                choice_index(kPercpuChoices, "thread") == int(PercpuMode::kThread));
+  auto percpu = static_cast<PercpuMode>(cfg.percpu);
   CacheMode mode = CacheMode::kThread;
 #if NS_HAVE_RSEQ_ASM
-  if (cfg.percpu != PercpuMode::kThread && rseq_area() != nullptr) mode = CacheMode::kRseq;
+  if (percpu != PercpuMode::kThread && rseq_area() != nullptr) mode = CacheMode::kRseq;
 #endif
-  if (cfg.percpu == PercpuMode::kRseq && mode != CacheMode::kRseq)
+  if (percpu == PercpuMode::kRseq && mode != CacheMode::kRseq)
     log_msg("percpu=rseq requested but rseq is unavailable: using per-thread caches");
   // The CPUs the topology knows; more are set up when threads run there.
   for (unsigned cpu = 0; cpu < nr_cpus; ++cpu) setup_cpu_slots(cpu);

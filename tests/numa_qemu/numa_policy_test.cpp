@@ -32,25 +32,25 @@ constexpr int kMpolDefault = 0, kMpolPreferred = 1, kMpolBind = 2, kMpolInterlea
 
 TEST(NumaConfig, ParsesModesAndNodeLists) {
   Config c;
-  EXPECT_EQ(c.numa, NumaMode::kLocal);
+  EXPECT_EQ(NumaMode{c.numa}, NumaMode::kLocal);
   EXPECT_EQ(c.parse("numa=bind:0-1,3", false), 0);
-  EXPECT_EQ(c.numa, NumaMode::kBind);
+  EXPECT_EQ(NumaMode{c.numa}, NumaMode::kBind);
   EXPECT_EQ(c.numa_nodes, 0b1011u);
   // A comma followed by a digit continues the list; any other ends the entry.
   EXPECT_EQ(c.parse("numa=interleave:0,2,verbose,pcp_high=7", false), 0);
-  EXPECT_EQ(c.numa, NumaMode::kInterleave);
+  EXPECT_EQ(NumaMode{c.numa}, NumaMode::kInterleave);
   EXPECT_EQ(c.numa_nodes, 0b101u);
   EXPECT_TRUE(c.verbose);
   EXPECT_EQ(c.pcp_high, 7u);
   EXPECT_EQ(c.parse("numa=interleave", false), 0);
   EXPECT_EQ(c.numa_nodes, 0u);
   EXPECT_EQ(c.parse("numa=preferred:2", false), 0);
-  EXPECT_EQ(c.numa, NumaMode::kPreferred);
+  EXPECT_EQ(NumaMode{c.numa}, NumaMode::kPreferred);
   EXPECT_EQ(c.numa_nodes, 0b100u);
   EXPECT_EQ(c.parse("numa=bind:63", false), 0);
   EXPECT_EQ(c.numa_nodes, 1ULL << 63);
   EXPECT_EQ(c.parse("numa=local", false), 0);
-  EXPECT_EQ(c.numa, NumaMode::kLocal);
+  EXPECT_EQ(NumaMode{c.numa}, NumaMode::kLocal);
   EXPECT_EQ(c.numa_nodes, 0u);
 }
 
@@ -62,7 +62,7 @@ TEST(NumaConfig, BadValuesAreRejectedAndLeaveTheMode) {
                           "numa=nodes", "numa=", "numa=interleave:"}) {
     SCOPED_TRACE(bad);
     EXPECT_EQ(c.parse(bad, false), 1);
-    EXPECT_EQ(c.numa, NumaMode::kPreferred);
+    EXPECT_EQ(NumaMode{c.numa}, NumaMode::kPreferred);
     EXPECT_EQ(c.numa_nodes, 0b10u);
   }
 }
