@@ -59,6 +59,8 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s) {
   sheaf_capacity = cap < 8 ? 8 : cap > kSheafMaxCapacity ? kSheafMaxCapacity : cap;
   min_partial = 2;
   barn_max_full = 8;
+  std::size_t cap_full = kBarnMaxBytes / (std::size_t{sheaf_capacity} * size);
+  barn_cap_full = cap_full > barn_max_full ? static_cast<std::uint32_t>(cap_full) : barn_max_full;
   secret = s;
   format(name, sizeof name, "kmalloc-%u", size);
   NS_CHECK(objects == obj_index_entry(kObjIndex, class_slot_offset(c)).objects,
@@ -67,7 +69,10 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s) {
   node = static_cast<KmemCacheNode*>(boot_alloc(sizeof(KmemCacheNode) * nodes));
   random_seq = static_cast<std::uint16_t*>(boot_alloc(sizeof(std::uint16_t) * objects));
   if (!node || !random_seq) return false;
-  for (unsigned n = 0; n < nodes; ++n) new (&node[n]) KmemCacheNode();
+  for (unsigned n = 0; n < nodes; ++n) {
+    new (&node[n]) KmemCacheNode();
+    node[n].barn.max_full = barn_max_full;
+  }
   for (unsigned n = 0; n < nodes; ++n) {
     node[n].partial.init();
     node[n].full.init();

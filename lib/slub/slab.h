@@ -76,8 +76,9 @@ struct KmemCache {
   std::uint32_t order = 0;    // slab order
   std::uint32_t objects = 0;  // objects per slab
   std::uint32_t sheaf_capacity = 0;
-  std::uint32_t min_partial = 0;  // empty slabs kept per node
-  std::uint32_t barn_max_full = 0;
+  std::uint32_t min_partial = 0;    // empty slabs kept per node
+  std::uint32_t barn_max_full = 0;  // each barn's limit on full sheaves at first and after a flush
+  std::uint32_t barn_cap_full = 0;  // the most it grows to (kBarnMaxBytes of objects)
   // slub_debug's letters (debug.h); 0 for a plain cache. A debug cache's
   // order and objects are its debug slabs', whose layout debug.cpp keeps.
   std::uint8_t debug = 0;
