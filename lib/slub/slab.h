@@ -129,13 +129,18 @@ struct KmemCache {
   KmemCacheNode* list_new_slab(Slab* s);
   void discard_slab(KmemCacheNode& n, Slab* s);
   unsigned collect_remote(Slab* s);
-  void free_locked(KmemCacheNode& n, Slab* s, void* obj);
+  // Frees k objects, all of slab s, onto its freelist (list_lock of n held).
+  void free_run_locked(KmemCacheNode& n, Slab* s, void* const* objs, unsigned k);
   void* decode(void* stored, void** where) const;
   // The next pointer stored in free object obj of slab s, checked before
   // anyone follows it: null or the start of an object of s; anything else
   // (a write after free, an overflow from the object before) aborts with a
   // message naming the cache, the slab and the object.
   void* next_free(const Slab* s, void** obj) const;
+  [[noreturn]] NS_COLD void bad_next(const Slab* s, void** obj, void* next) const;
+  // Pops up to n objects off s's freelist into out (list_lock held), each
+  // next pointer checked as next_free does; counts them in s->inuse.
+  unsigned take_free(Slab* s, void** out, unsigned n);
   void* encode(void* ptr, void** where) const;
 };
 
