@@ -536,7 +536,13 @@ void* small_alloc_slow(std::size_t size, std::size_t asked) {
   else
 #endif
     p = alloc_slow_thread(cls);
-  if (p) clear_free_tag(p);
+  if (p) {
+    // The pop may have taken an object another thread pushed onto this
+    // CPU's main sheaf (TSan: the edge from its free, as kmalloc_or has it),
+    // and the store below is to that object.
+    NS_TSAN_ACQUIRE(p);
+    clear_free_tag(p);
+  }
   return p;
 }
 
