@@ -110,13 +110,25 @@ static_assert(offsetof(CpuSlots, slots) == kSlotsOffset);
 static_assert(class_slot_offset(0) == kSlotsOffset &&
               class_slot_offset(1) - class_slot_offset(0) == sizeof(SheafSlot));
 
-// A node's store of full and empty sheaves for one class.
+// The most object bytes a barn's full sheaves may grow to hold (per class and
+// node) when the flow between CPUs asks for it; never below the base limit.
+inline constexpr std::size_t kBarnMaxBytes = std::size_t{1} << 20;
+
+// A node's store of full and empty sheaves for one class. Everything is
+// guarded by `lock`. max_full adapts between the cache's barn_max_full and
+// barn_cap_full (slub.cpp, "barn", says when).
 struct Barn {
   Mutex lock;
   std::uint32_t nr_full = 0;
   std::uint32_t nr_empty = 0;
   Sheaf* full = nullptr;
   Sheaf* empty = nullptr;
+  std::uint32_t max_full = 0;   // set by KmemCache::init
+  bool overflowed = false;      // a full sheaf was refused since the last miss
+  std::uint64_t hits = 0;       // full sheaves handed to an allocation
+  std::uint64_t misses = 0;     // allocations that found no full sheaf
+  std::uint64_t overflows = 0;  // full sheaves refused at max_full
+  std::uint64_t grows = 0;      // times max_full was raised
 };
 
 }  // namespace numaslub

@@ -34,6 +34,13 @@ void* KmemCache::decode(void* stored, void** where) const {
   return encode(stored, where);
 }
 
+void KmemCache::bad_next(const Slab* s, void** obj, void* next) const {
+  fatal(
+      "BUG %s: freelist corrupted: free object %p of slab %p holds next %p, not an object "
+      "of that slab (a write after free to %p, or an overflow of the object before it)",
+      name, static_cast<void*>(obj), slab_base(s), next, static_cast<void*>(obj));
+}
+
 void* KmemCache::next_free(const Slab* s, void** obj) const {
   void* next = decode(*obj, obj);
   if (next) {
@@ -41,12 +48,29 @@ void* KmemCache::next_free(const Slab* s, void** obj) const {
         reinterpret_cast<std::uintptr_t>(next) - reinterpret_cast<std::uintptr_t>(slab_base(s));
     if (NS_UNLIKELY(off >= (kPageSize << order) ||
                     !obj_start(obj_index_entry(kObjIndex, class_slot_offset(cls)), off)))
-      fatal(
-          "BUG %s: freelist corrupted: free object %p of slab %p holds next %p, not an object "
-          "of that slab (a write after free to %p, or an overflow of the object before it)",
-          name, static_cast<void*>(obj), slab_base(s), next, static_cast<void*>(obj));
+      bad_next(s, obj, next);
   }
   return next;
+}
+
+unsigned KmemCache::take_free(Slab* s, void** out, unsigned n) {
+  // next_free's check, with what it recomputes per object hoisted out of the
+  // loop (the stores to out[] would otherwise make the compiler reload it).
+  const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(slab_base(s));
+  const std::uintptr_t span = kPageSize << order;
+  const ObjIndex& oi = obj_index_entry(kObjIndex, class_slot_offset(cls));
+  auto** obj = static_cast<void**>(s->freelist);
+  unsigned got = 0;
+  while (got < n && obj) {
+    void* next = decode(*obj, obj);
+    std::uintptr_t off = reinterpret_cast<std::uintptr_t>(next) - base;
+    if (NS_UNLIKELY(next && (off >= span || !obj_start(oi, off)))) bad_next(s, obj, next);
+    out[got++] = obj;
+    obj = static_cast<void**>(next);
+  }
+  s->freelist = obj;
+  s->inuse += got;
+  return got;
 }
 
 bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s) {
@@ -59,6 +83,8 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s) {
   sheaf_capacity = cap < 8 ? 8 : cap > kSheafMaxCapacity ? kSheafMaxCapacity : cap;
   min_partial = 2;
   barn_max_full = 8;
+  std::size_t cap_full = kBarnMaxBytes / (std::size_t{sheaf_capacity} * size);
+  barn_cap_full = cap_full > barn_max_full ? static_cast<std::uint32_t>(cap_full) : barn_max_full;
   secret = s;
   format(name, sizeof name, "kmalloc-%u", size);
   NS_CHECK(objects == obj_index_entry(kObjIndex, class_slot_offset(c)).objects,
@@ -67,7 +93,10 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s) {
   node = static_cast<KmemCacheNode*>(boot_alloc(sizeof(KmemCacheNode) * nodes));
   random_seq = static_cast<std::uint16_t*>(boot_alloc(sizeof(std::uint16_t) * objects));
   if (!node || !random_seq) return false;
-  for (unsigned n = 0; n < nodes; ++n) new (&node[n]) KmemCacheNode();
+  for (unsigned n = 0; n < nodes; ++n) {
+    new (&node[n]) KmemCacheNode();
+    node[n].barn.max_full = barn_max_full;
+  }
   for (unsigned n = 0; n < nodes; ++n) {
     node[n].partial.init();
     node[n].full.init();
@@ -110,13 +139,18 @@ Slab* KmemCache::new_slab(unsigned nid) {
   std::uint64_t st = secret ^ reinterpret_cast<std::uintptr_t>(base);
   std::uint32_t start = static_cast<std::uint32_t>(next_rand(&st) % objects);
   void* next = nullptr;
-  // Link in reverse so the freelist runs in permutation order from `start`.
-  for (std::uint32_t k = objects; k-- > 0;) {
-    auto** obj =
-        reinterpret_cast<void**>(base + std::size_t{random_seq[(start + k) % objects]} * size);
-    *obj = encode(next, obj);
-    next = obj;
-  }
+  // Link in reverse so the freelist runs in permutation order from `start`:
+  // random_seq[start..objects-1], then random_seq[0..start-1] (two loops,
+  // not a division per object).
+  auto link = [&](std::uint32_t from, std::uint32_t to) {
+    for (std::uint32_t k = to; k-- > from;) {
+      auto** obj = reinterpret_cast<void**>(base + std::size_t{random_seq[k]} * size);
+      *obj = encode(next, obj);
+      next = obj;
+    }
+  };
+  link(0, start);
+  link(start, objects);
   s->freelist = next;
   signal_fence();
   head->flags = PG_head | PG_slab;
@@ -183,13 +217,9 @@ unsigned KmemCache::fill(unsigned nid, void** out, unsigned n) {
     }
     while (got < n && !nd->partial.empty()) {
       Slab* s = list_entry<Slab>(nd->partial.next, offsetof(Slab, slab_list));
-      while (got < n && s->freelist) {
-        auto** obj = static_cast<void**>(s->freelist);
-        s->freelist = next_free(s, obj);
-        out[got++] = obj;
-        ++s->inuse;
-        ++nd->inuse;
-      }
+      unsigned took = take_free(s, out + got, n - got);
+      got += took;
+      nd->inuse += took;
       if (s->freelist || collect_remote(s)) continue;
       std::uintptr_t expected = 0;
       if (s->remote.compare_exchange_strong(expected, kSlabFull, std::memory_order_acq_rel)) {
@@ -203,13 +233,19 @@ unsigned KmemCache::fill(unsigned nid, void** out, unsigned n) {
   return got;
 }
 
-void KmemCache::free_locked(KmemCacheNode& n, Slab* s, void* obj) {
-  NS_CHECK(obj != s->freelist, "double free of %p (cache %s)", obj, name);
-  auto** o = static_cast<void**>(obj);
-  *o = encode(s->freelist, o);
-  s->freelist = obj;
-  --s->inuse;
-  --n.inuse;
+void KmemCache::free_run_locked(KmemCacheNode& n, Slab* s, void* const* objs, unsigned k) {
+  // Each object is checked against the one freed just before it into this
+  // slab (the freelist's head), as one free at a time would be.
+  void* head = s->freelist;
+  for (unsigned i = 0; i < k; ++i) {
+    auto** o = static_cast<void**>(objs[i]);
+    NS_CHECK(o != head, "double free of %p (cache %s)", static_cast<void*>(o), name);
+    *o = encode(head, o);
+    head = o;
+  }
+  s->freelist = head;
+  s->inuse -= k;
+  n.inuse -= k;
   if (!s->on_partial) {
     std::uintptr_t old = s->remote.load(std::memory_order_relaxed);
     while (old & kSlabFull) {
@@ -227,14 +263,22 @@ void KmemCache::free_locked(KmemCacheNode& n, Slab* s, void* obj) {
 
 void KmemCache::free_batch(void* const* objs, unsigned n) {
   unsigned i = 0;
+  Slab* s = n ? obj_to_slab(objs[0]) : nullptr;
   while (i < n) {
-    unsigned nid = obj_to_slab(objs[i])->nid;
+    unsigned nid = s->nid;
     KmemCacheNode& nd = node[nid];
     LockGuard<Mutex> g(nd.list_lock);
-    for (; i < n; ++i) {
-      Slab* s = obj_to_slab(objs[i]);
-      if (s->nid != nid) break;
-      free_locked(nd, s, objs[i]);
+    while (i < n && s->nid == nid) {
+      // A run of objects of one slab (a sheaf's objects mostly come in
+      // runs: allocated together, freed together): its counts and list
+      // state are updated once. The run ends before the next object's slab
+      // is touched by free_run_locked (which may discard s).
+      unsigned j = i + 1;
+      Slab* next = nullptr;
+      while (j < n && (next = obj_to_slab(objs[j])) == s) ++j;
+      free_run_locked(nd, s, objs + i, j - i);
+      i = j;
+      s = next;
     }
   }
 }

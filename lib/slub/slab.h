@@ -76,8 +76,9 @@ struct KmemCache {
   std::uint32_t order = 0;    // slab order
   std::uint32_t objects = 0;  // objects per slab
   std::uint32_t sheaf_capacity = 0;
-  std::uint32_t min_partial = 0;  // empty slabs kept per node
-  std::uint32_t barn_max_full = 0;
+  std::uint32_t min_partial = 0;    // empty slabs kept per node
+  std::uint32_t barn_max_full = 0;  // each barn's limit on full sheaves at first and after a flush
+  std::uint32_t barn_cap_full = 0;  // the most it grows to (kBarnMaxBytes of objects)
   // slub_debug's letters (debug.h); 0 for a plain cache. A debug cache's
   // order and objects are its debug slabs', whose layout debug.cpp keeps.
   std::uint8_t debug = 0;
@@ -128,13 +129,18 @@ struct KmemCache {
   KmemCacheNode* list_new_slab(Slab* s);
   void discard_slab(KmemCacheNode& n, Slab* s);
   unsigned collect_remote(Slab* s);
-  void free_locked(KmemCacheNode& n, Slab* s, void* obj);
+  // Frees k objects, all of slab s, onto its freelist (list_lock of n held).
+  void free_run_locked(KmemCacheNode& n, Slab* s, void* const* objs, unsigned k);
   void* decode(void* stored, void** where) const;
   // The next pointer stored in free object obj of slab s, checked before
   // anyone follows it: null or the start of an object of s; anything else
   // (a write after free, an overflow from the object before) aborts with a
   // message naming the cache, the slab and the object.
   void* next_free(const Slab* s, void** obj) const;
+  [[noreturn]] NS_COLD void bad_next(const Slab* s, void** obj, void* next) const;
+  // Pops up to n objects off s's freelist into out (list_lock held), each
+  // next pointer checked as next_free does; counts them in s->inuse.
+  unsigned take_free(Slab* s, void** out, unsigned n);
   void* encode(void* ptr, void** where) const;
 };
 

@@ -98,16 +98,24 @@ std::size_t vmstat(char* buf, std::size_t cap) {
            static_cast<unsigned long>(hit), static_cast<unsigned long>(miss),
            static_cast<unsigned long>(fail), static_cast<unsigned long>(released));
   std::uint64_t slabs_alloc = 0, slabs_freed = 0, remote = 0, refills = 0, flushes = 0;
+  std::uint64_t barn[4] = {};  // hits, misses, overflows, grows
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
     KmemCache& c = g_state.caches[cls];
     refills += g_state.stats[cls].refills;
     flushes += g_state.stats[cls].flushes;
     for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
       KmemCacheNode& kn = c.node[n];
-      LockGuard<Mutex> g(kn.list_lock);
-      slabs_alloc += kn.slabs_allocated;
-      slabs_freed += kn.slabs_freed;
-      remote += kn.remote_frees.load(std::memory_order_relaxed);
+      {
+        LockGuard<Mutex> g(kn.list_lock);
+        slabs_alloc += kn.slabs_allocated;
+        slabs_freed += kn.slabs_freed;
+        remote += kn.remote_frees.load(std::memory_order_relaxed);
+      }
+      LockGuard<Mutex> g(kn.barn.lock);  // never together with list_lock (slab.h)
+      barn[0] += kn.barn.hits;
+      barn[1] += kn.barn.misses;
+      barn[2] += kn.barn.overflows;
+      barn[3] += kn.barn.grows;
     }
   }
   w.printf("slabs_allocated %lu\nslabs_freed %lu\nslab_remote_free %lu\n",
@@ -115,6 +123,9 @@ std::size_t vmstat(char* buf, std::size_t cap) {
            static_cast<unsigned long>(remote));
   w.printf("sheaf_refill %lu\nsheaf_flush %lu\n", static_cast<unsigned long>(refills),
            static_cast<unsigned long>(flushes));
+  w.printf("barn_hit %lu\nbarn_miss %lu\nbarn_overflow %lu\nbarn_grow %lu\n",
+           static_cast<unsigned long>(barn[0]), static_cast<unsigned long>(barn[1]),
+           static_cast<unsigned long>(barn[2]), static_cast<unsigned long>(barn[3]));
   w.printf("direct_reclaim %lu\n",
            static_cast<unsigned long>(g_state.direct_reclaims.load(std::memory_order_relaxed)));
   w.printf("fork_orphaned_locks %lu\n",

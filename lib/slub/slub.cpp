@@ -89,6 +89,21 @@ CpuSlots* cpu_slots(unsigned cpu) {
 constinit Sheaf g_no_sheaf = {};
 
 // ---- barn ----------------------------------------------------------------
+//
+// The barn hands full sheaves from CPUs that free to CPUs that allocate: the
+// objects of a producer/consumer pair travel 61 at a time by one pointer
+// exchange, never touching their slabs. How many full sheaves it keeps
+// adapts to that flow (as tcmalloc's transfer cache resizes). A full sheaf
+// that finds the barn at max_full goes back to its slabs object by object
+// (an overflow); an allocation that later finds the barn empty has to cut
+// objects from the slabs again (a miss) — had the barn kept that sheaf, both
+// would have been one exchange. So a miss after an overflow doubles
+// max_full, up to barn_cap_full (kBarnMaxBytes of objects). A program that
+// frees in bursts larger than the base limit (xmalloc-test: 4096 objects,
+// 67 sheaves, per batch) then moves whole bursts through the barn. The
+// limit falls back to barn_max_full when the barn is flushed (reclaim finds
+// the node's CPUs idle, malloc_trim, direct reclaim), so a pattern that has
+// stopped keeps no memory here.
 
 Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid) {
   Barn& b = c.node[nid].barn;
@@ -114,7 +129,8 @@ void sheaf_put_empty(KmemCache& c, unsigned nid, Sheaf* s) {
   ++b.nr_empty;
 }
 
-// Takes a full sheaf from the barn, or null.
+// Takes a full sheaf from the barn, or null. An allocation's miss after an
+// overflow grows the limit (above).
 static Sheaf* barn_get_full(KmemCache& c, unsigned nid) {
   Barn& b = c.node[nid].barn;
   LockGuard<Mutex> g(b.lock);
@@ -122,18 +138,54 @@ static Sheaf* barn_get_full(KmemCache& c, unsigned nid) {
   if (s) {
     b.full = s->next;
     --b.nr_full;
+    ++b.hits;
+    return s;
   }
-  return s;
+  ++b.misses;
+  if (b.overflowed) {
+    b.overflowed = false;
+    std::uint32_t grown = b.max_full * 2;
+    b.max_full = grown < c.barn_cap_full ? grown : c.barn_cap_full;
+    ++b.grows;
+  }
+  return nullptr;
 }
 
 static bool barn_put_full(KmemCache& c, unsigned nid, Sheaf* s) {
   Barn& b = c.node[nid].barn;
   LockGuard<Mutex> g(b.lock);
-  if (b.nr_full >= c.barn_max_full) return false;
+  if (b.nr_full >= b.max_full) {
+    ++b.overflows;
+    b.overflowed = b.max_full < c.barn_cap_full;
+    return false;
+  }
   s->next = b.full;
   b.full = s;
   ++b.nr_full;
   return true;
+}
+
+// Returns every full sheaf of the barn to the slabs (reclaim, trim); its
+// limit starts over. Returns the objects returned.
+static std::size_t barn_flush(KmemCache& c, unsigned nid) {
+  Barn& b = c.node[nid].barn;
+  Sheaf* list;
+  {
+    LockGuard<Mutex> g(b.lock);
+    list = b.full;
+    b.full = nullptr;
+    b.nr_full = 0;
+    b.max_full = c.barn_max_full;
+    b.overflowed = false;
+  }
+  std::size_t n = 0;
+  while (Sheaf* s = list) {
+    list = s->next;
+    n += s->size;
+    sheaf_flush(c, s);
+    sheaf_put_empty(c, nid, s);
+  }
+  return n;
 }
 
 void sheaf_flush(KmemCache& c, Sheaf* s) {
@@ -490,7 +542,10 @@ void* small_alloc_slow(std::size_t size, std::size_t asked) {
 #endif
     p = alloc_slow_thread(cls);
   if (p) {
-    NS_TSAN_ACQUIRE(p);  // as the fast path: p may come from a sheaf
+    // The pop may have taken an object another thread pushed onto this
+    // CPU's main sheaf (TSan: the edge from its free, as kmalloc_or has it),
+    // and the store below is to that object.
+    NS_TSAN_ACQUIRE(p);
     clear_free_tag(p);
   }
   return p;
@@ -675,12 +730,7 @@ std::size_t kmem_flush_barns(unsigned nid) {
   if (!g_ready.load(std::memory_order_acquire) || nid >= g_state.pa->nr_nodes()) return 0;
   std::size_t n = 0;
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
-    KmemCache& c = g_state.caches[cls];
-    while (Sheaf* s = barn_get_full(c, nid)) {
-      n += s->size;
-      sheaf_flush(c, s);
-      sheaf_put_empty(c, nid, s);
-    }
+    n += barn_flush(g_state.caches[cls], nid);
   }
   return n;
 }
@@ -718,11 +768,7 @@ std::size_t kmem_shrink_shared() {
   if (debug_enabled()) debug_quarantine_drain();
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
     KmemCache& c = g_state.caches[cls];
-    for (unsigned nid = 0; nid < g_state.pa->nr_nodes(); ++nid)
-      while (Sheaf* s = barn_get_full(c, nid)) {
-        sheaf_flush(c, s);
-        sheaf_put_empty(c, nid, s);
-      }
+    for (unsigned nid = 0; nid < g_state.pa->nr_nodes(); ++nid) barn_flush(c, nid);
     pages += c.shrink(true);
   }
   return pages + g_state.pa->drain_all_pcp();
