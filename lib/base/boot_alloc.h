@@ -21,4 +21,9 @@ void boot_alloc_fork_child(std::uint32_t self);
 // Bytes handed out so far (for the stats views).
 std::size_t boot_alloc_bytes();
 
+// Tests: after the next `skip` calls, n calls of boot_alloc fail as if the
+// OS refused (n = 0 ends that), so that the layers' handling of a metadata
+// failure can be shown at each point it can happen.
+void boot_alloc_fail_for_test(unsigned skip, unsigned n);
+
 }  // namespace numaslub

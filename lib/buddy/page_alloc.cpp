@@ -177,7 +177,12 @@ constinit std::atomic<PageAllocator*> g_page_allocator{nullptr};
 constinit void* g_page_allocator_mem = nullptr;
 constinit bool g_page_allocator_logged = false;
 constinit Mutex g_init_lock;
+constinit const OsMem* g_os_for_test = nullptr;
 }  // namespace
+
+void page_allocator_set_os_for_test(const OsMem& os) {
+  g_os_for_test = &os;
+}
 
 PageAllocator* page_allocator_if_ready() {
   return g_page_allocator.load(std::memory_order_acquire);
@@ -205,9 +210,9 @@ PageAllocator* page_allocator() {
   if (!g_page_allocator_mem && !(g_page_allocator_mem = boot_alloc(sizeof(PageAllocator))))
     return nullptr;
   auto* pa = new (g_page_allocator_mem) PageAllocator();
-  if (int e = pa->init(config(), topology(), os_mem_linux())) {
+  if (int e = pa->init(config(), topology(), g_os_for_test ? *g_os_for_test : os_mem_linux())) {
     if (!g_page_allocator_logged || config().verbose)
-      log_msg("cannot reserve the heap (errno %d); allocations fail until it can be", e);
+      log_msg("cannot set up the heap (errno %d); allocations fail until it can be", e);
     g_page_allocator_logged = true;
     return nullptr;
   }

@@ -127,6 +127,11 @@ class PageAllocator {
 PageAllocator* page_allocator();
 // The process-wide page allocator if it is set up already, else null.
 PageAllocator* page_allocator_if_ready();
+// Tests: the process-wide page allocator reaches the OS through `os` (kept
+// by reference) instead of os_mem_linux(), so that the layers above can be
+// shown an injected failure of section onlining or of a reservation. Call
+// before anything allocates.
+void page_allocator_set_os_for_test(const OsMem& os);
 // In a fork child: page_allocator_if_ready()->fork_child_repair(self), and
 // the set-up lock.
 void page_allocator_fork_child(std::uint32_t self);

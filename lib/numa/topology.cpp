@@ -271,6 +271,11 @@ std::size_t MemPolicy::describe(char* buf, std::size_t cap) const {
 
 namespace {
 constinit std::atomic<Topology*> g_topology{nullptr};
+// In static storage, not boot_alloc's: topology() cannot fail (its callers
+// have no error path), and the pages are touched only as far as the machine
+// has CPUs and nodes.
+constinit Topology g_real_topology;
+constinit Topology g_fake_topology;
 constinit Mutex g_topology_lock;
 }  // namespace
 
@@ -282,13 +287,12 @@ const Topology& topology() {
   if (Topology* t = g_topology.load(std::memory_order_acquire)) return *t;
   LockGuard<Mutex> g(g_topology_lock);
   if (Topology* t = g_topology.load(std::memory_order_relaxed)) return *t;
-  // Two Topology objects (~30 KiB) from metadata; the real one is kept for
-  // fake-node construction only.
-  auto* real = static_cast<Topology*>(boot_alloc(sizeof(Topology)));
+  // The real topology is kept for fake-node construction only.
+  Topology* real = &g_real_topology;
   real->load_sysfs();
   Topology* t = real;
   if (config().fake_numa > 0) {
-    t = static_cast<Topology*>(boot_alloc(sizeof(Topology)));
+    t = &g_fake_topology;
     t->make_fake(*real, config().fake_numa);
   }
   g_topology.store(t, std::memory_order_release);
