@@ -135,7 +135,9 @@ fi
 # Opt-in, not in CI: about 9 minutes on 2 cores.
 if [ "${NUMASLUB_TSAN:-0}" = 1 ]; then
   export TSAN_OPTIONS="${TSAN_OPTIONS:-suppressions=$ROOT/tests/tsan.supp:history_size=7}"
-  if configure_and_build build-tsan tsan "slub_test buddy_test" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  if configure_and_build build-tsan tsan \
+    "slub_test slub_threads_test slub_hardening_test slub_barn_test slub_enomem_test buddy_test" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DNUMASLUB_SANITIZE=thread -DNUMASLUB_BENCH=OFF -DNUMASLUB_TESTS=ON -DNUMASLUB_WERROR=ON; then
     run_ctest build-tsan/tests tsan 'Slub|Buddy'
   else
