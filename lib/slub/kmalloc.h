@@ -262,8 +262,9 @@ NS_ALWAYS_INLINE std::size_t ksize_small(const void* p) {
   if (NS_LIKELY(off < __atomic_load_n(&g_slub.heap_size, __ATOMIC_ACQUIRE))) {
     const Page& pg = g_slub.mem_map[off >> kPageShift];
     std::size_t soff = pg.slab_slot;
-    if (obj_start_at<offsetof(SlubFast, obj_index)>(&g_slub, g_slub.obj_index, soff, off) &&
-        (!kHardened || static_cast<const std::uintptr_t*>(p)[1] != free_tag_of(pg))) {
+    if (NS_LIKELY(
+            obj_start_at<offsetof(SlubFast, obj_index)>(&g_slub, g_slub.obj_index, soff, off)) &&
+        NS_LIKELY(!kHardened || static_cast<const std::uintptr_t*>(p)[1] != free_tag_of(pg))) {
       std::size_t n = obj_index_entry(g_slub.obj_index, soff).size;
       if (n == 0) __builtin_unreachable();  // an entry with objects has a size
       return n;
