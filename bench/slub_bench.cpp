@@ -1,13 +1,16 @@
-// numaslub's kmalloc/kfree against jemalloc, side by side in one process.
+// numaslub's malloc/free against jemalloc's, side by side in one process.
 //
-// The binary links numaslub_core (the allocator layers, without the shim's
-// exported malloc) and libjemalloc, whose unprefixed malloc/free then serve
-// the process; main() checks through mallctl that jemalloc really is the
-// malloc in use and prints its version.
+// The binary links libjemalloc, whose unprefixed malloc/free serve the
+// process (main() checks that through mallctl and prints its version), and
+// opens libnumaslub.so with dlopen(RTLD_LOCAL), so that its exported
+// malloc/free do not replace the process's. Both allocators are called the
+// same way: through pointers to their exported malloc and free (dlsym), the
+// code each allocator ships with its fast path, called indirectly from the
+// same loop (no inlining into the benchmark, no PLT for one and not the
+// other). The library is the build's (NS_LIBNUMASLUB) or $NUMASLUB_LIB.
 //
 // Benchmarks, each registered once per allocator ("<bench>/<allocator>/<arg>";
-// allocators: numaslub, called out of line like the shim's malloc;
-// numaslub-inline, kmalloc.h's fast path inlined; jemalloc):
+// allocators: numaslub, jemalloc):
 //   pair/<A>/<size>     one malloc + free of `size` bytes per iteration
 //                       (time per pair)
 //   batch/<A>/<size>    allocate 10000 objects of `size` bytes (0: mixed
@@ -26,6 +29,7 @@
 // Run (about 35 s):
 //   build/bench/slub_bench --benchmark_min_time=0.1 --benchmark_repetitions=3
 #include <benchmark/benchmark.h>
+#include <dlfcn.h>
 #include <jemalloc/jemalloc.h>
 #include <sched.h>
 
@@ -41,40 +45,28 @@
 #include <thread>
 #include <vector>
 
-#include "lib/slub/kmalloc.h"
-
 namespace {
 
 // ------------------------------------------------------------ allocators
 
-// Out of line, as the shim's malloc and free are: the benchmark loop calls
-// a function for both allocators (jemalloc's through the PLT), rather than
-// having numaslub's fast path inlined into it.
-__attribute__((noinline)) void* ns_malloc(std::size_t n) {
-  return numaslub::kmalloc(n);
-}
-__attribute__((noinline)) void ns_free(void* p) {
-  numaslub::kfree(p);
-}
+// Each allocator's exported malloc and free, found at run time: the
+// benchmark loops call both through these pointers.
+struct Api {
+  void* (*malloc)(std::size_t) = nullptr;
+  void (*free)(void*) = nullptr;
+};
+Api g_numaslub, g_jemalloc;
 
 struct Numaslub {
   static constexpr const char* kName = "numaslub";
-  static void* alloc(std::size_t n) { return ns_malloc(n); }
-  static void release(void* p) { ns_free(p); }
-};
-
-// The internal API with its fast path inlined into the loop (how code
-// inside the library, or a caller of kmalloc.h, sees it).
-struct NumaslubInline {
-  static constexpr const char* kName = "numaslub-inline";
-  static void* alloc(std::size_t n) { return numaslub::kmalloc(n); }
-  static void release(void* p) { numaslub::kfree(p); }
+  static void* alloc(std::size_t n) { return g_numaslub.malloc(n); }
+  static void release(void* p) { g_numaslub.free(p); }
 };
 
 struct Jemalloc {
   static constexpr const char* kName = "jemalloc";
-  static void* alloc(std::size_t n) { return std::malloc(n); }
-  static void release(void* p) { std::free(p); }
+  static void* alloc(std::size_t n) { return g_jemalloc.malloc(n); }
+  static void release(void* p) { g_jemalloc.free(p); }
 };
 
 // ------------------------------------------------------------ pair
@@ -221,17 +213,14 @@ void register_one(const char* bench, std::size_t size) {
 void register_all() {
   for (std::size_t s : kPairSizes) {
     register_one<Numaslub>("pair", s);
-    register_one<NumaslubInline>("pair", s);
     register_one<Jemalloc>("pair", s);
   }
   for (std::size_t s : kBatchSizes) {
     register_one<Numaslub>("batch", s);
-    register_one<NumaslubInline>("batch", s);
     register_one<Jemalloc>("batch", s);
   }
   for (std::size_t s : kProdConsSizes) {
     register_one<Numaslub>("prodcons", s);
-    register_one<NumaslubInline>("prodcons", s);
     register_one<Jemalloc>("prodcons", s);
   }
 }
@@ -264,9 +253,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
   int print_table() const {
     std::printf(
         "\nnumaslub / jemalloc, fastest repetition of each (< 1: numaslub is faster).\n"
-        "ratio: numaslub called out of line, as malloc is; inline: kmalloc/kfree inlined\n");
-    std::printf("%-16s %14s %14s %8s %8s %-4s %8s\n", "benchmark", "numaslub", "jemalloc", "ratio",
-                "target", "", "inline");
+        "Both called alike: through pointers to their exported malloc/free.\n");
+    std::printf("%-16s %14s %14s %8s %8s %-4s\n", "benchmark", "numaslub", "jemalloc", "ratio",
+                "target", "");
     int misses = 0;
     for (const char* bench : {"pair", "batch", "prodcons"}) {
       const bool real_time = !std::strcmp(bench, "prodcons");
@@ -298,13 +287,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
         std::string label = std::string(bench) + "/" + (size ? arg : "mixed");
         char tgt[16] = "-";
         if (target != 0) std::snprintf(tgt, sizeof tgt, "<= %.1f", target);
-        char inl[16] = "-";
-        auto in = best_.find(std::string(bench) + "/numaslub-inline/" + arg);
-        if (in != best_.end() && b > 0)
-          std::snprintf(inl, sizeof inl, "%.3f",
-                        (real_time ? in->second.real : in->second.cpu) / b);
-        std::printf("%-16s %11.2f %-2s %11.2f %-2s %8.3f %8s %-4s %8s\n", label.c_str(), a,
-                    ns.unit.c_str(), b, je->second.unit.c_str(), ratio, tgt, verdict, inl);
+        std::printf("%-16s %11.2f %-2s %11.2f %-2s %8.3f %8s %-4s\n", label.c_str(), a,
+                    ns.unit.c_str(), b, je->second.unit.c_str(), ratio, tgt, verdict);
       }
     }
     return misses;
@@ -340,16 +324,40 @@ bool check_jemalloc() {
   }
   std::printf("jemalloc %s is the process malloc (malloc(4000) counted by thread.allocated)\n",
               version);
+  g_jemalloc.malloc = reinterpret_cast<void* (*)(std::size_t)>(dlsym(RTLD_DEFAULT, "malloc"));
+  g_jemalloc.free = reinterpret_cast<void (*)(void*)>(dlsym(RTLD_DEFAULT, "free"));
+  return g_jemalloc.malloc && g_jemalloc.free;
+}
+
+// Opens libnumaslub.so beside jemalloc: RTLD_LOCAL, so its malloc serves
+// only the calls made through g_numaslub.
+bool open_numaslub() {
+  const char* path = std::getenv("NUMASLUB_LIB");
+  if (!path || !*path) path = NS_LIBNUMASLUB;
+  void* h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    std::fprintf(stderr, "slub_bench: %s\n", dlerror());
+    return false;
+  }
+  g_numaslub.malloc = reinterpret_cast<void* (*)(std::size_t)>(dlsym(h, "malloc"));
+  g_numaslub.free = reinterpret_cast<void (*)(void*)>(dlsym(h, "free"));
+  auto nodes = reinterpret_cast<int (*)()>(dlsym(h, "numaslub_nr_nodes"));
+  if (!g_numaslub.malloc || !g_numaslub.free || !nodes || g_numaslub.malloc == g_jemalloc.malloc) {
+    std::fprintf(stderr, "slub_bench: %s does not export numaslub's malloc/free\n", path);
+    return false;
+  }
+  g_numaslub.free(g_numaslub.malloc(16));  // set numaslub up outside the timings
+  std::printf(
+      "numaslub: %s (%d node(s)); both allocators called through pointers to their\n"
+      "exported malloc/free\n",
+      path, nodes());
   return true;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!check_jemalloc()) return 1;
-  numaslub::kfree(numaslub::kmalloc(16));  // set numaslub up outside the timings
-  std::printf("numaslub per-CPU mode: %s\n",
-              numaslub::cache_mode() == numaslub::CacheMode::kRseq ? "rseq" : "thread");
+  if (!check_jemalloc() || !open_numaslub()) return 1;
   register_all();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

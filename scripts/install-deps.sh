@@ -15,6 +15,7 @@ PACKAGES=(
   libnuma-dev numactl             # NUMA checks in tests, numactl for runs
   libjemalloc-dev                 # the allocator the benchmarks compare with
   clang-format                    # format check in scripts/test-all.sh
+  valgrind binutils               # tests/fastpath: golden instruction counts (callgrind, objdump)
   python3 libpython3.11-testsuite git sqlite3 perl redis-server redis-tools
                                   # tests/preload: real programs under LD_PRELOAD
   libmimalloc2.0 libtcmalloc-minimal4  # bench/run.py: the other allocators

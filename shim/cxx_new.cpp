@@ -27,18 +27,29 @@ NS_NOINLINE void* new_slow(std::size_t size, std::size_t align, bool nothrow) {
   }
 }
 
-NS_ALWAYS_INLINE void* new_impl(std::size_t size) {
-  if (void* p = kmalloc(size); NS_LIKELY(p)) return p;
+// A miss of the fast path: the slow path, then the new_handler loop. Out of
+// line and reached by a tail call, so that operator new's fast path is
+// malloc's, with no frame to set up for the failure case.
+NS_NOINLINE void* new_miss(std::size_t size) {
+  if (void* p = numaslub::kmalloc_slow(size); NS_LIKELY(p)) return p;
   return new_slow(size, 0, false);
 }
 
-NS_ALWAYS_INLINE void* new_nothrow(std::size_t size) noexcept {
-  if (void* p = kmalloc(size); NS_LIKELY(p)) return p;
+NS_NOINLINE void* new_miss_nothrow(std::size_t size) noexcept {
+  if (void* p = numaslub::kmalloc_slow(size); NS_LIKELY(p)) return p;
   try {
     return new_slow(size, 0, true);
   } catch (...) {
     return nullptr;
   }
+}
+
+NS_ALWAYS_INLINE void* new_impl(std::size_t size) {
+  return numaslub::kmalloc_or(size, [size] { return new_miss(size); });
+}
+
+NS_ALWAYS_INLINE void* new_nothrow(std::size_t size) noexcept {
+  return numaslub::kmalloc_or(size, [size] { return new_miss_nothrow(size); });
 }
 
 void* new_aligned(std::size_t size, std::align_val_t al, bool nothrow) {

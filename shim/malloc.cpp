@@ -22,7 +22,19 @@ constinit NextAllocator g_next;
 
 namespace {
 
-void* realloc_impl(void* p, std::size_t size) {
+// A live small object of ours that leaves its class: moved with the fast
+// paths (out of line: its frame and memcpy would cost the in-place case).
+NS_NOINLINE void* realloc_small_move(void* p, std::size_t have, std::size_t size) {
+  void* q = kmalloc(size);
+  if (!q) return nullptr;  // errno set; p intact
+  std::memcpy(q, p, have < size ? have : size);
+  kfree(p);
+  return q;
+}
+
+// Everything but a live small object: size 0, large blocks, mappings, debug
+// caches, misuse (krealloc), and pointers that are not ours.
+NS_NOINLINE void* realloc_other(void* p, std::size_t size) {
   if (p && !kowns(p)) {
     kcheck_foreign(p, "realloc");  // a freed or interior pointer of ours aborts here
     // Not ours (an RTLD_DEEPBIND library's, or from before the preload):
@@ -43,6 +55,16 @@ void* realloc_impl(void* p, std::size_t size) {
     if (shim::g_next.realloc) return shim::g_next.realloc(p, size);
   }
   return krealloc(p, size);
+}
+
+// A live small object (checked as free checks it) that stays in its class
+// is kept at once, without a lock or a call (ksize_small).
+NS_ALWAYS_INLINE void* realloc_impl(void* p, std::size_t size) {
+  if (std::size_t have = ksize_small(p); NS_LIKELY(have)) {
+    if (realloc_keeps(have, size)) return p;  // never for size 0
+    if (size) return realloc_small_move(p, have, size);
+  }
+  return realloc_other(p, size);
 }
 
 // glibc's rules: an alignment that is not a power of two (0 included) is

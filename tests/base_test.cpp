@@ -1,10 +1,19 @@
 // Tests for lib/base: config parsing, formatting, sysfs parsers, lists, bit
 // operations, the futex mutex, the boot allocator and rseq / current_cpu.
+#include <dlfcn.h>
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
+#include <sys/auxv.h>
+#include <sys/prctl.h>
 #include <sys/rseq.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <climits>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <iterator>
@@ -622,6 +631,73 @@ TEST(BaseRseq, CurrentCpuFollowsAffinity) {
     EXPECT_EQ(seen_getcpu, c);
   }
   EXPECT_GE(checked, 1);
+}
+
+// ----------------------------------------------------------- vdso
+
+// The vDSO as the dynamic loader sees it (it loads it as linux-vdso.so.1).
+void* loader_vdso_symbol(const char* name) {
+  void* h = dlopen("linux-vdso.so.1", RTLD_LAZY | RTLD_NOLOAD);
+  return h ? dlsym(h, name) : nullptr;
+}
+
+TEST(BaseVdso, LookupAgreesWithTheDynamicLoader) {
+  const void* eh = reinterpret_cast<const void*>(getauxval(AT_SYSINFO_EHDR));
+  if (!eh) GTEST_SKIP() << "no vDSO (valgrind hides it)";
+  for (const char* name : {"__vdso_getcpu", "__vdso_clock_gettime", "__vdso_time",
+                           "__kernel_getcpu", "__kernel_clock_gettime"}) {
+    void* theirs = loader_vdso_symbol(name);
+    EXPECT_EQ(vdso_lookup(eh, name), theirs) << name;
+  }
+  EXPECT_EQ(vdso_lookup(eh, "__vdso_no_such_function"), nullptr);
+  EXPECT_EQ(vdso_lookup(eh, "__vdso_getcp"), nullptr);  // a prefix is not a match
+  EXPECT_EQ(vdso_lookup(nullptr, "__vdso_getcpu"), nullptr);
+  static const char not_elf[256] = "not an ELF image";
+  EXPECT_EQ(vdso_lookup(not_elf, "__vdso_getcpu"), nullptr);
+#if defined(__x86_64__)
+  EXPECT_NE(vdso_getcpu(), nullptr);
+#endif
+  EXPECT_EQ(reinterpret_cast<void*>(vdso_getcpu()), loader_vdso_symbol("__vdso_getcpu")
+                                                        ? loader_vdso_symbol("__vdso_getcpu")
+                                                        : loader_vdso_symbol("__kernel_getcpu"));
+}
+
+// Without rseq the CPU comes from the vDSO: with the getcpu system call
+// made to fail (seccomp, in a child), cpu_without_rseq still follows the
+// affinity. (Where the vDSO has no getcpu it needs the system call: skip.)
+TEST(BaseVdso, CpuWithoutRseqMakesNoSystemCall) {
+  if (!vdso_getcpu()) GTEST_SKIP() << "no vDSO getcpu here";
+  cpu_set_t orig;
+  ASSERT_EQ(sched_getaffinity(0, sizeof orig, &orig), 0);
+  int last = -1;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &orig)) last = c;
+  ASSERT_GE(last, 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(last, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0) _exit(2);
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getcpu, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+      _exit(3);
+    unsigned cpu = ~0u;
+    if (syscall(SYS_getcpu, &cpu, nullptr, nullptr) == 0) _exit(4);  // the filter works
+    _exit(cpu_without_rseq() == last ? 0 : 5);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: affinity, 3: seccomp, 4: filter, 5: wrong CPU";
 }
 
 // ----------------------------------------------------------- stack_trace

@@ -239,6 +239,12 @@ TEST_F(DebugCache, SizedFreeWithTheWrongSizeBothWays) {
   EXPECT_TRUE(has(new_reports(), "BUG kmalloc-4096: Wrong size on sized free"));
 }
 
+TEST_F(DebugCache, SlubDebugFSetsTheSizeCheckOfTheFreeFastPath) {
+  // F turns debug on, and every sized free then goes through its check.
+  EXPECT_TRUE(config().debug);
+  EXPECT_NE(g_slub.free_checks & kFreeCheckSize, 0);
+}
+
 TEST_F(DebugCache, CorruptFreePointerIsRebuiltFromTheStates) {
   // A fresh slab's second object is free with a free pointer to check.
   std::vector<void*> hold;

@@ -393,6 +393,76 @@ TEST(SlubRealloc, InPlace) {
   kfree(q);
 }
 
+TEST(SlubRealloc, HeapBlocksNeverTakeTheMappingTableLock) {
+  // huge.cpp's table lock is process-wide: a realloc of a heap block (small
+  // or large) decides without it. Held by this thread, a realloc that took
+  // it would abort as a self-deadlock.
+  void* s = kmalloc(40);
+  void* l = kmalloc(100 * KiB);
+  ASSERT_NE(s, nullptr);
+  ASSERT_NE(l, nullptr);
+  fill(s, 40, 3);
+  fill(l, 100 * KiB, 4);
+  huge_hold_lock_for_test(true);
+  void* s2 = krealloc(s, 48);          // the same class: kept
+  void* s3 = krealloc(s2, 300);        // another class: moved
+  void* l2 = krealloc(l, 50 * KiB);    // shrunk in place
+  void* l3 = krealloc(l2, 900 * KiB);  // grown in place or moved
+  std::size_t small_size = ksize_small(s3), large_size = ksize_small(l3);
+  huge_hold_lock_for_test(false);
+  EXPECT_EQ(s2, s);
+  ASSERT_NE(s3, nullptr);
+  EXPECT_EQ(first_bad(s3, 40, 3), 40u);
+  EXPECT_EQ(l2, l);
+  ASSERT_NE(l3, nullptr);
+  EXPECT_EQ(first_bad(l3, 50 * KiB, 4), 50 * KiB);
+  EXPECT_EQ(small_size, ksize(s3));
+  EXPECT_EQ(large_size, 0u);  // not a slab object: krealloc's
+  kfree(s3);
+  kfree(l3);
+}
+
+TEST(SlubRealloc, KsizeSmallOnlyForLiveSlabObjects) {
+  // realloc's fast path (kmalloc.h) keeps or moves what ksize_small sizes:
+  // a live object's start, never a freed one, an interior pointer or a
+  // block of another kind.
+  for (std::size_t n : {std::size_t{1}, 16ul, 17ul, 100ul, 1000ul, 4096ul, 20000ul, 32768ul}) {
+    void* p = kmalloc(n);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(ksize_small(p), ksize(p)) << n;
+    EXPECT_EQ(ksize_small(static_cast<char*>(p) + 8), 0u) << n;
+    EXPECT_TRUE(realloc_keeps(ksize_small(p), ksize(p))) << n;
+    kfree(p);
+    EXPECT_EQ(ksize_small(p), 0u) << n;  // free: its tag is set
+  }
+  void* l = kmalloc(64 * KiB);
+  EXPECT_EQ(ksize_small(l), 0u);
+  kfree(l);
+  EXPECT_EQ(ksize_small(nullptr), 0u);
+  std::uintptr_t on_stack[2] = {};
+  EXPECT_EQ(ksize_small(on_stack), 0u);
+  EXPECT_FALSE(realloc_keeps(48, 0));
+  EXPECT_FALSE(realloc_keeps(48, 24));
+  EXPECT_TRUE(realloc_keeps(48, 25));
+  EXPECT_FALSE(realloc_keeps(48, 49));
+}
+
+TEST(SlubFree, SizeCheckBitOnlyUnderDebug) {
+  // Without debug a sized free pushes as a plain free does; the size check
+  // bit sends it to kfree_sized_slow (slub_debug_test sets it).
+  EXPECT_TRUE(slub_init());
+  EXPECT_EQ(g_slub.free_checks & kFreeCheckSize, 0);
+  EXPECT_EQ((g_slub.free_checks & kFreeCheckNode) != 0, g_slub.multi_node);
+  // A wrong size is harmless without debug: the page descriptor decides.
+  AffinityGuard restore;
+  pin_here();  // the same CPU's sheaf for the free and the malloc
+  void* p = kmalloc(64);
+  kfree_sized(p, 4096);
+  void* q = kmalloc(64);
+  EXPECT_EQ(q, p);  // back from this CPU's (thread's) sheaf
+  kfree_sized(q, 1);
+}
+
 TEST(SlubRealloc, FailureLeavesBlockIntact) {
   // SIZE_MAX - k rounds up past SIZE_MAX to 0 pages: it once "shrank" a
   // large block in place to nothing.

@@ -19,4 +19,5 @@
 #include "lib/base/syscall.h"
 #include "lib/base/sysfs.h"
 #include "lib/base/thread_ctx.h"
+#include "lib/base/vdso.h"
 #include "lib/base/views_hook.h"

@@ -5,6 +5,7 @@
 
 #include "lib/base/syscall.h"
 #include "lib/base/sysfs.h"
+#include "lib/base/vdso.h"
 
 // glibc >= 2.35 exports these; weak so older libcs and static links work.
 extern "C" {
@@ -80,7 +81,13 @@ int current_cpu() {
   } else if (RseqAbi* a = rseq_area()) {
     return static_cast<int>(a->cpu_id);
   }
+  return cpu_without_rseq();
+}
+
+int cpu_without_rseq() {
   unsigned cpu = 0;
+  if (VdsoGetcpuFn f = vdso_getcpu(); f && f(&cpu, nullptr, nullptr) == 0)
+    return static_cast<int>(cpu);
   if (sys::getcpu(&cpu, nullptr) != 0) return 0;
   return static_cast<int>(cpu);
 }

@@ -52,8 +52,11 @@ RseqAbi* rseq_area();
 void rseq_mark_unregistered(void* tp);
 
 // CPU the calling thread runs on (a hint: it may migrate right after).
-// Reads the rseq area where there is one, else asks getcpu.
+// Reads the rseq area where there is one, else cpu_without_rseq().
 int current_cpu();
+// The same from the vDSO's getcpu (no system call), else the getcpu
+// system call (valgrind hides the vDSO; arm64's has no getcpu).
+int cpu_without_rseq();
 
 // Number of possible CPUs (/sys/devices/system/cpu/possible), capped at
 // kMaxCpus; where sysfs cannot be read (chroot, minimal container, a tmpfs

@@ -151,7 +151,7 @@ unsigned debug_user_stack(std::uintptr_t* out, unsigned max) {
       reinterpret_cast<std::uintptr_t>(&kmalloc_slow),
       reinterpret_cast<std::uintptr_t>(&kmalloc_slow_asked),
       reinterpret_cast<std::uintptr_t>(&kfree_slow),
-      reinterpret_cast<std::uintptr_t>(&kfree_sized),
+      reinterpret_cast<std::uintptr_t>(&kfree_sized_slow),
       reinterpret_cast<std::uintptr_t>(&krealloc),
       reinterpret_cast<std::uintptr_t>(&kcalloc),
       reinterpret_cast<std::uintptr_t>(&kmalloc_aligned),

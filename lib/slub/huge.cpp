@@ -342,4 +342,14 @@ void huge_stats(std::size_t* count, std::size_t* bytes) {
   *bytes = g_bytes;
 }
 
+void huge_hold_lock_for_test(bool hold) {
+  if (hold) {
+    g_lock.lock();
+    --t_ctx.locks_held;
+  } else {
+    ++t_ctx.locks_held;
+    g_lock.unlock();
+  }
+}
+
 }  // namespace numaslub

@@ -54,4 +54,11 @@ void huge_fork_child(std::uint32_t self);
 // Live mappings and their bytes (stats).
 void huge_stats(std::size_t* count, std::size_t* bytes);
 
+// Tests: the calling thread takes (hold) or releases (!hold) the table's
+// lock without counting it as held (so its own calls do not take the nested
+// paths, lib/base/thread_ctx.h): a call of its own that then takes the lock
+// aborts at once as a self-deadlock (lock.h), which shows that a path never
+// takes it.
+void huge_hold_lock_for_test(bool hold);
+
 }  // namespace numaslub

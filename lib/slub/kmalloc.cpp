@@ -353,15 +353,20 @@ static NS_NOINLINE bool kfree_sized_check(void* p, std::size_t size) {
   return false;
 }
 
-void kfree_sized(void* p, std::size_t size) {
+void kfree_sized_slow(void* p, std::size_t size) {
   // The page descriptor is authoritative, so a wrong size is harmless to the
   // heap; in debug mode one larger than the block is reported, since it is a
   // bug in the caller (a sized delete of the wrong type, a stale length).
   // Smaller sizes are legal: aligned allocations and in-place realloc give
   // blocks larger than what the caller asked for (a debug cache knows the
-  // size asked for, and checks it exactly: debug.h).
-  if (NS_UNLIKELY(config().debug) && p && kfree_sized_check(p, size)) return;
-  kfree(p);
+  // size asked for, and checks it exactly: debug.h). The fast path sends
+  // every sized free here under debug (kFreeCheckSize): checked, it takes
+  // the plain free's fast path, which ignores that bit.
+  if (NS_UNLIKELY(config().debug) && p) {
+    if (kfree_sized_check(p, size)) return;
+    return kfree(p);
+  }
+  kfree_slow(p);
 }
 
 bool kowns(const void* p) {
@@ -467,6 +472,47 @@ void* kmalloc_node(std::size_t size, int nid) {
   return p;
 }
 
+// krealloc's move: a new block, the contents (`old` usable bytes), the old
+// block freed. On failure p stays intact.
+static void* realloc_move(void* p, std::size_t old, std::size_t size) {
+  void* q = kmalloc(size);
+  if (!q) return nullptr;  // errno set
+  std::memcpy(q, p, old < size ? old : size);
+  kfree(p);
+  return q;
+}
+
+// krealloc of large block p (head: its head page): in place when it shrinks
+// or the pages after it are free, else moved. Under slub_debug's Z it always
+// moves, its tail checked by the free.
+static void* realloc_large(Page* head, void* p, std::size_t size) {
+  std::size_t need = align_up(size, kPageSize) >> kPageShift;
+  std::size_t have = head->priv[0];
+  if (NS_UNLIKELY(debug_tails()))
+    return realloc_move(p, debug_tail_size(p, have << kPageShift), size);
+  if (size > kMaxSmallSize && need <= have) {
+    // Shrink in place: the tail pages go back to the buddy.
+    free_page_range(head, need, have);
+    head->priv[0] = need;
+    return p;
+  }
+  if (need > have && need <= kMaxBlockPages) {
+    // Grow in place when the pages right after the block are free.
+    Zone& z = g_state.pa->zone(g_state.pa->page_to_nid(head));
+    std::size_t s = z.pfn(head) + have;
+    bool grown;
+    {
+      LockGuard<Mutex> g(z.lock);
+      grown = z.claim_range_locked(s, s + (need - have));
+    }
+    if (grown) {
+      head->priv[0] = need;
+      return p;
+    }
+  }
+  return realloc_move(p, have << kPageShift, size);
+}
+
 void* krealloc(void* p, std::size_t size) {
   if (!p) return kmalloc(size);
   if (size == 0) {
@@ -490,12 +536,18 @@ void* krealloc(void* p, std::size_t size) {
     }
     return q;
   }
+  // A heap block (the common case) first: it never needs the direct
+  // mappings' table, nor its process-wide lock (huge.cpp).
   if (g_state.pa && g_state.pa->owns(p)) {
     Page* page = g_state.pa->virt_to_page(p);
     if (page->slab_class) {
       if (NS_UNLIKELY(debug_page(page))) return debug_krealloc(page, p, size);
       check_small(page, p, false);
+      std::size_t old = kClassSize[page->slab_class - 1];
+      if (realloc_keeps(old, size)) return p;
+      return realloc_move(p, old, size);
     }
+    if (Page* head = large_head(p)) return realloc_large(head, p, size);
   }
   std::size_t old = ksize(p);
   if (old == 0 && !huge_size(p)) {
@@ -504,44 +556,17 @@ void* krealloc(void* p, std::size_t size) {
              "realloc of invalid pointer %p", p);
     return nullptr;  // foreign: the shim handles those before calling here
   }
-  // Under slub_debug's Z a large block or mapping always moves (below),
-  // its tail checked by the free.
-  if (Page* head = large_head(p)) {
-    std::size_t need = align_up(size, kPageSize) >> kPageShift;
-    std::size_t have = head->priv[0];
-    if (NS_UNLIKELY(debug_tails())) {
-    } else if (size > kMaxSmallSize && need <= have) {
-      // Shrink in place: the tail pages go back to the buddy.
-      free_page_range(head, need, have);
-      head->priv[0] = need;
-      return p;
-    } else if (need > have && need <= kMaxBlockPages) {
-      // Grow in place when the pages right after the block are free.
-      Zone& z = g_state.pa->zone(g_state.pa->page_to_nid(head));
-      std::size_t s = z.pfn(head) + have;
-      bool grown;
-      {
-        LockGuard<Mutex> g(z.lock);
-        grown = z.claim_range_locked(s, s + (need - have));
-      }
-      if (grown) {
-        head->priv[0] = need;
-        return p;
-      }
-    }
-  } else if (std::size_t mapped = huge_size(p); mapped && NS_UNLIKELY(debug_tails())) {
+  // Under slub_debug's Z a mapping always moves (below), its tail checked
+  // by the free.
+  if (std::size_t mapped = huge_size(p); mapped && NS_UNLIKELY(debug_tails())) {
   } else if (mapped && size > kMaxBlockSize) {
     void* q = huge_resize(p, size);
     if (!q) errno = ENOMEM;
     return q;
-  } else if (size <= old && size > old / 2) {
-    return p;  // same slab object: fits without wasting more than half
+  } else if (realloc_keeps(old, size)) {
+    return p;
   }
-  void* q = kmalloc(size);
-  if (!q) return nullptr;  // errno set; p intact
-  std::memcpy(q, p, old < size ? old : size);
-  kfree(p);
-  return q;
+  return realloc_move(p, old, size);
 }
 
 }  // namespace numaslub

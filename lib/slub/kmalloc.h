@@ -34,6 +34,10 @@ enum class CacheMode : std::uint8_t { kNone = 0, kRseq, kThread };
 struct SlubFast {
   CacheMode mode;
   bool multi_node;
+  // What a free must check before it pushes (kFreeCheck*): read by every
+  // free, in place of multi_node, so that the sized frees' debug check
+  // costs nothing when it is off.
+  std::uint8_t free_checks;
   std::uint8_t node_shift;  // log2(bytes per node range)
   std::ptrdiff_t rseq_off;  // thread pointer -> rseq area
   char* cpu_base;           // CpuSlots of CPU 0; CPU c at + (c << kCpuSlotsShift)
@@ -48,6 +52,12 @@ struct SlubFast {
   ObjIndexTable obj_index = kObjIndex;  // obj_index.h
 };
 extern SlubFast g_slub;
+// SlubFast::free_checks. Node: the object must be this CPU's (thread's)
+// node's (multi-node heaps). Size: a sized free checks the size it is given
+// (debug=1, which slub_debug's F turns on) in kfree_sized_slow; a plain free
+// ignores this bit.
+inline constexpr std::uint8_t kFreeCheckNode = 1;
+inline constexpr std::uint8_t kFreeCheckSize = 2;
 extern constinit thread_local CpuSlots* t_slots NS_TLS_IE;
 
 // ThreadSanitizer cannot see an object change hands through a sheaf (the
@@ -113,6 +123,8 @@ NS_NOINLINE void* kmalloc_slow(std::size_t size);
 // as `asked` bytes (kmalloc_aligned): a debug cache records `asked`.
 NS_NOINLINE void* kmalloc_slow_asked(std::size_t size, std::size_t asked);
 NS_NOINLINE void kfree_slow(void* p);
+// kfree_sized's: checks the size under debug, then frees.
+NS_NOINLINE void kfree_sized_slow(void* p, std::size_t size);
 
 NS_ALWAYS_INLINE RseqAbi* fast_rseq_area() {
   return reinterpret_cast<RseqAbi*>(static_cast<char*>(__builtin_thread_pointer()) +
@@ -160,13 +172,17 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
   return kmalloc_or(size, [size] { return kmalloc_slow(size); });
 }
 
+// The free fast path, for kfree (kSized false, `size` unused) and for
+// kfree_sized: the same instructions, but for the test of free_checks, where
+// a sized free leaves for kfree_sized_slow when it must check its size.
 // (TSan: p is released after its descriptor is read, here and in the slow
 // path's check_small: whoever gets p next may free its slab and rewrite the
 // descriptor.)
-NS_ALWAYS_INLINE void kfree(void* p) {
-  std::uintptr_t size = __atomic_load_n(&g_slub.heap_size, __ATOMIC_ACQUIRE);
+template <bool kSized>
+NS_ALWAYS_INLINE void kfree_fast(void* p, std::size_t size) {
+  std::uintptr_t hsize = __atomic_load_n(&g_slub.heap_size, __ATOMIC_ACQUIRE);
   std::uintptr_t off = reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base;
-  if (NS_LIKELY(off < size)) {
+  if (NS_LIKELY(off < hsize)) {
     const Page& pg = g_slub.mem_map[off >> kPageShift];
     std::size_t soff = pg.slab_slot;
     auto* word = static_cast<std::uintptr_t*>(p);
@@ -187,13 +203,25 @@ NS_ALWAYS_INLINE void kfree(void* p) {
         word[1] = tag;       // before the push publishes p
         NS_TSAN_RELEASE(p);  // and the store with it
       }
+      // No check at all (the common case): one test of the byte, a memory
+      // operand; else the node check, unless a sized free must check its
+      // size first. (The second read is a relaxed atomic one, never merged
+      // with the first: the compiler would load the byte into a register
+      // for both, one instruction more on the common path.)
+      auto no_checks = [] {
+        return kSized ? g_slub.free_checks == 0 : !(g_slub.free_checks & kFreeCheckNode);
+      };
+      auto node_only = [] {
+        return !kSized || __atomic_load_n(&g_slub.free_checks, __ATOMIC_RELAXED) == kFreeCheckNode;
+      };
 #if NS_HAVE_RSEQ_ASM
       if (NS_LIKELY(fast_mode() == CacheMode::kRseq)) {
         RseqAbi* rs = fast_rseq_area();
         // cpu_node has an entry for each CPU below nr_cpu_slots only.
         std::uint32_t cpu;
-        if (NS_LIKELY(!g_slub.multi_node || ((cpu = rs->cpu_id_start) < g_slub.nr_cpu_slots &&
-                                             g_slub.cpu_node[cpu] == (off >> g_slub.node_shift)))) {
+        if (NS_LIKELY(no_checks() ||
+                      (node_only() && (cpu = rs->cpu_id_start) < g_slub.nr_cpu_slots &&
+                       g_slub.cpu_node[cpu] == (off >> g_slub.node_shift)))) {
           int r = rseq_push<!kHardened>(rs, g_slub.cpu_base, g_slub.nr_cpu_slots, soff, p);
           if (NS_LIKELY(r == kPushed)) return;
         }
@@ -205,7 +233,7 @@ NS_ALWAYS_INLINE void kfree(void* p) {
         void*** top = &reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + soff)->main;
         bool pushed = (reinterpret_cast<std::uintptr_t>(*top) & (kSheafBytes - 1)) != 0 &&
                       (kHardened || (*top)[-1] != p) &&
-                      (!g_slub.multi_node || t->node == (off >> g_slub.node_shift));
+                      (no_checks() || (node_only() && t->node == (off >> g_slub.node_shift)));
         if (NS_LIKELY(pushed)) *(*top)++ = p;
         signal_fence();
         t_ctx.sheaf_busy = 0;
@@ -216,7 +244,47 @@ NS_ALWAYS_INLINE void kfree(void* p) {
       if constexpr (kHardened) word[1] = 0;
     }
   }
-  kfree_slow(p);
+  if constexpr (kSized)
+    kfree_sized_slow(p, size);
+  else
+    kfree_slow(p);
+}
+
+NS_ALWAYS_INLINE void kfree(void* p) {
+  kfree_fast<false>(p, 0);
+}
+
+// A free told the size the block was asked for (sized delete, C23's
+// free_sized). The page descriptor is authoritative, so the size is only
+// checked, by kfree_sized_slow, under debug (SlubFast::free_checks).
+NS_ALWAYS_INLINE void kfree_sized(void* p, std::size_t size) {
+  kfree_fast<true>(p, size);
+}
+
+// realloc's fast path: the usable size of p when it is a live object of a
+// slab (not a debug cache's), 0 otherwise (krealloc decides, and reports
+// misuse). Checks what the free fast path checks; touches nothing, takes no
+// lock.
+NS_ALWAYS_INLINE std::size_t ksize_small(const void* p) {
+  std::uintptr_t off = reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base;
+  if (NS_LIKELY(off < __atomic_load_n(&g_slub.heap_size, __ATOMIC_ACQUIRE))) {
+    const Page& pg = g_slub.mem_map[off >> kPageShift];
+    std::size_t soff = pg.slab_slot;
+    if (NS_LIKELY(
+            obj_start_at<offsetof(SlubFast, obj_index)>(&g_slub, g_slub.obj_index, soff, off)) &&
+        NS_LIKELY(!kHardened || static_cast<const std::uintptr_t*>(p)[1] != free_tag_of(pg))) {
+      std::size_t n = obj_index_entry(g_slub.obj_index, soff).size;
+      if (n == 0) __builtin_unreachable();  // an entry with objects has a size
+      return n;
+    }
+  }
+  return 0;
+}
+
+// krealloc's rule for keeping a block: it holds `size` without wasting
+// more than half of it (a smaller class may exist; not worth a copy).
+NS_ALWAYS_INLINE bool realloc_keeps(std::size_t have, std::size_t size) {
+  return size <= have && size > have / 2;
 }
 
 // The rest of the API (kmalloc.cpp; the slow paths of the sheaves, slub.cpp).
@@ -230,7 +298,6 @@ void* kmalloc_aligned(std::size_t align, std::size_t size);
 void* kmalloc_node(std::size_t size, int nid);
 std::size_t ksize(const void* p);  // usable size; 0 for pointers we do not own
 bool kowns(const void* p);         // allocated by this heap (slab, large or huge)
-void kfree_sized(void* p, std::size_t size);
 
 // Before a pointer that kowns() disowns is handed to another allocator
 // (realloc, usable size): aborts with a message naming the misuse if it is

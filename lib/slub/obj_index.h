@@ -55,7 +55,7 @@ struct ObjIndex {
   std::uint64_t limit;    // objects * (size * mult mod 2^64); 0: not a slab page
   std::uint32_t mask;     // slab bytes - 1: slabs are aligned to their size
   std::uint32_t objects;  // objects per slab
-  std::uint64_t unused;
+  std::uint64_t size;     // the class's object size (realloc's fast path); 0: not a slab page
 };
 static_assert(sizeof(ObjIndex) == 32);
 
@@ -72,7 +72,7 @@ constexpr std::array<ObjIndex, class_slot_offset(kNrClasses) / 16> make_obj_inde
     std::uint32_t bytes = std::uint32_t{kPageSize} << slab_order_for(d);
     // floor(2^64 / d) + 1; (2^64 - 1) / d falls one short when d divides 2^64.
     std::uint64_t mult = ~std::uint64_t{0} / d + 1 + ((d & (d - 1)) == 0);
-    t[class_slot_offset(c) / 16] = {mult, (bytes / d) * (d * mult), bytes - 1, bytes / d, 0};
+    t[class_slot_offset(c) / 16] = {mult, (bytes / d) * (d * mult), bytes - 1, bytes / d, d};
   }
   return t;
 }

@@ -482,6 +482,8 @@ static bool slub_init_locked() {
   g_slub.mem_map = a.mem_map();
   g_slub.node_shift = static_cast<std::uint8_t>(a.node_shift() + kPageShift);
   g_slub.multi_node = a.nr_nodes() > 1;
+  g_slub.free_checks = static_cast<std::uint8_t>((g_slub.multi_node ? kFreeCheckNode : 0) |
+                                                 (cfg.debug ? kFreeCheckSize : 0));
   g_slub.cpu_node = g_cpu_node;
   g_slub.cpu_base = g_cpu_region;
   g_slub.rseq_off = mode == CacheMode::kRseq ? rseq_offset() : 0;

@@ -371,18 +371,44 @@ TEST(ApiDeathTest, DoubleFreeAbortsNamingTheAddress) {
 
 namespace {
 
-// NUMASLUB_CONF=debug: a sized free larger than the block aborts, naming it.
+// NUMASLUB_CONF=debug: a sized free larger than the block aborts, naming it,
+// whichever sized form frees it (they share the free fast path, which sends
+// them to the check under debug: kmalloc.h). ctest runs it in rseq and in
+// per-thread mode.
 TEST(ApiDebugDeathTest, SizedDeleteOfTheWrongSizeAborts) {
   const char* conf = getenv("NUMASLUB_CONF");
   if (!conf || !strstr(conf, "debug")) GTEST_SKIP() << "runs with NUMASLUB_CONF=debug";
-  void* p = ::operator new(24);
-  ::operator delete(p, 24);  // the right size: fine
+  auto fs = api<void (*)(void*, size_t)>(NS_LINKED_FN(free_sized), "free_sized");
+  auto fas =
+      api<void (*)(void*, size_t, size_t)>(NS_LINKED_FN(free_aligned_sized), "free_aligned_sized");
+  ASSERT_TRUE(fs && fas);
+  // The right sizes, many times (past a sheaf's worth): fine.
+  for (int i = 0; i < 1000; ++i) {
+    void* p = ::operator new(24);
+    ::operator delete(p, 24);
+    p = g_malloc(24);
+    fs(p, 24);
+    p = ::operator new (24, std::align_val_t{64});
+    ::operator delete (p, 24, std::align_val_t{64});
+  }
+  const char* msg = "sized free of 0x[0-9a-f]+ with size 4096, but the block holds 32 bytes";
   EXPECT_DEATH(
       {
         void* q = ::operator new(24);
         ::operator delete(q, 4096);
       },
-      "sized free of 0x[0-9a-f]+ with size 4096, but the block holds 32 bytes");
+      msg);
+  EXPECT_DEATH(
+      {
+        void* q = ::operator new[](24);
+        ::operator delete[](q, 4096);
+      },
+      msg);
+  EXPECT_DEATH(fs(g_malloc(24), 4096), msg);
+  EXPECT_DEATH(fas(aligned_alloc(32, 24), 32, 4096), msg);
+  EXPECT_DEATH(
+      ::operator delete (::operator new (24, std::align_val_t{32}), 4096, std::align_val_t{32}),
+      msg);
 }
 
 }  // namespace
