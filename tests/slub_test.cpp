@@ -1,5 +1,5 @@
 // Tests for lib/slub: size classes, alignment, content integrity, large and
-// huge blocks, kcalloc / krealloc / kmalloc_aligned / kmalloc_node,
+// direct mappings (vmalloc), kcalloc / krealloc / kmalloc_aligned / kmalloc_node,
 // ownership, shrinking and the slabinfo view. Threads: slub_threads_test;
 // the always-on checks: slub_hardening_test.
 //
@@ -148,7 +148,7 @@ TEST(SlubClasses, KfreeSizedAndNull) {
   EXPECT_EQ(ksize(nullptr), 0u);
 }
 
-// ------------------------------------------------------------ large and huge
+// ------------------------------------------------------------ large blocks and direct mappings
 
 TEST(SlubLarge, SizesUsableAndFreed) {
   std::vector<std::size_t> sizes{kMaxSmallSize + 1, 33 * KiB,    40000,   64 * KiB - 1, 64 * KiB,
@@ -187,7 +187,7 @@ TEST(SlubLarge, SizesUsableAndFreed) {
   }
 }
 
-TEST(SlubHuge, SizesUsableAndFreed) {
+TEST(SlubVmalloc, SizesUsableAndFreed) {
   for (std::size_t n : {4 * MiB + 1, 4 * MiB + 4096, 5 * MiB + 3, 8 * MiB, 33 * MiB}) {
     void* p = kmalloc(n);
     ASSERT_NE(p, nullptr) << n;
@@ -220,7 +220,7 @@ TEST(SlubHuge, SizesUsableAndFreed) {
   }
 }
 
-TEST(SlubHuge, ImpossibleSizesFailWithEnomem) {
+TEST(SlubVmalloc, ImpossibleSizesFailWithEnomem) {
   for (std::size_t n : {std::size_t{1} << 50, SIZE_MAX, SIZE_MAX - 4096}) {
     errno = 0;
     EXPECT_EQ(kmalloc(n), nullptr) << n;
@@ -239,7 +239,7 @@ std::uint64_t direct_reclaims() {
 }
 
 // A request that can never fit fails without draining every cache first.
-TEST(SlubHuge, ImpossibleSizesSkipDirectReclaim) {
+TEST(SlubVmalloc, ImpossibleSizesSkipDirectReclaim) {
   void* p = kmalloc(100 * KiB);
   ASSERT_NE(p, nullptr);
   std::uint64_t before = direct_reclaims();
@@ -326,7 +326,7 @@ TEST(SlubCalloc, OverflowIsEnomem) {
 // ------------------------------------------------------------ krealloc
 
 TEST(SlubRealloc, KeepsContentAcrossTiers) {
-  // Slab -> large -> huge -> large -> slab, growing and shrinking.
+  // Slab -> large -> direct mapping -> large -> slab, growing and shrinking.
   const std::size_t chain[] = {
       1,     16,      17,      100,         1000,    4096,       32767,    32768,   32769,
       40000, 1 * MiB, 4 * MiB, 4 * MiB + 1, 9 * MiB, 20 * MiB,   5 * MiB,  4 * MiB, 3 * MiB,
@@ -394,7 +394,7 @@ TEST(SlubRealloc, InPlace) {
 }
 
 TEST(SlubRealloc, HeapBlocksNeverTakeTheMappingTableLock) {
-  // huge.cpp's table lock is process-wide: a realloc of a heap block (small
+  // vmalloc.cpp's table lock is process-wide: a realloc of a heap block (small
   // or large) decides without it. Held by this thread, a realloc that took
   // it would abort as a self-deadlock.
   void* s = kmalloc(40);
@@ -403,13 +403,13 @@ TEST(SlubRealloc, HeapBlocksNeverTakeTheMappingTableLock) {
   ASSERT_NE(l, nullptr);
   fill(s, 40, 3);
   fill(l, 100 * KiB, 4);
-  huge_hold_lock_for_test(true);
+  vmalloc_hold_lock_for_test(true);
   void* s2 = krealloc(s, 48);          // the same class: kept
   void* s3 = krealloc(s2, 300);        // another class: moved
   void* l2 = krealloc(l, 50 * KiB);    // shrunk in place
   void* l3 = krealloc(l2, 900 * KiB);  // grown in place or moved
   std::size_t small_size = ksize_small(s3), large_size = ksize_small(l3);
-  huge_hold_lock_for_test(false);
+  vmalloc_hold_lock_for_test(false);
   EXPECT_EQ(s2, s);
   ASSERT_NE(s3, nullptr);
   EXPECT_EQ(first_bad(s3, 40, 3), 40u);

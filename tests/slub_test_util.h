@@ -28,10 +28,10 @@
 #include <vector>
 
 #include "lib/buddy/page_alloc.h"
-#include "lib/slub/huge.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/obj_index.h"
 #include "lib/slub/size_class.h"
+#include "lib/slub/vmalloc.h"
 
 namespace numaslub::slubtest {
 

@@ -50,7 +50,7 @@ static unsigned long direct_reclaims(void) {
     CHECK(errno == ENOMEM); \
   } while (0)
 
-/* A block of each kind (slab, large, huge) that a failed realloc must keep. */
+/* A block of each kind (slab, large, direct mapping) that a failed realloc must keep. */
 static const size_t k_kept[] = {40, 100000, 3u << 20, 6u << 20};
 #define N_KEPT (sizeof k_kept / sizeof k_kept[0])
 static unsigned char* g_kept[N_KEPT];
