@@ -99,7 +99,8 @@ constexpr Option kOptions[] = {
            "live sampled allocations recorded at most (256 bytes each); samples beyond are "
            "dropped and counted"),
     NS_OPT(prof_final, Type::kPath, "-",
-           "file the heap profile of live sampled memory is written to at exit (-: none)"),
+           "file the heap profile of live sampled memory is written to at exit, %p in it "
+           "standing for the pid (-: none)"),
     NS_OPT(leak_check, Type::kBool, "0",
            "at exit, report sampled allocations (all, with prof_sample=1) that no live memory "
            "points to, grouped by allocation stack (turns prof on)"),

@@ -234,7 +234,13 @@ class Scanner {
     auto start = reinterpret_cast<std::uintptr_t>(arena_.page_to_virt(head));
     std::uintptr_t len = head->priv[0] << kPageShift;
     if (v - start >= len) return;
-    if (!marks_.test_and_set(start)) work_.push({start, start + len});
+    if (marks_.test_and_set(start)) return;
+    // A sampled block holds the size asked for: the rest of its page is
+    // old contents of the page, not the object's (stale pointers).
+    if (head->flags & PG_sampled)
+      if (const auto* r = reinterpret_cast<const ProfRecord*>(head->priv[3]))
+        if (r->addr == start && r->size < len) len = (r->size + 7) & ~std::uintptr_t{7};
+    work_.push({start, start + len});
   }
 
   const Arena& arena_;
@@ -324,12 +330,23 @@ void module_segments(const MapLine& m, Fn fn) {
 
 // The roots (leak.h), scanned into s. `sp` is the exiting thread's stack
 // pointer (its registers were spilled above it).
+// `skip` (sorted by lo) are the allocator's own memory: never roots.
 void scan_roots(Scanner* s, const char* maps, std::uintptr_t sp, const Range* skip,
                 unsigned nskip) {
   auto skipped = [&](std::uintptr_t lo, std::uintptr_t hi) {
     for (unsigned i = 0; i < nskip; ++i)
       if (lo < skip[i].hi && hi > skip[i].lo) return true;
     return false;
+  };
+  // [lo, hi) less the skipped ranges inside it (the allocator's globals
+  // that hold the heap's base, in a module's data).
+  auto add = [&](std::uintptr_t lo, std::uintptr_t hi) {
+    for (unsigned i = 0; i < nskip && lo < hi; ++i) {
+      if (skip[i].hi <= lo || skip[i].lo >= hi) continue;
+      if (skip[i].lo > lo) s->add_root(lo, skip[i].lo);
+      lo = skip[i].hi;
+    }
+    if (lo < hi) s->add_root(lo, hi);
   };
   MapLine prev{};
   bool have_prev = false;
@@ -341,9 +358,7 @@ void scan_roots(Scanner* s, const char* maps, std::uintptr_t sp, const Range* sk
     if (!ok) continue;
     bool readable = m.perms[0] == 'r', writable = m.perms[1] == 'w', priv = m.perms[3] == 'p';
     if (!m.anon && m.offset == 0 && readable) {
-      module_segments(m, [&](std::uintptr_t lo, std::uintptr_t hi) {
-        if (!skipped(lo, hi)) s->add_root(lo, hi);
-      });
+      module_segments(m, add);
     } else if (sp - m.lo < m.hi - m.lo) {
       s->add_root(sp, m.hi);  // the exiting thread's stack
     } else if (m.stack && readable && writable) {
@@ -453,11 +468,12 @@ void report(int fd, Vec<ProfRecord>* leaked, std::uint64_t interval, std::size_t
          "    addr2line -f -C -i -e /path 0xOFF   (the file and +offset in parentheses)\n");
 }
 
-// Keeps the exiting thread's callee-saved registers in this frame, then
-// runs the check from below it.
+// The check, run from leak_check_report, whose frame keeps the exiting
+// thread's callee-saved registers.
 NS_NOINLINE std::size_t check(int fd, const ProfFileHeader* h, std::size_t bytes) {
-  volatile std::uintptr_t here = 0;
-  std::uintptr_t sp = reinterpret_cast<std::uintptr_t>(&here);
+  // The stack is scanned from the caller's frame up (its registers are
+  // spilled there), not from this one: the locals below name the heap.
+  std::uintptr_t sp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0)) + 16;
   const Arena& arena = g_state.pa->arena();
   Vec<std::uintptr_t> huge;
   for (std::size_t want = huge_list(nullptr, 0) + 16;;) {
@@ -483,13 +499,22 @@ NS_NOINLINE std::size_t check(int fd, const ProfFileHeader* h, std::size_t bytes
     return 0;
   }
   std::size_t pages = arena.size() >> kPageShift;
+  auto range_of = [](const void* p, std::size_t n) {
+    return Range{reinterpret_cast<std::uintptr_t>(p), reinterpret_cast<std::uintptr_t>(p) + n};
+  };
+  // The heap, its descriptors, the records (which name every tracked
+  // object), and the globals that keep the heap's base (which may be an
+  // object's address).
   Range skip[] = {
       {arena.base(), arena.base() + arena.size()},
-      {reinterpret_cast<std::uintptr_t>(arena.mem_map()),
-       reinterpret_cast<std::uintptr_t>(arena.mem_map() + pages)},
-      {reinterpret_cast<std::uintptr_t>(h), reinterpret_cast<std::uintptr_t>(h) + bytes},
+      range_of(arena.mem_map(), pages * sizeof(Page)),
+      range_of(h, bytes),
+      range_of(&g_slub, sizeof g_slub),
+      range_of(&arena, sizeof arena),
   };
-  scan_roots(&s, maps.data(), sp, skip, 3);
+  heap_sort(skip, sizeof skip / sizeof skip[0],
+            [](const Range& x, const Range& y) { return x.lo < y.lo; });
+  scan_roots(&s, maps.data(), sp, skip, sizeof skip / sizeof skip[0]);
   Vec<ProfRecord> leaked;
   std::size_t tracked = 0, reach_n = 0;
   double reach_bytes = 0;
@@ -508,7 +533,6 @@ NS_NOINLINE std::size_t check(int fd, const ProfFileHeader* h, std::size_t bytes
     }
   }
   report(fd, &leaked, h->interval, reach_n, reach_bytes, tracked);
-  (void)here;
   return leaked.size();
 }
 

@@ -139,10 +139,20 @@ int prof_exit() {
   std::size_t bytes;
   const ProfFileHeader* h = prof_region(&bytes);
   if (cfg.prof_final[0]) {
-    long fd = sys::call(SYS_openat, AT_FDCWD, cfg.prof_final,
-                        O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    // "%p" in the path is the pid (a fork child writes its own).
+    char path[160];
+    BufWriter w(path, sizeof path);
+    for (const char* c = cfg.prof_final; *c; ++c) {
+      if (c[0] == '%' && c[1] == 'p') {
+        w.printf("%ld", sys::getpid());
+        ++c;
+      } else {
+        w.putc(*c);
+      }
+    }
+    long fd = sys::call(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-      log_msg("prof_final: cannot open %s (errno %ld)", cfg.prof_final, -fd);
+      log_msg("prof_final: cannot open %s (errno %ld)", path, -fd);
     } else {
       long maps = sys::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
       if (h) {
