@@ -19,8 +19,16 @@
 #define NOINLINE __attribute__((noipa))  // no inlining, no folding
 
 // numaslub's: makes the views (and the heap profile's file) now, not at a
-// slow path a second after start. Weak: absent under another allocator.
+// slow path a second after start. Weak under LD_PRELOAD (absent under
+// another allocator); a strong reference when linked with libnumaslub.a,
+// where a weak one would not pull its definition in.
+#ifdef NS_LINKED
+extern int numaslub_publish(void);
+#define HAVE_PUBLISH 1
+#else
 extern int numaslub_publish(void) __attribute__((weak));
+#define HAVE_PUBLISH (numaslub_publish != NULL)
+#endif
 
 void** volatile g_kept_small;  // a global holding half the small blocks
 void* volatile g_chain;        // the head of site_page's chain
@@ -90,8 +98,8 @@ NOINLINE void finish(int leak, int hold) {
   site_large(leak, kept_large);
   scrub_stack();
   if (hold) {
-    if (numaslub_publish) numaslub_publish();
-    printf("ready\n");
+    if (HAVE_PUBLISH) numaslub_publish();
+    printf("ready %d\n", (int)getpid());
     fflush(stdout);
     char c;
     if (read(0, &c, 1) < 0) return;
