@@ -458,10 +458,10 @@ void report(int fd, Vec<ProfRecord>* leaked, std::uint64_t interval, std::size_t
   }
   line(fd,
        "\nSUMMARY: numaslub: %s%lu byte(s) leaked in %s%lu allocation(s) from %zu stack(s); "
-       "still reachable: %s%lu byte(s) in %zu sampled allocation(s).\n",
+       "still reachable: %s%lu byte(s) in %zu %sallocation(s).\n",
        all ? "" : "~", static_cast<unsigned long>(total + 0.5), all ? "" : "~",
        static_cast<unsigned long>(total_n + 0.5), groups.size(), all ? "" : "~",
-       static_cast<unsigned long>(reach_bytes + 0.5), reach_n);
+       static_cast<unsigned long>(reach_bytes + 0.5), reach_n, all ? "" : "sampled ");
   if (n)
     line(fd,
          "Frames are return addresses: symbolize one with\n"
