@@ -386,7 +386,7 @@ static void* prof_alloc_spare(unsigned cls) {
   return with_own_set([&c, cls](CpuSlots* cs) -> void* {
     if (!cs) return alloc_direct(c, -1);
     Sheaf** spare = &cs->slots[cls].spare;
-    if (!prepare_full_spare(c, cs->node, spare)) return nullptr;
+    if (!(*spare && (*spare)->size) && !prepare_full_spare(c, cs->node, spare)) return nullptr;
     Sheaf* s = *spare;
     return s->objects()[--s->size];
   });
