@@ -216,6 +216,9 @@ class Scanner {
       const KmemCache& c = g_state.caches[cls - 1];
       const Page* head = pg - pg->head_off;
       auto base = reinterpret_cast<std::uintptr_t>(arena_.page_to_virt(head));
+      // Descriptors another thread is changing may be stale: never follow
+      // one off the online heap.
+      if (base > v || !arena_.is_online(reinterpret_cast<void*>(base))) return;
       std::uintptr_t start = base, len = kPageSize << c.order;
       if (!c.debug) {  // a debug slab's layout is debug.cpp's: scanned whole
         std::uintptr_t idx = (v - base) / c.size;
@@ -230,8 +233,9 @@ class Scanner {
       return;
     }
     const Page* head = pg->flags & PG_tail ? pg - pg->head_off : pg;
-    if ((head->flags & (PG_head | PG_large)) != (PG_head | PG_large)) return;
     auto start = reinterpret_cast<std::uintptr_t>(arena_.page_to_virt(head));
+    if (start > v || !arena_.is_online(reinterpret_cast<void*>(start))) return;
+    if ((head->flags & (PG_head | PG_large)) != (PG_head | PG_large)) return;
     std::uintptr_t len = head->priv[0] << kPageShift;
     if (v - start >= len) return;
     if (marks_.test_and_set(start)) return;
