@@ -1,9 +1,10 @@
-// 1M malloc(64)/free pairs: the program callgrind counts the fast paths'
-// instructions on (docs/ARCHITECTURE.md, "Heap profiles"):
-//   valgrind --tool=callgrind --callgrind-out-file=cg.out \
-//     env LD_PRELOAD=build/libnumaslub.so ./malloc_free_loop
-//   callgrind_annotate cg.out | grep -E ' (malloc|free) '
-// A volatile sink keeps the compiler from pairing the calls away.
+/* 1M malloc(64)/free pairs: the program callgrind counts the fast paths'
+ * instructions on (docs/ARCHITECTURE.md, "Heap profiles"):
+ *   valgrind --tool=callgrind --trace-children=yes --callgrind-out-file=cg.%p
+ *     env LD_PRELOAD=build/libnumaslub.so build/bench/malloc_free_loop
+ *   callgrind_annotate cg.PID | grep -E ' (malloc|free) '
+ * (NUMASLUB_CONF=prof=1 in the env for the profiler's cost.) A volatile
+ * sink keeps the compiler from pairing the calls away. */
 #include <stdlib.h>
 
 void* volatile g_sink;
