@@ -48,7 +48,7 @@ void fork_child() {
   boot_alloc_fork_child(self);
   page_allocator_fork_child(self);
   slub_fork_child(self);
-  huge_fork_child(self);
+  vmalloc_fork_child(self);
   prof_fork_child(self);  // before publish's: the child's records go private
   reclaim_init_lock().reset_if_orphaned(self);
   g_report_lock.reset_if_orphaned(self);

@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "lib/buddy/page_alloc.h"
-#include "lib/slub/huge.h"
+#include "lib/slub/vmalloc.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/obj_index.h"
 #include "lib/slub/size_class.h"
@@ -397,7 +397,7 @@ TEST(SlubLarge, SizesUsableAndFreed) {
   }
 }
 
-TEST(SlubHuge, SizesUsableAndFreed) {
+TEST(SlubVmalloc, SizesUsableAndFreed) {
   for (std::size_t n : {4 * MiB + 1, 4 * MiB + 4096, 5 * MiB + 3, 8 * MiB, 33 * MiB}) {
     void* p = kmalloc(n);
     ASSERT_NE(p, nullptr) << n;
@@ -430,7 +430,7 @@ TEST(SlubHuge, SizesUsableAndFreed) {
   }
 }
 
-TEST(SlubHuge, ImpossibleSizesFailWithEnomem) {
+TEST(SlubVmalloc, ImpossibleSizesFailWithEnomem) {
   for (std::size_t n : {std::size_t{1} << 50, SIZE_MAX, SIZE_MAX - 4096}) {
     errno = 0;
     EXPECT_EQ(kmalloc(n), nullptr) << n;
@@ -449,7 +449,7 @@ std::uint64_t direct_reclaims() {
 }
 
 // A request that can never fit fails without draining every cache first.
-TEST(SlubHuge, ImpossibleSizesSkipDirectReclaim) {
+TEST(SlubVmalloc, ImpossibleSizesSkipDirectReclaim) {
   void* p = kmalloc(100 * KiB);
   ASSERT_NE(p, nullptr);
   std::uint64_t before = direct_reclaims();

@@ -5,7 +5,7 @@
 // shift) -> class byte -> push onto this CPU's main sheaf. No lock, no atomic
 // read-modify-write, no "initialized?" branch: before set-up every sheaf
 // pointer is null, which sends the first call into the slow path, which sets
-// up. Anything else (empty/full sheaf, large and huge sizes, another node's
+// up. Anything else (empty/full sheaf, large and vmalloc sizes, another node's
 // object, foreign pointers) goes to the out-of-line slow paths.
 #pragma once
 
@@ -213,7 +213,7 @@ void* kmalloc_aligned(std::size_t align, std::size_t size);
 // exhausted); nid < 0 means the calling CPU's node.
 void* kmalloc_node(std::size_t size, int nid);
 std::size_t ksize(const void* p);  // usable size; 0 for pointers we do not own
-bool kowns(const void* p);         // allocated by this heap (slab, large or huge)
+bool kowns(const void* p);         // allocated by this heap (slab, large block or direct mapping)
 void kfree_sized(void* p, std::size_t size);
 
 // Before a pointer that kowns() disowns is handed to another allocator
@@ -261,8 +261,8 @@ struct HeapTotals {
   std::size_t heap_bytes = 0;   // onlined heap
   std::size_t free_bytes = 0;   // free in the buddy lists and per-CPU lists
   std::size_t free_blocks = 0;  // buddy blocks on free lists
-  std::size_t huge_count = 0;   // direct mappings
-  std::size_t huge_bytes = 0;
+  std::size_t vmalloc_count = 0;   // direct mappings
+  std::size_t vmalloc_bytes = 0;
 };
 HeapTotals heap_totals();
 // vmstat-style counters, one "name value" per line.

@@ -14,7 +14,7 @@
 #include <cstring>
 
 #include "lib/base/base.h"
-#include "lib/slub/huge.h"
+#include "lib/slub/vmalloc.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/leak.h"
 #include "lib/slub/prof.h"
@@ -480,10 +480,10 @@ NS_NOINLINE std::size_t check(int fd, const ProfFileHeader* h, std::size_t bytes
   std::uintptr_t sp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0)) + 16;
   const Arena& arena = g_state.pa->arena();
   Vec<std::uintptr_t> huge;
-  for (std::size_t want = huge_list(nullptr, 0) + 16;;) {
+  for (std::size_t want = vmalloc_list(nullptr, 0) + 16;;) {
     Vec<std::uintptr_t> tmp;
     for (std::size_t i = 0; i < 2 * want; ++i) tmp.push(0);
-    std::size_t n = huge_list(tmp.data(), want);
+    std::size_t n = vmalloc_list(tmp.data(), want);
     if (n > want) {
       want = n + 16;
       continue;
