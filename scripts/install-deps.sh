@@ -20,6 +20,7 @@ PACKAGES=(
                                   # tests/preload: real programs under LD_PRELOAD
   libmimalloc2.0 libtcmalloc-minimal4  # bench/run.py: the other allocators
   gnuplot-nox                     # bench/run.py: charts
+  google-perftools binutils       # tests/prof: google-pprof reads heap profiles, addr2line
 )
 
 export DEBIAN_FRONTEND=noninteractive

@@ -15,6 +15,9 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <cstring>
 
@@ -46,6 +49,7 @@ void fork_child() {
   page_allocator_fork_child(self);
   slub_fork_child(self);
   vmalloc_fork_child(self);
+  prof_fork_child(self);  // before publish's: the child's records go private
   reclaim_init_lock().reset_if_orphaned(self);
   g_report_lock.reset_if_orphaned(self);
   publish_fork_child(self);  // the child publishes its own file, later
@@ -75,6 +79,14 @@ __attribute__((constructor(101))) void numaslub_constructor() {
 }
 
 __attribute__((destructor)) void numaslub_destructor() {
+  // The profile and the leak check first, while the views file (and the
+  // heap file beside it) still exist. A leak_exitcode ends the process
+  // here, with stdio flushed: destructors after ours do not run.
+  if (int status = prof_exit()) {
+    publish_exit();
+    fflush(nullptr);
+    _exit(status);
+  }
   publish_exit();
   const char* v = env_lookup("NUMASLUB_STATS");
   if (!v || !*v || std::strcmp(v, "0") == 0) return;

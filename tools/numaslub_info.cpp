@@ -10,6 +10,10 @@
 //                                 the views another process publishes, VIEW one
 //                                 of buddyinfo zoneinfo slabinfo vmstat all
 //                                 (default all: the NUMASLUB_STATS report)
+//   numaslub-info --pid PID --heap-profile FILE
+//                                 the heap profile of live sampled memory of
+//                                 a process running with prof=1, in the text
+//                                 format google-pprof reads (FILE - : stdout)
 //   numaslub-info validate        slub_debug's validation (numaslub_validate)
 //                                 of this tool's own heap after a workload
 //                                 of every size class; debug caches from
@@ -39,6 +43,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: numaslub-info [--config-help | validate]\n"
                "       numaslub-info --list [--json] [--dir DIR] [--keep-stale]\n"
+               "       numaslub-info --pid PID --heap-profile FILE [--dir DIR]\n"
                "       numaslub-info --pid PID [--json] [--dir DIR] [--no-refresh] "
                "[buddyinfo|zoneinfo|slabinfo|vmstat|all]...\n");
   return 2;
@@ -269,6 +274,26 @@ int do_pid(const char* dir, int pid, unsigned views, bool json, bool no_refresh)
   return rc;
 }
 
+int do_heap_profile(const char* dir, int pid, const char* file) {
+  bool out_stdout = std::strcmp(file, "-") == 0;
+  FILE* f = out_stdout ? stdout : std::fopen(file, "w");
+  if (!f) {
+    std::fprintf(stderr, "numaslub-info: %s: %s\n", file, std::strerror(errno));
+    return 1;
+  }
+  std::fflush(f);
+  int e = pub::write_heap_profile(dir, pid, fileno(f));
+  if (!out_stdout) std::fclose(f);
+  if (e == ENOENT)
+    std::fprintf(stderr,
+                 "numaslub-info: pid %d publishes no heap profile in %s (not running with "
+                 "prof=1, publish=0, or not yet: the file appears with the views file)\n",
+                 pid, dir);
+  else if (e)
+    std::fprintf(stderr, "numaslub-info: %s/%d.heap: %s\n", dir, pid, std::strerror(e));
+  return e ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -282,6 +307,7 @@ int main(int argc, char** argv) {
   int pid = 0;
   unsigned views = 0;
   char dir[512] = {};
+  const char* heap_profile = nullptr;
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
     if (std::strcmp(a, "--list") == 0) {
@@ -297,6 +323,8 @@ int main(int argc, char** argv) {
       long v = std::strtol(argv[++i], &end, 10);
       if (*end || v <= 0 || v > 0x7fffffff) return usage();
       pid = static_cast<int>(v);
+    } else if (std::strcmp(a, "--heap-profile") == 0 && i + 1 < argc) {
+      heap_profile = argv[++i];
     } else if (std::strcmp(a, "--dir") == 0 && i + 1 < argc) {
       std::snprintf(dir, sizeof dir, "%s", argv[++i]);
     } else if (unsigned v = pub::view_from_name(a)) {
@@ -311,5 +339,6 @@ int main(int argc, char** argv) {
   }
   if (list == (pid != 0)) return usage();
   if (list) return do_list(dir, json, clean, no_refresh);
+  if (heap_profile) return do_heap_profile(dir, pid, heap_profile);
   return do_pid(dir, pid, views ? views : pub::kAllViews, json, no_refresh);
 }

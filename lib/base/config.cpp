@@ -98,6 +98,24 @@ constexpr Option kOptions[] = {
     NS_OPT(quarantine, Type::kSize, "0",
            "bytes of freed objects of debug caches held back from reuse (FIFO), so writes after "
            "free are caught before the memory is handed out again"),
+    NS_OPT(prof, Type::kBool, "0",
+           "sampled heap profile: records the call stack of allocations sampled every "
+           "prof_sample bytes on average; read with numaslub-info --pid PID --heap-profile FILE, "
+           "or written at exit to prof_final (google-pprof reads both)"),
+    NS_OPT(prof_sample, Type::kSize, "512K",
+           "mean bytes allocated between two samples (exponential intervals); 1 samples every "
+           "allocation"),
+    NS_OPT(prof_max, Type::kUint, "65536",
+           "live sampled allocations recorded at most (256 bytes each); samples beyond are "
+           "dropped and counted"),
+    NS_OPT(prof_final, Type::kPath, "-",
+           "file the heap profile of live sampled memory is written to at exit, %p in it "
+           "standing for the pid (-: none)"),
+    NS_OPT(leak_check, Type::kBool, "0",
+           "at exit, report sampled allocations (all, with prof_sample=1) that no live memory "
+           "points to, grouped by allocation stack (turns prof on)"),
+    NS_OPT(leak_exitcode, Type::kUint, "0",
+           "exit status of a process whose leak check found leaks (0: the status is unchanged)"),
     NS_OPT(verbose, Type::kBool, "0", "log topology and arena decisions at start-up"),
 };
 #undef NS_OPT

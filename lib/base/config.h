@@ -63,10 +63,16 @@ struct Config {
   // slub_debug: "FLAGS[:cache...][;FLAGS[:cache...]]", kept as text and
   // resolved by lib/slub at set-up ("" = off; FZPU letters as the kernel's).
   char slub_debug[96] = "";
-  bool debug_continue = false;   // debug reports do not abort
-  char debug_log[128] = "";      // debug reports go here ("" = stderr)
-  std::uint64_t quarantine = 0;  // bytes of freed debug objects held back from reuse
-  bool verbose = false;          // log decisions at init
+  bool debug_continue = false;            // debug reports do not abort
+  char debug_log[128] = "";               // debug reports go here ("" = stderr)
+  std::uint64_t quarantine = 0;           // bytes of freed debug objects held back from reuse
+  bool prof = false;                      // sampled heap profile (lib/slub/prof.h)
+  std::uint64_t prof_sample = 512 << 10;  // mean bytes between samples
+  std::uint32_t prof_max = 65536;         // live sample records kept at most
+  char prof_final[128] = "";              // heap profile written here at exit ("" = none)
+  bool leak_check = false;                // leak report at exit (lib/slub/leak.h)
+  std::uint32_t leak_exitcode = 0;        // exit status when leaks are found (0: unchanged)
+  bool verbose = false;                   // log decisions at init
 
   // Applies "key=value,..." on top of the current values. Returns the number
   // of entries that could not be applied (each is logged when `warn`).

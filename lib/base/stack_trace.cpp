@@ -674,9 +674,21 @@ bool stack_trace_in_library(std::uintptr_t pc) {
 std::size_t stack_trace_describe(std::uintptr_t pc, char* buf, std::size_t cap) {
   BufWriter w(buf, cap);
   w.printf("%p", reinterpret_cast<void*>(pc));
+  // The address as addr2line takes it: relative to the module's load bias
+  // (pc itself in a program that is not position independent, ET_EXEC).
+  // The module's first mapping (file offset 0, its ELF header) comes
+  // before its others in the maps.
+  std::uintptr_t first = 0;
   for_each_map([&](const MapLine& l) {
+    if (l.path[0] && l.off == 0 && l.perms[0] == 'r') first = l.lo;
     if (pc < l.lo || pc >= l.hi) return false;
-    if (l.path[0]) w.printf(" (%s+0x%lx)", l.path, static_cast<unsigned long>(pc - l.lo + l.off));
+    if (!l.path[0]) return true;
+    std::uintptr_t addr = pc - l.lo + l.off;
+    if (first) {
+      auto* eh = reinterpret_cast<const Elf64_Ehdr*>(first);
+      if (std::memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 && eh->e_type == ET_EXEC) addr = pc;
+    }
+    w.printf(" (%s+0x%lx)", l.path, static_cast<unsigned long>(addr));
     return true;
   });
   return w.size();

@@ -7,7 +7,7 @@
 // - buddy: PG_buddy/PG_clean/PG_lazy/PG_pcp/PG_isolated, order and lru while
 //   a block is free, priv[1] (the time it was freed, for reclaim's decay) and
 //   priv[2] (who isolated it);
-// - slub (and large allocations): PG_head/PG_tail/PG_slab/PG_large, head_off,
+// - slub (and large allocations): PG_head/PG_tail/PG_slab/PG_large/PG_sampled, head_off,
 //   slab_class (on every page of a slab, so free() learns the size class
 //   from any object's page with one load), and the priv[] words, which
 //   struct Slab overlays (as the kernel's struct slab overlays struct page).
@@ -45,7 +45,8 @@ enum PageFlag : std::uint32_t {
   PG_large = 1u << 6,  // head of a whole-block (large) allocation
   PG_lazy = 1u << 7,   // free block released with MADV_FREE: not charged, contents undefined
   PG_isolated =
-      1u << 8,  // free block taken off the lists by reclaim; priv[2]: the isolating thread
+      1u << 8,           // free block taken off the lists by reclaim; priv[2]: the isolating thread
+  PG_sampled = 1u << 9,  // head of a large block the heap profiler sampled; priv[3]: its record
 };
 
 struct alignas(64) Page {

@@ -16,6 +16,7 @@
 #include "lib/base/syscall.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
+#include "lib/slub/prof.h"
 #include "lib/slub/reentry.h"
 #include "lib/slub/slub_internal.h"
 #include "lib/slub/vmalloc.h"
@@ -106,6 +107,35 @@ void* alloc_any(std::size_t size, std::size_t align, int nid, bool zero) {
   return alloc_block(size, align, nid, zero);
 }
 
+// prof=1 (prof.h): records a sample at block or mapping p, asked for as
+// `asked` bytes; a large block's head page then leads to the record.
+void prof_mark(void* p, std::size_t asked) {
+  Page* head = large_head(p);
+  ProfRecord* r = prof_record(p, asked, head == nullptr);
+  if (head && r) {
+    head->priv[3] = reinterpret_cast<std::uintptr_t>(r);
+    head->flags |= PG_sampled;
+  }
+}
+
+// alloc_any, and the profiler's countdown for it (every block and mapping
+// the API hands out comes through here or prof_alloc_sampled).
+void* alloc_counted(std::size_t size, std::size_t align, int nid, bool zero) {
+  void* p = alloc_any(size, align, nid, zero);
+  if (NS_UNLIKELY(g_prof_on) && p && prof_sample_now(size)) prof_mark(p, size);
+  return p;
+}
+
+// realloc left sampled block or mapping p where it was with `size` bytes.
+void prof_resized(void* p, std::size_t size) {
+  if (Page* head = large_head(p)) {
+    if (head->flags & PG_sampled)
+      prof_moved(reinterpret_cast<ProfRecord*>(head->priv[3]), p, p, size);
+  } else if (vmalloc_size(p)) {
+    prof_moved(nullptr, p, p, size);
+  }
+}
+
 // Before large block or mapping p is freed, under slub_debug's Z.
 void check_tail(void* p, const char* kind) {
   if (NS_UNLIKELY(debug_tails()))
@@ -150,14 +180,22 @@ bool direct_reclaim(std::size_t size, std::size_t align) {
   return kmem_shrink_all() != 0;
 }
 
-// alloc_any, retried once after direct reclaim (as kmalloc_slow does).
+// alloc_counted, retried once after direct reclaim (as kmalloc_slow does).
 void* alloc_retry(std::size_t size, std::size_t align, int nid, bool zero) {
-  void* p = alloc_any(size, align, nid, zero);
-  if (!p && direct_reclaim(size, align)) p = alloc_any(size, align, nid, zero);
+  void* p = alloc_counted(size, align, nid, zero);
+  if (!p && direct_reclaim(size, align)) p = alloc_counted(size, align, nid, zero);
   return p;
 }
 
 }  // namespace
+
+void* prof_alloc_sampled(std::size_t size, std::size_t asked) {
+  // kmalloc_aligned's classes promise their largest power-of-two divisor.
+  std::size_t align = size & (0 - size);
+  void* p = alloc_any(size, align > kPageSize ? align : kPageSize, kNumaNoNode, false);
+  if (p) prof_mark(p, asked);
+  return p;
+}
 
 void set_foreign_free(ForeignFreeFn fn) {
   g_foreign_free = fn;
@@ -172,7 +210,7 @@ void* kmalloc_slow_asked(std::size_t size, std::size_t asked) {
   drain_deferred();
   for (int attempt = 0; attempt < 2; ++attempt) {
     void* p = size <= kMaxSmallSize ? small_alloc_slow(size, asked)
-                                    : alloc_any(size, kPageSize, kNumaNoNode, false);
+                                    : alloc_counted(size, kPageSize, kNumaNoNode, false);
     if (p) {
       NS_TSAN_ACQUIRE(p);
       return p;
@@ -292,12 +330,17 @@ static void kfree_slow_inner(void* p) {
     }
     if (Page* head = large_head(p)) {
       check_tail(p, "large block");
+      if (NS_UNLIKELY(head->flags & PG_sampled)) {
+        prof_release(reinterpret_cast<ProfRecord*>(head->priv[3]), p);
+        head->priv[3] = 0;
+      }
       return large_free(head);
     }
     report_bad_large_free(p, "free");
   }
   if (reentry_free(p)) return;
   check_tail(p, "direct mapping");
+  if (NS_UNLIKELY(g_prof_on)) prof_release_mapping(p);
   if (vfree(p)) return;
   check_not_vmalloc(p, "free");
   if (g_foreign_free) return g_foreign_free(p);
@@ -494,6 +537,7 @@ static void* realloc_large(Page* head, void* p, std::size_t size) {
     // Shrink in place: the tail pages go back to the buddy.
     free_page_range(head, need, have);
     head->priv[0] = need;
+    if (NS_UNLIKELY(head->flags & PG_sampled)) prof_resized(p, size);
     return p;
   }
   if (need > have && need <= kMaxBlockPages) {
@@ -507,6 +551,7 @@ static void* realloc_large(Page* head, void* p, std::size_t size) {
     }
     if (grown) {
       head->priv[0] = need;
+      if (NS_UNLIKELY(head->flags & PG_sampled)) prof_resized(p, size);
       return p;
     }
   }
@@ -562,8 +607,10 @@ void* krealloc(void* p, std::size_t size) {
   } else if (mapped && size > kMaxBlockSize) {
     void* q = vrealloc(p, size);
     if (!q) errno = ENOMEM;
+    if (NS_UNLIKELY(g_prof_on) && q) prof_moved(nullptr, p, q, size);
     return q;
   } else if (realloc_keeps(old, size)) {
+    if (NS_UNLIKELY(g_prof_on)) prof_resized(p, size);  // a mapping
     return p;
   }
   return realloc_move(p, old, size);

@@ -17,6 +17,7 @@
 #include "lib/base/syscall.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
+#include "lib/slub/prof.h"
 #include "lib/slub/slab.h"
 #include "lib/slub/slub_internal.h"
 
@@ -400,6 +401,63 @@ static void free_slow_thread(KmemCache& c, void* p) {
   ++g_state.stats[c.cls].flushes;
 }
 
+// ---- prof=1: the sheaves behind the set's lock --------------------------
+//
+// With the heap profiler on, every small allocation passes the sampler's
+// countdown (prof.h), which the fast paths do not have. No main sheaf is
+// ever installed (the slots keep the no-sheaf sentinel), so both fast paths
+// miss; the calls below pop and push the slot's spare sheaf instead, under
+// the lock of the calling CPU's set (rseq mode: a thread that migrates
+// meanwhile still holds the set it locked), or on the thread's own set
+// under SheafBusy (thread mode, or a CPU beyond the table). Drains, trims
+// and the fork child treat these spares as any other.
+
+// Runs op on the calling CPU's set, locked, or on the thread's own set
+// (null when it has none: thread exit).
+template <class Op>
+static auto with_own_set(Op op) {
+#if NS_HAVE_RSEQ_ASM
+  if (g_slub.mode == CacheMode::kRseq)
+    if (RseqAbi* rs = rseq_area()) {
+      unsigned cpu = __atomic_load_n(&rs->cpu_id_start, __ATOMIC_RELAXED);
+      if (cpu < nr_cpu_slots() || cpu_slots_grow(cpu)) {
+        CpuSlots* cs = cpu_slots(cpu);
+        LockGuard<Mutex> g(cs->lock);
+        return op(cs);
+      }
+    }
+#endif
+  SheafBusy busy;
+  CpuSlots* cs = thread_slots();
+  if (cs) catch_up_trim(cs);
+  return op(cs);
+}
+
+static void* prof_alloc_spare(unsigned cls) {
+  KmemCache& c = g_state.caches[cls];
+  return with_own_set([&c, cls](CpuSlots* cs) -> void* {
+    if (!cs) return alloc_direct(c, -1);
+    Sheaf** spare = &cs->slots[cls].spare;
+    if (!(*spare && (*spare)->size) && !prepare_full_spare(c, cs->node, spare)) return nullptr;
+    Sheaf* s = *spare;
+    return s->objects()[--s->size];
+  });
+}
+
+static void prof_free_spare(KmemCache& c, void* p) {
+  bool kept = with_own_set([&c, p](CpuSlots* cs) {
+    if (!cs) return false;
+    Sheaf** spare = &cs->slots[c.cls].spare;
+    if ((!*spare || (*spare)->size == (*spare)->capacity) &&
+        !prepare_empty_spare(c, cs->node, spare))
+      return false;
+    Sheaf* s = *spare;
+    s->objects()[s->size++] = p;
+    return true;
+  });
+  if (!kept) c.free_batch(&p, 1);
+}
+
 // Gives every sheaf of a set back (to the barn when full and keep_full, else
 // to the slabs) and leaves the set's slots null.
 void release_slots(CpuSlots* cs, bool keep_full) {
@@ -468,6 +526,8 @@ static bool slub_init_locked() {
                 choice_index(kPercpuChoices, "rseq") == int(PercpuMode::kRseq) &&
                 choice_index(kPercpuChoices, "thread") == int(PercpuMode::kThread));
   auto percpu = static_cast<PercpuMode>(cfg.percpu);
+  // Before any sheaf is installed: with the profiler on none ever is.
+  g_prof_on = cfg.prof || cfg.leak_check;
   CacheMode mode = CacheMode::kThread;
 #if NS_HAVE_RSEQ_ASM
   if (percpu != PercpuMode::kThread && rseq_area() != nullptr) mode = CacheMode::kRseq;
@@ -537,8 +597,13 @@ void* small_alloc_slow(std::size_t size, std::size_t asked) {
   // comes here and goes to its slabs (debug.h).
   if (NS_UNLIKELY(g_state.caches[cls].debug)) return debug_alloc(g_state.caches[cls], asked, -1);
   void* p;
+  if (NS_UNLIKELY(g_prof_on)) {
+    if (prof_sample_now(asked))
+      if (void* q = prof_alloc_sampled(kClassSize[cls], asked)) return q;
+    p = prof_alloc_spare(cls);
+  } else
 #if NS_HAVE_RSEQ_ASM
-  if (g_slub.mode == CacheMode::kRseq)
+      if (g_slub.mode == CacheMode::kRseq)
     p = alloc_slow_rseq(cls);
   else
 #endif
@@ -561,6 +626,7 @@ void small_free_slow(Page* page, void* p) {
     c.free_remote(s, p);
     return;
   }
+  if (NS_UNLIKELY(g_prof_on)) return prof_free_spare(c, p);
 #if NS_HAVE_RSEQ_ASM
   if (g_slub.mode == CacheMode::kRseq) return free_slow_rseq(c, p);
 #endif

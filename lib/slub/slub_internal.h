@@ -30,6 +30,10 @@ extern SlubState g_state;
 // as the size asked for.
 void* small_alloc_slow(std::size_t size, std::size_t asked);
 void small_free_slow(Page* page, void* p);
+// prof=1 (prof.h): a sampled small allocation of class size `size`, asked
+// for as `asked` bytes, served as a large block of its own (kmalloc.cpp);
+// null when there is no memory for one.
+void* prof_alloc_sampled(std::size_t size, std::size_t asked);
 Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid);
 void sheaf_put_empty(KmemCache& c, unsigned nid, Sheaf* s);
 void sheaf_flush(KmemCache& c, Sheaf* s);

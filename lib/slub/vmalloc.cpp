@@ -336,6 +336,21 @@ void vmalloc_fork_child(std::uint32_t self) {
   for (unsigned i = 0; i < g_cached; ++i) g_cached_bytes += g_cache[i].len;
 }
 
+std::size_t vmalloc_list(std::uintptr_t* out, std::size_t max) {
+  LockGuard<Mutex> g(g_lock);
+  Entry* t = table();
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < capacity(); ++i)
+    if (t[i].addr > kTombstone) {
+      if (n < max) {
+        out[2 * n] = t[i].addr;
+        out[2 * n + 1] = t[i].len;
+      }
+      ++n;
+    }
+  return n;
+}
+
 void vmalloc_stats(std::size_t* count, std::size_t* bytes) {
   LockGuard<Mutex> g(g_lock);
   *count = g_live;

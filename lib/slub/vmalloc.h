@@ -51,6 +51,10 @@ void* vrealloc(void* p, std::size_t new_size);
 // recounts what it guarded.
 void vmalloc_fork_child(std::uint32_t self);
 
+// Copies up to max live mappings (start, length) into out, two words each;
+// returns how many there are (the leak check's scan, leak.h).
+std::size_t vmalloc_list(std::uintptr_t* out, std::size_t max);
+
 // Live mappings and their bytes (stats).
 void vmalloc_stats(std::size_t* count, std::size_t* bytes);
 

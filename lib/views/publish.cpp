@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "lib/base/base.h"
+#include "lib/slub/slub.h"
 #include "lib/views/collect.h"
 #include "lib/views/sysfile.h"
 
@@ -62,6 +63,7 @@ struct Publisher {
   VmstatTextFn vmstat_text = nullptr;
   char path[256] = {};
   char tmp_path[256] = {};
+  char heap_path[256] = {};  // the heap profiler's records beside it (prof=1), or ""
 };
 
 constinit Publisher g_pub;
@@ -119,7 +121,9 @@ void remove_dead_files(int dfd, long self) {
       long pid = 0;
       int k = 0;
       for (; *p >= '0' && *p <= '9' && k < 10; ++p, ++k) pid = pid * 10 + (*p - '0');
-      bool named = name[0] == '.' ? std::strcmp(p, ".tmp") == 0 : *p == '\0';
+      // Also "<pid>.heap" and ".<pid>.heap.tmp", the heap profiler's.
+      bool named = name[0] == '.' ? std::strcmp(p, ".tmp") == 0 || std::strcmp(p, ".heap.tmp") == 0
+                                  : *p == '\0' || std::strcmp(p, ".heap") == 0;
       if (!k || !named) continue;
       if (pid <= 0 || pid == self) continue;
       if (sysf::kill(static_cast<int>(pid), 0) == -3 /*ESRCH*/) sysf::unlinkat(dfd, name);
@@ -236,6 +240,31 @@ int create_file(long pid, std::uint32_t euid, int* dfd_out) {
   return 0;
 }
 
+// With the heap profiler on (prof.h), its records become a file beside the
+// views file, "<pid>.heap", made under a temporary name and named once the
+// records are in it. Without it the profiler keeps its records private
+// (prof_final and the leak check still work); readers say none is published.
+void make_heap_file(int d, long pid) {
+  if (!g_prof_on) return;
+  char tmp[40], name[32];
+  format(tmp, sizeof tmp, ".%ld.heap.tmp", pid);
+  format(name, sizeof name, "%ld.heap", pid);
+  long fd = -1;
+  for (int attempt = 0; attempt < 2 && fd < 0; ++attempt) {
+    fd = sysf::openat(d, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd == -17 /*EEXIST*/) sysf::unlinkat(d, tmp);
+  }
+  if (fd < 0) return;
+  int e = prof_attach(static_cast<int>(fd));  // keeps fd open on success
+  if (e == 0 && sysf::renameat(d, tmp, d, name) == 0) {
+    format(g_pub.heap_path, sizeof g_pub.heap_path, "%s.heap", g_pub.path);
+    return;
+  }
+  if (e) sys::close(static_cast<int>(fd));
+  sysf::unlinkat(d, tmp);
+  if (config().verbose) log_msg("publish: cannot make the heap profile file (errno %d)", e);
+}
+
 // Whether the file at path is still the one we made (a tmp cleaner or a
 // reader may have removed it).
 bool file_still_ours() {
@@ -320,6 +349,7 @@ int publish_locked(bool from_app, std::uint64_t now) {
     sys::close(dfd);
     return static_cast<int>(-r);
   }
+  make_heap_file(dfd, pid);
   sys::close(dfd);
   g_pub.failures = 0;
   int waiting = kWaiting;
@@ -399,6 +429,7 @@ void publish_fork_child(std::uint32_t self) {
   }
   g_pub.self_pid.store(sys::getpid(), std::memory_order_relaxed);
   g_pub.pid = 0;
+  g_pub.heap_path[0] = '\0';  // the parent's
   g_pub.served.store(0, std::memory_order_relaxed);
   g_pub.failures = 0;
   g_pub.next_ns.store(now_coarse_ns() + create_delay(), std::memory_order_relaxed);
@@ -420,6 +451,7 @@ void publish_exit() {
     if (FileHeader* h = g_pub.hdr.load(std::memory_order_relaxed))
       __atomic_store_n(&h->exiting, 1, __ATOMIC_RELEASE);
     if (file_still_ours()) sysf::unlinkat(sysf::kAtFdcwd, g_pub.path);
+    if (g_pub.heap_path[0]) sysf::unlinkat(sysf::kAtFdcwd, g_pub.heap_path);
   }
   if (owned) disown();
 }

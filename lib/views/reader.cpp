@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "lib/base/base.h"
+#include "lib/slub/slub.h"
 #include "lib/views/publish.h"
 #include "lib/views/sysfile.h"
 
@@ -369,6 +370,47 @@ ListStats list_targets(const char* dir, bool clean, ListFn fn, void* ctx) {
   }
   sys::close(d);
   return ls;
+}
+
+int write_heap_profile(const char* dir, int pid, int out_fd) {
+  char path[256];
+  if (!format(path, sizeof path, "%s/%d.heap", dir, pid) || std::strlen(path) >= sizeof path - 1)
+    return 36;
+  long fd = sysf::openat(sysf::kAtFdcwd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return fd == -40 /*ELOOP: a symlink*/ ? kEPERM : static_cast<int>(-fd);
+  int f = static_cast<int>(fd);
+  struct statx st {};
+  long r = sysf::statx(f, "", AT_EMPTY_PATH, &st);
+  int e = 0;
+  if (r < 0)
+    e = static_cast<int>(-r);
+  else if ((st.stx_mode & S_IFMT) != S_IFREG || st.stx_uid != sysf::geteuid() ||
+           (st.stx_mode & 022))
+    e = kEPERM;
+  else if (st.stx_size < kProfHeaderBytes || st.stx_size > (std::uint64_t{1} << 36))
+    e = kEPROTO;
+  void* map = nullptr;
+  if (!e) {
+    long err = 0;
+    map = sys::mmap(nullptr, st.stx_size, PROT_READ, MAP_SHARED, f, 0, &err);
+    if (!map) e = static_cast<int>(err);
+  }
+  sys::close(f);
+  if (e) return e;
+  const auto* h = static_cast<const ProfFileHeader*>(map);
+  if (h->magic != kProfMagic || h->version != kProfVersion || h->pid != pid) {
+    e = kEPROTO;
+  } else if (sysf::kill(pid, 0) == -3 /*ESRCH*/) {
+    e = 3;
+  } else {
+    char maps[64];
+    format(maps, sizeof maps, "/proc/%d/maps", pid);
+    long mfd = sysf::openat(sysf::kAtFdcwd, maps, O_RDONLY | O_CLOEXEC);
+    e = prof_write_profile(out_fd, h, st.stx_size, mfd < 0 ? -1 : static_cast<int>(mfd));
+    if (mfd >= 0) sys::close(static_cast<int>(mfd));
+  }
+  sys::munmap(map, st.stx_size);
+  return e;
 }
 
 }  // namespace numaslub::pub

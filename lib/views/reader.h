@@ -61,6 +61,16 @@ std::uint64_t request_snapshot(const Target& t);
 // Waits up to timeout_ms for a snapshot newer than `after`; true if one came.
 bool wait_snapshot(const Target& t, std::uint64_t after, unsigned timeout_ms);
 
+// Writes the heap profile of live sampled memory that process pid (prof=1)
+// keeps in dir/<pid>.heap (lib/slub/prof.h) to out_fd, in the text format
+// google-pprof reads, with /proc/<pid>/maps as its MAPPED_LIBRARIES. The
+// records are copied as they are, each consistent by its sequence word: the
+// target is not stopped, signalled or asked for anything. Returns 0 or an
+// errno: ENOENT (no such file: prof=0, publish=0, or not published yet),
+// EPERM (not this user's, or others may write it), EPROTO (not a heap file
+// of this version, or of another pid), ESRCH (the process is gone).
+int write_heap_profile(const char* dir, int pid, int out_fd);
+
 enum class Liveness { kLive, kExiting, kDead, kReused, kNotMapped };
 Liveness target_liveness(const Target& t);
 const char* liveness_name(Liveness l);
