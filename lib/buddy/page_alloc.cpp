@@ -182,9 +182,19 @@ void PageAllocator::free_pages_exact(Page* page, std::size_t pages) {
   int cpu = this_cpu();
   if (static_cast<unsigned>(topo_->node_of_cpu(cpu)) != nid)
     node_stats_[nid].remote_free.fetch_add(1, std::memory_order_relaxed);
+  bool first = false;
   if (pcp_ && pages >= kRunMinPages && pages <= kRunMaxPages && run_round_pages(pages) == pages &&
-      pcp(static_cast<unsigned>(cpu), nid)->free_run(zones_[nid], page, run_class(pages)))
+      pcp(static_cast<unsigned>(cpu), nid)->free_run(zones_[nid], page, run_class(pages), &first)) {
+    // Memory "goes back without the application asking" holds for runs
+    // too: the first run a CPU caches wakes a kswapd that waits for a free
+    // (its idle drain then returns the runs of an idle CPU to the zone,
+    // where decay releases them). Later runs find it awake.
+    if (first) {
+      LockGuard<Mutex> g(zones_[nid].lock);
+      zones_[nid].wake_if_armed_locked();
+    }
     return;
+  }
   LockGuard<Mutex> g(zones_[nid].lock);
   zones_[nid].free_range_locked(page, pages);
 }

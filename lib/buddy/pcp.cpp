@@ -87,7 +87,7 @@ void PerCpuPages::drain_runs_locked(Zone& zone, unsigned c, unsigned n) {
   ++drains;
 }
 
-bool PerCpuPages::free_run(Zone& zone, Page* page, unsigned c) {
+bool PerCpuPages::free_run(Zone& zone, Page* page, unsigned c, bool* first) {
   std::size_t pages = run_class_pages(c);
   if (pages > run_high) return false;
   NS_CHECK(!(page->flags & (PG_buddy | PG_pcp)), "double free of page run %p (%zu pages)",
@@ -95,6 +95,7 @@ bool PerCpuPages::free_run(Zone& zone, Page* page, unsigned c) {
   LockGuard<Mutex> g(lock);
   RunList& l = runs[c];
   if (l.count == kRunCapacity) drain_runs_locked(zone, c, kRunCapacity / 2);
+  *first = run_pages == 0;
   page->flags = PG_pcp;
   l.stack[l.count++] = page;
   run_pages += static_cast<std::uint32_t>(pages);

@@ -100,7 +100,8 @@ struct alignas(64) PerCpuPages {
   // Push run page of class c (its head's flags cleared of the owner's marks
   // by the caller); false, changing nothing, when runs are not kept
   // (run_high 0 or below the run's size): then the caller frees it.
-  bool free_run(Zone& zone, Page* page, unsigned c);
+  // *first: the run lists held nothing before (reclaim may need waking).
+  bool free_run(Zone& zone, Page* page, unsigned c, bool* first);
   // Return every block and run to zone. Returns the number of pages moved.
   std::size_t drain(Zone& zone);
   std::size_t pages() const;  // pages held on all lists

@@ -186,6 +186,14 @@ void Zone::free_range_locked(Page* page, std::size_t pages, bool clean) {
   }
 }
 
+void Zone::wake_if_armed_locked() {
+  if (NS_UNLIKELY(wake_fn != nullptr) && !wake_pending && kswapd_armed) {
+    wake_pending = true;
+    kswapd_armed = false;
+    wake_fn(wake_ctx, nid_);
+  }
+}
+
 unsigned Zone::isolate_cold_locked(std::size_t max_pages, std::uint64_t before_ns, Page** out,
                                    unsigned max_blocks, std::size_t* pages) {
   unsigned n = 0;

@@ -87,6 +87,10 @@ class Zone {
   // block just cut); their heads' descriptors are reset first (flags,
   // head_off: an owner's marks go).
   void free_range_locked(Page* page, std::size_t pages, bool clean = false);
+  // Memory was cached in front of the zone (a per-CPU run list): wakes
+  // kswapd as a free into the zone would, when it waits for one (armed),
+  // so that the idle drain and decay reach that memory too.
+  void wake_if_armed_locked();
 
   // Releases free resident blocks to the OS, coldest first (tail of each
   // dirty list, highest order first), until at least max_pages were released
