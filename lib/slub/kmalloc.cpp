@@ -1,5 +1,5 @@
 // The allocation API around the fast paths: large blocks from the buddy
-// allocator (32 KiB < size <= 4 MiB), huge direct mappings above, calloc,
+// allocator (32 KiB < size <= 4 MiB), direct mappings above (vmalloc.h), calloc,
 // realloc, aligned and node-directed allocation, and usable size.
 //
 // A large block is a buddy block of the smallest order that holds the
@@ -15,7 +15,7 @@
 #include "lib/base/log.h"
 #include "lib/base/syscall.h"
 #include "lib/slub/debug.h"
-#include "lib/slub/huge.h"
+#include "lib/slub/vmalloc.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/reentry.h"
 #include "lib/slub/slub_internal.h"
@@ -63,7 +63,7 @@ Page* large_head(const void* p) {
 void* alloc_block(std::size_t size, std::size_t align, int nid, bool zero) {
   if (size <= kMaxBlockSize && align <= kMaxBlockSize) return large_alloc(size, align, nid, zero);
   bool zeroed;
-  void* p = huge_alloc(size, align, nid, &zeroed);
+  void* p = vmalloc(size, align, nid, &zeroed);
   if (p && zero && !zeroed) std::memset(p, 0, size);  // a reused mapping
   return p;
 }
@@ -71,7 +71,7 @@ void* alloc_block(std::size_t size, std::size_t align, int nid, bool zero) {
 // The length of large block or direct mapping p (0 for neither).
 std::size_t block_length(const void* p) {
   if (Page* head = large_head(p)) return head->priv[0] << kPageShift;
-  return huge_size(p);
+  return vmalloc_size(p);
 }
 
 // slub_debug's Z for large blocks and mappings (debug.h): kTailBytes more,
@@ -251,17 +251,17 @@ static NS_NOINLINE void* debug_krealloc(Page* page, void* p, std::size_t size) {
 // A pointer no mapping starts at, before it is taken for another
 // allocator's: a double free or an interior pointer of a direct mapping
 // aborts with a message (not a crash in the next allocator's free).
-static void check_not_huge(void* p, const char* op) {
+static void check_not_vmalloc(void* p, const char* op) {
   std::uintptr_t m = 0;
-  switch (huge_misuse(p, &m)) {
-    case HugeMisuse::kFreed:
+  switch (vmalloc_misuse(p, &m)) {
+    case VmallocMisuse::kFreed:
       fatal("BUG direct mapping: %s of %p, a mapping freed already: %s", op, p,
             op[0] == 'f' ? "double free" : "use after free");
-    case HugeMisuse::kInterior:
+    case VmallocMisuse::kInterior:
       fatal("BUG direct mapping: %s of invalid pointer %p: %zu bytes into mapping %p", op, p,
             static_cast<std::size_t>(reinterpret_cast<std::uintptr_t>(p) - m),
             reinterpret_cast<void*>(m));
-    case HugeMisuse::kNone:
+    case VmallocMisuse::kNone:
       break;
   }
 }
@@ -283,8 +283,8 @@ static void kfree_slow_inner(void* p) {
   }
   if (reentry_free(p)) return;
   check_tail(p, "direct mapping");
-  if (huge_free(p)) return;
-  check_not_huge(p, "free");
+  if (vfree(p)) return;
+  check_not_vmalloc(p, "free");
   if (g_foreign_free) return g_foreign_free(p);
   fatal("free of pointer %p that numaslub did not allocate", p);
 }
@@ -302,7 +302,7 @@ void kcheck_foreign(void* p, const char* op) {
     }
     report_bad_large_free(p, op);
   }
-  check_not_huge(p, op);
+  check_not_vmalloc(p, op);
 }
 
 void kfree_slow(void* p) {
@@ -359,7 +359,7 @@ bool kowns(const void* p) {
     Page* page = g_state.pa->virt_to_page(p);
     return page->slab_class || large_head(p);
   }
-  return reentry_size(p) != 0 || huge_size(p) != 0;
+  return reentry_size(p) != 0 || vmalloc_size(p) != 0;
 }
 
 std::size_t ksize(const void* p) {
@@ -375,7 +375,7 @@ std::size_t ksize(const void* p) {
     return 0;
   }
   if (std::size_t n = reentry_size(p)) return n;
-  std::size_t len = huge_size(p);
+  std::size_t len = vmalloc_size(p);
   return NS_UNLIKELY(debug_tails()) && len ? debug_tail_size(p, len) : len;
 }
 
@@ -522,7 +522,7 @@ void* krealloc(void* p, std::size_t size) {
     return q;
   }
   // A heap block (the common case) first: it never needs the direct
-  // mappings' table, nor its process-wide lock (huge.cpp).
+  // mappings' table, nor its process-wide lock (vmalloc.cpp).
   if (g_state.pa && g_state.pa->owns(p)) {
     Page* page = g_state.pa->virt_to_page(p);
     if (page->slab_class) {
@@ -535,17 +535,17 @@ void* krealloc(void* p, std::size_t size) {
     if (Page* head = large_head(p)) return realloc_large(head, p, size);
   }
   std::size_t old = ksize(p);
-  if (old == 0 && !huge_size(p)) {
-    check_not_huge(p, "realloc");
+  if (old == 0 && !vmalloc_size(p)) {
+    check_not_vmalloc(p, "realloc");
     NS_CHECK(g_foreign_free == nullptr || !(g_state.pa && g_state.pa->arena().contains(p)),
              "realloc of invalid pointer %p", p);
     return nullptr;  // foreign: the shim handles those before calling here
   }
   // Under slub_debug's Z a mapping always moves (below), its tail checked
   // by the free.
-  if (std::size_t mapped = huge_size(p); mapped && NS_UNLIKELY(debug_tails())) {
+  if (std::size_t mapped = vmalloc_size(p); mapped && NS_UNLIKELY(debug_tails())) {
   } else if (mapped && size > kMaxBlockSize) {
-    void* q = huge_resize(p, size);
+    void* q = vrealloc(p, size);
     if (!q) errno = ENOMEM;
     return q;
   } else if (realloc_keeps(old, size)) {

@@ -9,7 +9,7 @@
 // the thread has no sheaves, so the first call takes the slow path, which
 // sets up. An rseq section compares the CPU id with the number of CPUs whose
 // sheaves are set up before it indexes them, so a CPU without sheaves takes
-// the slow path too. Anything else (empty/full sheaf, large and huge sizes,
+// the slow path too. Anything else (empty/full sheaf, large and vmalloc sizes,
 // another node's object, foreign or invalid pointers) goes to the
 // out-of-line slow paths.
 #pragma once
@@ -297,7 +297,7 @@ void* kmalloc_aligned(std::size_t align, std::size_t size);
 // exhausted); nid < 0 means the calling CPU's node.
 void* kmalloc_node(std::size_t size, int nid);
 std::size_t ksize(const void* p);  // usable size; 0 for pointers we do not own
-bool kowns(const void* p);         // allocated by this heap (slab, large or huge)
+bool kowns(const void* p);         // allocated by this heap (slab, large block or direct mapping)
 
 // Before a pointer that kowns() disowns is handed to another allocator
 // (realloc, usable size): aborts with a message naming the misuse if it is
@@ -344,8 +344,8 @@ struct HeapTotals {
   std::size_t heap_bytes = 0;   // onlined heap
   std::size_t free_bytes = 0;   // free in the buddy lists and per-CPU lists
   std::size_t free_blocks = 0;  // buddy blocks on free lists
-  std::size_t huge_count = 0;   // direct mappings
-  std::size_t huge_bytes = 0;
+  std::size_t vmalloc_count = 0;   // direct mappings
+  std::size_t vmalloc_bytes = 0;
 };
 HeapTotals heap_totals();
 // vmstat-style counters, one "name value" per line.

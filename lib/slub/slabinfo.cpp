@@ -3,7 +3,7 @@
 // barn's full-sheaf limit (sharedfactor).
 #include "lib/base/format.h"
 #include "lib/slub/debug.h"
-#include "lib/slub/huge.h"
+#include "lib/slub/vmalloc.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/reentry.h"
 #include "lib/slub/slub_internal.h"
@@ -39,8 +39,8 @@ std::size_t slabinfo(char* buf, std::size_t cap) {
              c.sheaf_capacity, c.barn_max_full, slabs - partial, slabs, full_sheaves);
   }
   std::size_t n, bytes;
-  huge_stats(&n, &bytes);
-  w.printf("# huge mappings: %zu, %zu KiB\n", n, bytes >> 10);
+  vmalloc_stats(&n, &bytes);
+  w.printf("# vmalloc mappings: %zu, %zu KiB\n", n, bytes >> 10);
   return w.size();
 }
 
@@ -53,14 +53,14 @@ std::size_t kmem_validate() {
 }
 
 std::size_t kmem_trim() {
-  std::size_t freed = kmem_shrink_all() + huge_cache_release(~0ULL);
+  std::size_t freed = kmem_shrink_all() + vmalloc_cache_release(~0ULL);
   if (!g_state.pa) return freed;
   return freed + g_state.pa->release_free();
 }
 
 HeapTotals heap_totals() {
   HeapTotals t;
-  huge_stats(&t.huge_count, &t.huge_bytes);
+  vmalloc_stats(&t.vmalloc_count, &t.vmalloc_bytes);
   PageAllocator* pa = g_state.pa;
   if (!pa) return t;
   for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
@@ -134,9 +134,9 @@ std::size_t vmstat(char* buf, std::size_t cap) {
   w.printf("nested_alloc_mappings %lu\nnested_alloc_live %lu\nnested_free_deferred %lu\n",
            rs.blocks, rs.live, rs.deferred);
   std::size_t hc, hb;
-  huge_stats(&hc, &hb);
-  w.printf("huge_mappings %zu\nhuge_bytes %zu\nhuge_cached_bytes %zu\n", hc, hb,
-           huge_cache_bytes());
+  vmalloc_stats(&hc, &hb);
+  w.printf("vmalloc_mappings %zu\nhuge_bytes %zu\nhuge_cached_bytes %zu\n", hc, hb,
+           vmalloc_cache_bytes());
   return w.size();
 }
 

@@ -172,9 +172,9 @@ void collect_snapshot(void* copy, const pub::Layout& l, std::uint32_t nr_nodes,
       collect_cache(cls, nr_nodes, &caches[cls], &parts[cls * nr_nodes]);
   }
   std::size_t hc, hb;
-  huge_stats(&hc, &hb);
-  sh->huge_count = hc;
-  sh->huge_bytes = hb;
+  vmalloc_stats(&hc, &hb);
+  sh->vmalloc_count = hc;
+  sh->vmalloc_bytes = hb;
   std::size_t n = (vmstat_text ? vmstat_text : default_vmstat_text)(text, text_cap);
   text[n < text_cap ? n : text_cap - 1] = '\0';
   sh->nr_vmstat = parse_vmstat_lines(text, stats, pub::kVmstatMax);
