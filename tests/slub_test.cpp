@@ -166,7 +166,11 @@ TEST(SlubLarge, SizesUsableAndFreed) {
     std::size_t us = ksize(p);
     EXPECT_GE(us, n);
     EXPECT_EQ(us % 4096, 0u);
-    EXPECT_LT(us - n, 4096u) << "tail pages of a large block are given back";
+    // Tail pages beyond the block's run class are given back (pcp.h: up to
+    // 1 MiB a block is rounded up to its class, at most a quarter more).
+    std::size_t pages = (n + 4095) / 4096;
+    EXPECT_EQ(us, run_round_pages(pages) * 4096) << n;
+    EXPECT_LT((us - n) * 4, us + 4096 * 4) << n;
     EXPECT_TRUE(kowns(p));
     // The whole usable size is writable.
     static_cast<char*>(p)[us - 1] = 1;
@@ -185,6 +189,67 @@ TEST(SlubLarge, SizesUsableAndFreed) {
     static_cast<char*>(p)[0] = 1;
     kfree(p);
   }
+}
+
+// A freed large block of up to 1 MiB waits on its CPU's run list and is
+// the next block of its class there, whatever the size asked within the
+// class: no zone lock, no split, no trim (pcp.h).
+TEST(SlubLarge, FreedBlockIsTheNextOfItsClassOnTheCpu) {
+  AffinityGuard keep;
+  pin_here();
+  PageAllocator* pa = page_allocator();
+  ASSERT_NE(pa, nullptr);
+  for (std::size_t n : {33 * KiB, 40000ul, 64 * KiB, 100 * KiB, 700 * KiB, 1 * MiB}) {
+    void* p = kmalloc(n);
+    ASSERT_NE(p, nullptr);
+    fill(p, n, 3);
+    std::size_t us = ksize(p);
+    kfree(p);
+    Page* head = pa->virt_to_page(p);
+    EXPECT_EQ(head->flags, std::uint32_t{PG_pcp}) << n;
+    EXPECT_FALSE(kowns(p)) << n;
+    void* q = kmalloc(us - 4096 + 1);  // the smallest request of the class
+    EXPECT_EQ(q, p) << n;
+    EXPECT_EQ(ksize(q), us);
+    kfree(q);
+  }
+  // Memory on the run lists goes back with a trim.
+  void* p = kmalloc(200 * KiB);
+  ASSERT_NE(p, nullptr);
+  kfree(p);
+  std::size_t cached = 0;
+  for (unsigned c = 0; c < pa->nr_cpus(); ++c)
+    for (unsigned nid = 0; nid < pa->nr_nodes(); ++nid) cached += pa->pcp(c, nid)->run_pages;
+  EXPECT_GT(cached, 0u);
+  kmem_trim();
+  for (unsigned c = 0; c < pa->nr_cpus(); ++c)
+    for (unsigned nid = 0; nid < pa->nr_nodes(); ++nid) EXPECT_EQ(pa->pcp(c, nid)->run_pages, 0u);
+}
+
+// calloc never gets a used block from a run list (it would have to clear
+// it); and a block realloc shrank in place to a count that is no class's
+// goes to the zone at its free.
+TEST(SlubLarge, CallocAndResizedBlocksBypassTheRunLists) {
+  AffinityGuard keep;
+  pin_here();
+  void* p = kmalloc(48 * KiB);
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 0x77, 48 * KiB);
+  kfree(p);
+  void* z = kcalloc(1, 48 * KiB);
+  ASSERT_NE(z, nullptr);
+  EXPECT_NE(z, p);
+  EXPECT_TRUE(all_zero(z, 48 * KiB));
+  void* q = kmalloc(48 * KiB);  // the run is still there
+  EXPECT_EQ(q, p);
+  void* r = krealloc(q, 45 * KiB);  // 12 pages -> 12: a class still
+  EXPECT_EQ(r, q);
+  r = krealloc(r, 35 * KiB);  // 9 pages: in place, 3 pages back
+  EXPECT_EQ(r, q);
+  EXPECT_EQ(ksize(r), 36 * KiB);
+  kfree(r);
+  EXPECT_FALSE(page_allocator()->virt_to_page(r)->flags & PG_pcp);
+  kfree(z);
 }
 
 TEST(SlubVmalloc, SizesUsableAndFreed) {

@@ -163,6 +163,7 @@ static inline void wl_report(const char* name, int threads, double elapsed, uint
 // the whole run and the sum of the checksums in *checksum.
 static inline double wl_run_workers(int n, void* (*worker)(void*), const uint64_t* sums,
                                     uint64_t* checksum) {
+  if (n < 1) wl_die("no threads");
   pthread_t* th = (pthread_t*)calloc((size_t)n, sizeof *th);
   if (!th) wl_die("out of memory");
   double t0 = wl_now();

@@ -50,6 +50,9 @@ constexpr Option kOptions[] = {
     NS_OPT(pcp, Type::kBool, "1", "per-CPU page lists for orders 0..3 in front of the zone lock"),
     NS_OPT(pcp_high, Type::kUint, "64", "blocks a per-CPU page list holds before draining"),
     NS_OPT(pcp_batch, Type::kUint, "16", "blocks moved between a per-CPU list and its zone"),
+    NS_OPT(pcp_runs, Type::kSize, "2M",
+           "bytes of freed large blocks (36 KiB .. 1 MiB) a per-CPU page list keeps for reuse "
+           "without the zone lock (0: none)"),
     NS_OPT(watermark_scale, Type::kUint, "1000",
            "gap between the min/low/high marks of cached free pages, in 1/10000 of the zone "
            "(1000: reclaim starts above 30% of the zone)"),

@@ -44,6 +44,7 @@ struct Config {
   bool pcp = true;                            // per-CPU page lists in front of zones
   std::uint32_t pcp_high = 64;                // blocks kept per CPU per order
   std::uint32_t pcp_batch = 16;               // blocks moved per refill / drain
+  std::uint64_t pcp_runs = 2ULL << 20;        // bytes of large blocks a per-CPU list keeps
   std::uint32_t watermark_scale = 1000;       // watermark gap, 1/10000 of the zone
   std::uint8_t percpu = 0;                    // per-CPU cache mode (kPercpuChoices)
   std::uint8_t mmap_policy = 0;               // the mmap wrapper's (kMmapPolicyChoices)

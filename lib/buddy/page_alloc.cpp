@@ -53,10 +53,13 @@ int PageAllocator::init(const Config& cfg, const Topology& topo, const OsMem& os
     std::uint32_t high = cfg.pcp_high < kPcpCapacity ? cfg.pcp_high : kPcpCapacity - 1;
     std::uint32_t batch = cfg.pcp_batch ? cfg.pcp_batch : 1;
     if (batch > high) batch = high;
+    std::uint64_t run_high = cfg.pcp_runs >> kPageShift;
+    if (run_high > (1u << 20)) run_high = 1u << 20;
     for (unsigned i = 0; i < nr_cpus_ * nodes; ++i) {
       PerCpuPages* p = new (&pcp_[i]) PerCpuPages();
       p->high = high;
       p->batch = batch;
+      p->run_high = static_cast<std::uint32_t>(run_high);
     }
   }
   return 0;
@@ -137,10 +140,68 @@ int PageAllocator::bind_mapping(void* addr, std::size_t len, int nid) {
   return e;
 }
 
+int PageAllocator::this_cpu() const {
+  int cpu = current_cpu();
+  return static_cast<unsigned>(cpu) < nr_cpus_ ? cpu : 0;
+}
+
+Page* PageAllocator::alloc_pages_exact(int nid, std::size_t pages, unsigned min_order,
+                                       unsigned gfp) {
+  if (pages == 0 || pages > kMaxBlockPages) return nullptr;
+  if (pcp_ && min_order == 0 && !(gfp & kGfpZero) && pages >= kRunMinPages &&
+      pages <= kRunMaxPages && run_round_pages(pages) == pages) {
+    // The run lists of the zone this request would be served from first.
+    int cpu = this_cpu();
+    unsigned want = nid < 0 ? topo_->node_of_cpu(cpu) : static_cast<unsigned>(nid);
+    if (want < arena_.nr_nodes()) {
+      unsigned first = zonelists_[want * arena_.nr_nodes()];
+      if (Page* p = pcp(static_cast<unsigned>(cpu), first)->alloc_run(run_class(pages))) {
+        ++(first == want ? node_stats_[want].alloc_local : node_stats_[want].alloc_fallback);
+        return p;
+      }
+    }
+  }
+  unsigned order = ilog2_ceil(pages);
+  if (min_order > order) order = min_order;
+  Page* head = alloc_pages(nid, order, gfp);
+  if (!head || (std::size_t{1} << order) == pages) return head;
+  std::uint32_t keep = head->flags & PG_clean;  // the kGfpZero answer
+  Zone& z = zones_[page_to_nid(head)];
+  {
+    LockGuard<Mutex> g(z.lock);
+    // The tail of a clean block stays clean: it was never handed out, and
+    // reclaim must not count it as resident (nor madvise it).
+    z.free_range_locked(head + pages, (std::size_t{1} << order) - pages, keep != 0);
+  }
+  head->flags = keep;
+  return head;
+}
+
+void PageAllocator::free_pages_exact(Page* page, std::size_t pages) {
+  unsigned nid = page_to_nid(page);
+  int cpu = this_cpu();
+  if (static_cast<unsigned>(topo_->node_of_cpu(cpu)) != nid)
+    node_stats_[nid].remote_free.fetch_add(1, std::memory_order_relaxed);
+  bool first = false;
+  if (pcp_ && pages >= kRunMinPages && pages <= kRunMaxPages && run_round_pages(pages) == pages &&
+      pcp(static_cast<unsigned>(cpu), nid)->free_run(zones_[nid], page, run_class(pages), &first)) {
+    // Memory "goes back without the application asking" holds for runs
+    // too: the first run a CPU caches wakes a kswapd that waits for a free
+    // (its idle drain then returns the runs of an idle CPU to the zone,
+    // where decay releases them). Later runs find it awake.
+    if (first) {
+      LockGuard<Mutex> g(zones_[nid].lock);
+      zones_[nid].wake_if_armed_locked();
+    }
+    return;
+  }
+  LockGuard<Mutex> g(zones_[nid].lock);
+  zones_[nid].free_range_locked(page, pages);
+}
+
 void PageAllocator::free_pages(Page* page, unsigned order, bool use_pcp) {
   unsigned nid = page_to_nid(page);
-  int cpu = current_cpu();
-  if (static_cast<unsigned>(cpu) >= nr_cpus_) cpu = 0;
+  int cpu = this_cpu();
   if (static_cast<unsigned>(topo_->node_of_cpu(cpu)) != nid)
     node_stats_[nid].remote_free.fetch_add(1, std::memory_order_relaxed);
   if (pcp_ && use_pcp && order < kPcpOrders) {
@@ -191,8 +252,11 @@ PageAllocator* page_allocator_if_ready() {
 void PageAllocator::fork_child_repair(std::uint32_t self) {
   unsigned nodes = arena_.nr_nodes();
   for (unsigned i = 0; pcp_ && i < nr_cpus_ * nodes; ++i)
-    if (pcp_[i].lock.reset_if_orphaned(self))
+    if (pcp_[i].lock.reset_if_orphaned(self)) {
       for (PcpList& l : pcp_[i].lists) l.count = 0;
+      for (RunList& l : pcp_[i].runs) l.count = 0;
+      pcp_[i].run_pages = 0;
+    }
   for (unsigned n = 0; n < nodes; ++n) zones_[n].fork_child_repair(self);
   for (unsigned n = 0; n < nodes; ++n)
     if (arena_.node(n).hotplug_lock.reset_if_orphaned(self)) arena_.fork_child_repair(n);

@@ -55,6 +55,20 @@ class PageAllocator {
   // merge back at once rather than wait on a per-CPU list.
   void free_pages(Page* page, unsigned order, bool use_pcp = true);
 
+  // The kernel's alloc_pages_exact: a run of exactly `pages` pages (any
+  // count up to kMaxBlockPages), aligned to 2^min_order pages. A run of a
+  // class's page count (pcp.h, run_round_pages) is taken from the calling
+  // CPU's run list when one is there (not with kGfpZero, nor min_order >
+  // 0); otherwise it is cut from a buddy block of the smallest order that
+  // holds it, its tail freed under the same zone lock. Returns the head.
+  Page* alloc_pages_exact(int nid, std::size_t pages, unsigned min_order = 0, unsigned gfp = 0);
+  // Frees a run from alloc_pages_exact (or what is left of one: realloc
+  // trims and grows them): onto the calling CPU's run list when its page
+  // count is a class's, else to the zone as aligned blocks, under one zone
+  // lock. The head's descriptor must carry no buddy flag (the caller has
+  // cleared its own marks).
+  void free_pages_exact(Page* page, std::size_t pages);
+
   // The node an allocation for nid (kNumaNoNode: the calling CPU's) is
   // served from first: nid itself where the policy allows it, else the
   // nearest allowed node; and past it, while `skip_full`, nodes whose
@@ -111,6 +125,7 @@ class PageAllocator {
  private:
   static bool grow_zone(void* self, Zone* zone);
   Page* alloc_from(unsigned nid, int cpu, unsigned order, unsigned gfp);
+  int this_cpu() const;
 
   Arena arena_;
   const Topology* topo_ = nullptr;

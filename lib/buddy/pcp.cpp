@@ -57,6 +57,59 @@ void PerCpuPages::free(Zone& zone, Page* page, unsigned order) {
   if (l.count > high || l.count == kPcpCapacity) drain_bottom(zone, order, batch ? batch : 1);
 }
 
+Page* PerCpuPages::alloc_run(unsigned c) {
+  LockGuard<Mutex> g(lock);
+  RunList& l = runs[c];
+  if (l.count == 0) return nullptr;
+  Page* p = l.stack[--l.count];
+  run_pages -= static_cast<std::uint32_t>(run_class_pages(c));
+  ++run_hits;
+  p->flags &= ~PG_pcp;
+  return p;
+}
+
+// Returns the bottom n runs of class c to the zone (the lock held).
+void PerCpuPages::drain_runs_locked(Zone& zone, unsigned c, unsigned n) {
+  RunList& l = runs[c];
+  if (n > l.count) n = l.count;
+  if (!n) return;
+  std::size_t pages = run_class_pages(c);
+  {
+    LockGuard<Mutex> zg(zone.lock);
+    for (unsigned i = 0; i < n; ++i) {
+      l.stack[i]->flags &= ~PG_pcp;
+      zone.free_range_locked(l.stack[i], pages);
+    }
+  }
+  std::memmove(l.stack, l.stack + n, (l.count - n) * sizeof(Page*));
+  l.count -= n;
+  run_pages -= static_cast<std::uint32_t>(n * pages);
+  ++drains;
+}
+
+bool PerCpuPages::free_run(Zone& zone, Page* page, unsigned c, bool* first) {
+  std::size_t pages = run_class_pages(c);
+  if (pages > run_high) return false;
+  NS_CHECK(!(page->flags & (PG_buddy | PG_pcp)), "double free of page run %p (%zu pages)",
+           zone.address(page), pages);
+  LockGuard<Mutex> g(lock);
+  RunList& l = runs[c];
+  if (l.count == kRunCapacity) drain_runs_locked(zone, c, kRunCapacity / 2);
+  *first = run_pages == 0;
+  page->flags = PG_pcp;
+  l.stack[l.count++] = page;
+  run_pages += static_cast<std::uint32_t>(pages);
+  ++run_frees;
+  // Past the limit: the runs of other classes go first, largest classes
+  // first (they hold the most memory and are the rarest to be asked for
+  // again soon), each class's coldest first; this class's own older runs
+  // last, and the run just freed never (it is the likeliest to be reused).
+  for (unsigned k = kRunClasses; run_pages > run_high && k-- > 0;)
+    while (k != c && run_pages > run_high && runs[k].count) drain_runs_locked(zone, k, 1);
+  if (run_pages > run_high) drain_runs_locked(zone, c, l.count - 1);
+  return true;
+}
+
 std::size_t PerCpuPages::drain(Zone& zone) {
   LockGuard<Mutex> g(lock);
   std::size_t moved = 0;
@@ -64,11 +117,13 @@ std::size_t PerCpuPages::drain(Zone& zone) {
     moved += std::size_t{lists[o].count} << o;
     drain_bottom(zone, o, lists[o].count);
   }
+  moved += run_pages;
+  for (unsigned c = 0; c < kRunClasses; ++c) drain_runs_locked(zone, c, runs[c].count);
   return moved;
 }
 
 std::size_t PerCpuPages::pages() const {
-  std::size_t n = 0;
+  std::size_t n = run_pages;
   for (unsigned o = 0; o < kPcpOrders; ++o) n += std::size_t{lists[o].count} << o;
   return n;
 }

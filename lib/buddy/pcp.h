@@ -11,6 +11,24 @@
 //   pcp lock, then zone lock.
 // - count <= high after every operation; a free that pushes count past high
 //   returns `batch` of the coldest (bottom of the stack) blocks to the zone.
+//
+// Runs (the per-CPU cache of large blocks): besides whole buddy blocks, each
+// PerCpuPages keeps stacks of runs, blocks of an exact page count above the
+// orders' (9 .. kRunMaxPages pages) that kmalloc's large blocks are made of
+// (alloc_pages_exact: a buddy block with its tail freed). Their page counts
+// come in classes of four per doubling (10 12 14 16 20 24 ... 256 pages,
+// run_class_pages), so that a freed block fits the next request of its
+// class as it is: no zone lock, no split of a larger block, no trim of its
+// tail and no merge of the pieces when it is reused. Invariants:
+// - A run on a list has PG_pcp on its head (no PG_head, no PG_large: a free
+//   of it is a double free) and counts neither as zone-free nor allocated;
+//   its other pages carry nothing. Its page count is its class's.
+// - run_pages (the pages on all run lists) <= run_high after every
+//   operation; a free past it returns runs to the zone, as naturally
+//   aligned pieces: the other classes' coldest, largest classes first, then
+//   its own class's older ones, never the run it frees.
+// - Runs are never refilled from the zone in batches (an allocation that
+//   misses cuts one from a buddy block), and kGfpZero skips them.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +41,37 @@ namespace numaslub {
 inline constexpr unsigned kPcpOrders = 4;  // orders 0..3 (4 KiB .. 32 KiB)
 inline constexpr unsigned kPcpCapacity = 128;
 
+// Run classes: four per doubling above 8 pages, up to kRunMaxPages.
+inline constexpr std::size_t kRunMinPages = 9;    // above the largest order on the lists
+inline constexpr std::size_t kRunMaxPages = 256;  // 1 MiB
+inline constexpr unsigned kRunClasses = 20;       // 8..256 pages: 5 doublings x 4
+inline constexpr unsigned kRunCapacity = 16;      // runs a class's stack holds
+
+// The class of a run of `pages` pages (kRunMinPages <= pages <=
+// kRunMaxPages): the smallest class at least that large.
+constexpr unsigned run_class(std::size_t pages) {
+  unsigned k = 63u - static_cast<unsigned>(__builtin_clzll(pages - 1));  // 2^k < pages <= 2^(k+1)
+  std::size_t step = (std::size_t{1} << k) / 4;
+  return (k - 3) * 4 + static_cast<unsigned>((pages - (std::size_t{1} << k) + step - 1) / step) - 1;
+}
+// The page count of run class c.
+constexpr std::size_t run_class_pages(unsigned c) {
+  std::size_t base = std::size_t{8} << (c / 4);
+  return base + (c % 4 + 1) * base / 4;
+}
+// The page count a request of `pages` gets: its class's where it has one.
+constexpr std::size_t run_round_pages(std::size_t pages) {
+  return pages >= kRunMinPages && pages <= kRunMaxPages ? run_class_pages(run_class(pages)) : pages;
+}
+static_assert(run_class_pages(0) == 10 && run_class_pages(kRunClasses - 1) == kRunMaxPages);
+static_assert(run_class(9) == 0 && run_class(10) == 0 && run_class(11) == 1 && run_class(16) == 3 &&
+              run_class(17) == 4 && run_class(256) == kRunClasses - 1);
+
+struct RunList {
+  std::uint32_t count = 0;
+  Page* stack[kRunCapacity];
+};
+
 struct PcpList {
   std::uint32_t count = 0;
   Page* stack[kPcpCapacity];
@@ -32,21 +81,34 @@ struct alignas(64) PerCpuPages {
   Mutex lock;
   std::uint32_t high = 0;
   std::uint32_t batch = 0;
-  std::uint64_t hits = 0;     // allocations served from a list
-  std::uint64_t refills = 0;  // batches taken from the zone
-  std::uint64_t drains = 0;   // batches returned to the zone
+  std::uint64_t hits = 0;       // allocations served from a list
+  std::uint64_t refills = 0;    // batches taken from the zone
+  std::uint64_t drains = 0;     // batches returned to the zone
+  std::uint64_t run_hits = 0;   // runs reused from a run list
+  std::uint64_t run_frees = 0;  // runs put on a run list
+  std::uint32_t run_high = 0;   // pages the run lists may hold (0: no runs kept)
+  std::uint32_t run_pages = 0;  // pages on the run lists
   PcpList lists[kPcpOrders];
+  RunList runs[kRunClasses];
 
   // Pop a block (refilling from zone when empty); nullptr when the zone has none.
   Page* alloc(Zone& zone, unsigned order);
   // Push a block; drains a batch to zone when past high.
   void free(Zone& zone, Page* page, unsigned order);
-  // Return every block to zone. Returns the number of pages moved.
+  // Pop a run of class c, or nullptr (no refill: the caller cuts one).
+  Page* alloc_run(unsigned c);
+  // Push run page of class c (its head's flags cleared of the owner's marks
+  // by the caller); false, changing nothing, when runs are not kept
+  // (run_high 0 or below the run's size): then the caller frees it.
+  // *first: the run lists held nothing before (reclaim may need waking).
+  bool free_run(Zone& zone, Page* page, unsigned c, bool* first);
+  // Return every block and run to zone. Returns the number of pages moved.
   std::size_t drain(Zone& zone);
   std::size_t pages() const;  // pages held on all lists
 
  private:
   void drain_bottom(Zone& zone, unsigned order, unsigned n);
+  void drain_runs_locked(Zone& zone, unsigned c, unsigned n);
 };
 
 }  // namespace numaslub

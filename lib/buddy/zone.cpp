@@ -165,6 +165,35 @@ void Zone::free_locked(Page* page, unsigned order, bool clean) {
   }
 }
 
+void Zone::free_range_locked(Page* page, std::size_t pages, bool clean) {
+  // Zone pfns have the heap's alignment (the base is aligned to the largest
+  // block), and a block grown in place is no longer aligned to its size:
+  // each piece is as large as its start's alignment and the rest allow.
+  std::size_t from = pfn(page), to = from + pages;
+  while (from < to) {
+    unsigned order = static_cast<unsigned>(__builtin_ctzll(from | kMaxBlockPages));
+    while ((std::size_t{1} << order) > to - from) --order;
+    Page* p = map_ + from;
+    // Stale bits (an owner's marks, PG_clean of a block since split) go;
+    // the marks of a free block never are stale: this is a double free.
+    NS_CHECK(!(p->flags & (PG_buddy | PG_pcp | PG_isolated)),
+             "double free of page block %p (order %u) in a run of %zu pages", address(p), order,
+             pages);
+    p->flags = 0;
+    p->head_off = 0;
+    free_locked(p, order, clean);
+    from += std::size_t{1} << order;
+  }
+}
+
+void Zone::wake_if_armed_locked() {
+  if (NS_UNLIKELY(wake_fn != nullptr) && !wake_pending && kswapd_armed) {
+    wake_pending = true;
+    kswapd_armed = false;
+    wake_fn(wake_ctx, nid_);
+  }
+}
+
 unsigned Zone::isolate_cold_locked(std::size_t max_pages, std::uint64_t before_ns, Page** out,
                                    unsigned max_blocks, std::size_t* pages) {
   unsigned n = 0;

@@ -81,6 +81,16 @@ class Zone {
   // new section, fail instead.
   Page* alloc_locked(unsigned order, bool want_clean, bool grow = true);
   void free_locked(Page* page, unsigned order, bool clean);
+  // Frees the run of `pages` pages at page (any count, any start) as the
+  // naturally aligned blocks it is made of, dirty unless `clean` (the
+  // pages were never written since they were clean: the tail of a clean
+  // block just cut); their heads' descriptors are reset first (flags,
+  // head_off: an owner's marks go).
+  void free_range_locked(Page* page, std::size_t pages, bool clean = false);
+  // Memory was cached in front of the zone (a per-CPU run list): wakes
+  // kswapd as a free into the zone would, when it waits for one (armed),
+  // so that the idle drain and decay reach that memory too.
+  void wake_if_armed_locked();
 
   // Releases free resident blocks to the OS, coldest first (tail of each
   // dirty list, highest order first), until at least max_pages were released

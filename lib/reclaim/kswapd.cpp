@@ -103,10 +103,11 @@ void set_affinity_to_node(unsigned nid) {
 
 // Drains the caches of this node's CPUs that have been idle for idle_ns
 // (all of them when idle_ns == 0). Returns true if any CPU still caches
-// objects afterwards (a reason to look again later).
+// objects or large blocks (run lists) afterwards (a reason to look again
+// later).
 bool drain_idle_cpus(unsigned nid, std::uint64_t now, std::uint64_t idle_ns) {
   const Topology& t = g_pa->topo();
-  bool still_cached = false;
+  bool still_cached = false, runs_cached = false;
   for (unsigned c = 0; c < t.nr_cpus && c < g_pa->nr_cpus(); ++c) {
     if (!t.node_cpus[nid].test(c)) continue;
     std::uint64_t last = 0;
@@ -119,13 +120,20 @@ bool drain_idle_cpus(unsigned nid, std::uint64_t now, std::uint64_t idle_ns) {
     } else if (cached) {
       still_cached = true;
     }
-    if (idle)
-      if (PerCpuPages* p = g_pa->pcp(c, nid)) p->drain(g_pa->zone(nid));
+    if (PerCpuPages* p = g_pa->pcp(c, nid)) {
+      if (idle) {
+        p->drain(g_pa->zone(nid));
+      } else {
+        // Large blocks on its run lists: look again when it may be idle.
+        LockGuard<Mutex> g(p->lock);
+        runs_cached |= p->run_pages != 0;
+      }
+    }
   }
   // The barn's full sheaves belong to no CPU: flush them once every CPU of
   // the node has gone idle.
   if (!still_cached) kmem_flush_barns(nid);
-  return still_cached;
+  return still_cached || runs_cached;
 }
 
 std::uint64_t ms_to_ns(std::uint32_t ms) {

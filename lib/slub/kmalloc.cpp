@@ -27,33 +27,17 @@ namespace {
 
 constinit ForeignFreeFn g_foreign_free = nullptr;
 
-// Frees pages [from, to) of a block whose head is `head`, as naturally
-// aligned power-of-two blocks (offsets are relative to an aligned head).
-void free_page_range(Page* head, std::size_t from, std::size_t to) {
-  // Alignment is taken from the heap pfn, not the offset: a block grown in
-  // place is no longer aligned to its own size.
-  std::size_t base = g_state.pa->arena().page_to_pfn(head);
-  while (from < to) {
-    unsigned order = static_cast<unsigned>(__builtin_ctzll((base + from) | kMaxBlockPages));
-    while ((std::size_t{1} << order) > to - from) --order;
-    Page* p = head + from;
-    p->flags = 0;
-    p->head_off = 0;
-    g_state.pa->free_pages(p, order, false);
-    from += std::size_t{1} << order;
-  }
-}
-
 void* large_alloc(std::size_t size, std::size_t align, int nid, bool zero) {
   if (!slub_init()) return nullptr;
   // A zero-byte block still takes a page: it owns its address until freed
-  // (with 0 pages, every page of the block would go straight back).
-  std::size_t pages = size ? align_up(size, kPageSize) >> kPageShift : 1;
-  unsigned order = ilog2_ceil(pages);
-  if (align > kPageSize && ilog2(align) - kPageShift > order) order = ilog2(align) - kPageShift;
-  Page* head = g_state.pa->alloc_pages(nid, order, zero ? unsigned{kGfpZero} : 0u);
+  // (with 0 pages, every page of the block would go straight back). A
+  // count with a run class is rounded up to it (at most 25% more: waste
+  // that is never touched unless used), so that a freed block fits the
+  // next request of its class from the CPU's run list (pcp.h).
+  std::size_t pages = run_round_pages(size ? align_up(size, kPageSize) >> kPageShift : 1);
+  unsigned min_order = align > kPageSize ? ilog2(align) - kPageShift : 0;
+  Page* head = g_state.pa->alloc_pages_exact(nid, pages, min_order, zero ? unsigned{kGfpZero} : 0u);
   if (!head) return nullptr;
-  free_page_range(head, pages, std::size_t{1} << order);
   head->flags = PG_head | PG_large;
   head->slab_class = 0;
   head->priv[0] = pages;
@@ -63,7 +47,8 @@ void* large_alloc(std::size_t size, std::size_t align, int nid, bool zero) {
 void large_free(Page* head) {
   std::size_t pages = head->priv[0];
   head->priv[0] = 0;
-  free_page_range(head, 0, pages);
+  head->flags = 0;
+  g_state.pa->free_pages_exact(head, pages);
 }
 
 // The head page of a large block p points at, or null.
@@ -535,7 +520,7 @@ static void* realloc_large(Page* head, void* p, std::size_t size) {
     return realloc_move(p, debug_tail_size(p, have << kPageShift), size);
   if (size > kMaxSmallSize && need <= have) {
     // Shrink in place: the tail pages go back to the buddy.
-    free_page_range(head, need, have);
+    if (need < have) g_state.pa->free_pages_exact(head + need, have - need);
     head->priv[0] = need;
     if (NS_UNLIKELY(head->flags & PG_sampled)) prof_resized(p, size);
     return p;

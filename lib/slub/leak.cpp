@@ -148,9 +148,9 @@ class Marks {
 
 class Scanner {
  public:
-  Scanner(const Arena& a, Vec<std::uintptr_t>* huge)
-      : arena_(a), base_(a.base()), size_(a.size()), marks_(a.base(), a.size()), huge_(huge) {
-    nhuge_ = huge->size() / 2;
+  Scanner(const Arena& a, Vec<std::uintptr_t>* maps)
+      : arena_(a), base_(a.base()), size_(a.size()), marks_(a.base(), a.size()), maps_(maps) {
+    nmaps_ = maps->size() / 2;
   }
   bool ok() const { return marks_.ok(); }
 
@@ -167,7 +167,7 @@ class Scanner {
   bool heap_marked(std::uintptr_t a) { return marks_.test(a); }
   bool mapping_marked(std::uintptr_t a) {
     long i = find_mapping(a);
-    return i >= 0 && (*huge_)[2 * static_cast<std::size_t>(i) + 1] & kMappingMark;
+    return i >= 0 && (*maps_)[2 * static_cast<std::size_t>(i) + 1] & kMappingMark;
   }
 
  private:
@@ -181,31 +181,31 @@ class Scanner {
 
   void consider(std::uintptr_t v) {
     if (v - base_ < size_) return heap_word(v);
-    if (nhuge_) {
+    if (nmaps_) {
       long i = find_mapping(v);
       if (i < 0) return;
-      std::uintptr_t& len = (*huge_)[2 * static_cast<std::size_t>(i) + 1];
+      std::uintptr_t& len = (*maps_)[2 * static_cast<std::size_t>(i) + 1];
       if (len & kMappingMark) return;
       len |= kMappingMark;
-      std::uintptr_t start = (*huge_)[2 * static_cast<std::size_t>(i)];
+      std::uintptr_t start = (*maps_)[2 * static_cast<std::size_t>(i)];
       work_.push({start, start + (len & ~kMappingMark)});
     }
   }
 
   // The mapping containing a, by binary search (sorted by start), or -1.
   long find_mapping(std::uintptr_t a) {
-    std::size_t lo = 0, hi = nhuge_;
+    std::size_t lo = 0, hi = nmaps_;
     while (lo < hi) {
       std::size_t mid = (lo + hi) / 2;
-      if ((*huge_)[2 * mid] <= a)
+      if ((*maps_)[2 * mid] <= a)
         lo = mid + 1;
       else
         hi = mid;
     }
     if (lo == 0) return -1;
     std::size_t i = lo - 1;
-    std::uintptr_t len = (*huge_)[2 * i + 1] & ~kMappingMark;
-    return a - (*huge_)[2 * i] < len ? static_cast<long>(i) : -1;
+    std::uintptr_t len = (*maps_)[2 * i + 1] & ~kMappingMark;
+    return a - (*maps_)[2 * i] < len ? static_cast<long>(i) : -1;
   }
 
   void heap_word(std::uintptr_t v) {
@@ -251,8 +251,8 @@ class Scanner {
   std::uintptr_t base_;
   std::size_t size_;
   Marks marks_;
-  Vec<std::uintptr_t>* huge_;
-  std::size_t nhuge_ = 0;
+  Vec<std::uintptr_t>* maps_;
+  std::size_t nmaps_ = 0;
   Vec<Range> work_;
 };
 
