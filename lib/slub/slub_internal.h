@@ -34,9 +34,20 @@ void small_free_slow(Page* page, void* p);
 // for as `asked` bytes, served as a large block of its own (kmalloc.cpp);
 // null when there is no memory for one.
 void* prof_alloc_sampled(std::size_t size, std::size_t asked);
+// The barn and the main/spare hand-offs (barn.cpp).
 Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid);
 void sheaf_put_empty(KmemCache& c, unsigned nid, Sheaf* s);
 void sheaf_flush(KmemCache& c, Sheaf* s);
+Sheaf* barn_get_full(KmemCache& c, unsigned nid);
+bool barn_put_full(KmemCache& c, unsigned nid, Sheaf* s);
+std::size_t barn_flush(KmemCache& c, unsigned nid);
+Sheaf* main_take(void** top);
+bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare);
+bool prepare_empty_spare(KmemCache& c, unsigned nid, Sheaf** spare);
+// Draining other CPUs' sheaves (drain.cpp, rseq mode): whether it can be
+// done without moving the caller, and the fallback that moves it.
+bool remote_drain_available();
+void drain_all_by_migration();
 void release_slots(CpuSlots* cs, bool keep_full);
 CpuSlots* cpu_slots(unsigned cpu);  // rseq mode: CPU cpu's sheaf set
 bool slub_ready();

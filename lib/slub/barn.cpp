@@ -1,0 +1,167 @@
+// The barn: each node's store of full and empty sheaves per class, and the
+// main/spare hand-offs of the sheaf slow paths that go through it
+// (slub.cpp). The invariants of main/spare ownership are in sheaf.h.
+#include <pthread.h>
+#include <sys/syscall.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "lib/base/clock.h"
+#include "lib/base/config.h"
+#include "lib/base/log.h"
+#include "lib/base/rseq.h"
+#include "lib/base/syscall.h"
+#include "lib/slub/debug.h"
+#include "lib/slub/kmalloc.h"
+#include "lib/slub/slab.h"
+#include "lib/slub/slub_internal.h"
+
+namespace numaslub {
+
+// ---- barn ----------------------------------------------------------------
+//
+// The barn hands full sheaves from CPUs that free to CPUs that allocate: the
+// objects of a producer/consumer pair travel 61 at a time by one pointer
+// exchange, never touching their slabs. How many full sheaves it keeps
+// adapts to that flow (as tcmalloc's transfer cache resizes). A full sheaf
+// that finds the barn at max_full goes back to its slabs object by object
+// (an overflow); an allocation that later finds the barn empty has to cut
+// objects from the slabs again (a miss) — had the barn kept that sheaf, both
+// would have been one exchange. So a miss after an overflow doubles
+// max_full, up to barn_cap_full (kBarnMaxBytes of objects). A program that
+// frees in bursts larger than the base limit (xmalloc-test: 4096 objects,
+// 67 sheaves, per batch) then moves whole bursts through the barn. The
+// limit falls back to barn_max_full when the barn is flushed (reclaim finds
+// the node's CPUs idle, malloc_trim, direct reclaim), so a pattern that has
+// stopped keeps no memory here.
+
+Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid) {
+  Barn& b = c.node[nid].barn;
+  {
+    LockGuard<Mutex> g(b.lock);
+    if (Sheaf* s = b.empty) {
+      b.empty = s->next;
+      --b.nr_empty;
+      return s;
+    }
+  }
+  auto* s = static_cast<Sheaf*>(boot_alloc(sizeof(Sheaf), kSheafBytes));
+  if (!s) return nullptr;
+  s->init(c.sheaf_capacity);
+  return s;
+}
+
+void sheaf_put_empty(KmemCache& c, unsigned nid, Sheaf* s) {
+  Barn& b = c.node[nid].barn;
+  LockGuard<Mutex> g(b.lock);
+  s->next = b.empty;
+  b.empty = s;
+  ++b.nr_empty;
+}
+
+// Takes a full sheaf from the barn, or null. An allocation's miss after an
+// overflow grows the limit (above).
+Sheaf* barn_get_full(KmemCache& c, unsigned nid) {
+  Barn& b = c.node[nid].barn;
+  LockGuard<Mutex> g(b.lock);
+  Sheaf* s = b.full;
+  if (s) {
+    b.full = s->next;
+    --b.nr_full;
+    ++b.hits;
+    return s;
+  }
+  ++b.misses;
+  if (b.overflowed) {
+    b.overflowed = false;
+    std::uint32_t grown = b.max_full * 2;
+    b.max_full = grown < c.barn_cap_full ? grown : c.barn_cap_full;
+    ++b.grows;
+  }
+  return nullptr;
+}
+
+bool barn_put_full(KmemCache& c, unsigned nid, Sheaf* s) {
+  Barn& b = c.node[nid].barn;
+  LockGuard<Mutex> g(b.lock);
+  if (b.nr_full >= b.max_full) {
+    ++b.overflows;
+    b.overflowed = b.max_full < c.barn_cap_full;
+    return false;
+  }
+  s->next = b.full;
+  b.full = s;
+  ++b.nr_full;
+  return true;
+}
+
+// Returns every full sheaf of the barn to the slabs (reclaim, trim); its
+// limit starts over. Returns the objects returned.
+std::size_t barn_flush(KmemCache& c, unsigned nid) {
+  Barn& b = c.node[nid].barn;
+  Sheaf* list;
+  {
+    LockGuard<Mutex> g(b.lock);
+    list = b.full;
+    b.full = nullptr;
+    b.nr_full = 0;
+    b.max_full = c.barn_max_full;
+    b.overflowed = false;
+  }
+  std::size_t n = 0;
+  while (Sheaf* s = list) {
+    list = s->next;
+    n += s->size;
+    sheaf_flush(c, s);
+    sheaf_put_empty(c, nid, s);
+  }
+  return n;
+}
+
+void sheaf_flush(KmemCache& c, Sheaf* s) {
+  c.free_batch(s->objects(), s->size);
+  s->size = 0;
+}
+
+// The sheaf a slot's main word refers to, with its size written back, or
+// null for "no sheaf".
+Sheaf* main_take(void** top) {
+  if (!top || top == no_sheaf_top()) return nullptr;
+  Sheaf* s = Sheaf::take(top);
+  // The objects were pushed by fast paths on the sheaf's CPU (TSan: the
+  // edge from each free to this owner).
+  for (std::uint32_t i = 0; i < s->size; ++i) NS_TSAN_ACQUIRE(s->objects()[i]);
+  return s;
+}
+
+// Makes *spare a sheaf with objects (for an allocation). False when out of memory.
+bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
+  if (!*spare && !(*spare = sheaf_get_empty(c, nid))) return false;
+  if ((*spare)->size) return true;
+  if (Sheaf* full = barn_get_full(c, nid)) {
+    sheaf_put_empty(c, nid, *spare);
+    *spare = full;
+    return true;
+  }
+  Sheaf* s = *spare;
+  s->size = c.fill(nid, s->objects(), s->capacity);
+  for (std::uint32_t i = 0; i < s->size; ++i) NS_TSAN_RELEASE(s->objects()[i]);
+  return s->size > 0;
+}
+
+// Makes *spare an empty sheaf (for a free). False when out of memory.
+bool prepare_empty_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
+  if (!*spare) return (*spare = sheaf_get_empty(c, nid)) != nullptr;
+  Sheaf* s = *spare;
+  if (s->size == 0) return true;
+  if (s->size == s->capacity && barn_put_full(c, nid, s)) {
+    *spare = sheaf_get_empty(c, nid);
+    return *spare != nullptr;
+  }
+  sheaf_flush(c, s);
+  return true;
+}
+
+}  // namespace numaslub
