@@ -102,7 +102,7 @@ ALLOWED = {
     ("shim/malloc.cpp", "lib/numa/page.h"): _FAST_PATH,
     ("shim/malloc.cpp", "lib/slub/kmalloc.h"): _FAST_PATH,
     # numaslub_node_stats() sums the per-node slab counters
-    # (g_state.caches[].node[]), which only slub_internal.h declares. Fix:
+    # (g_kmem.caches[].node[]), which only slub_internal.h declares. Fix:
     # a per-node counter accessor in lib/slub (e.g. beside heap_totals in
     # slabinfo.cpp), exported through slub.h.
     ("shim/numaslub_api.cpp", "lib/slub/slub_internal.h"):

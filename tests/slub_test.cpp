@@ -516,8 +516,8 @@ TEST(SlubFree, SizeCheckBitOnlyUnderDebug) {
   // Without debug a sized free pushes as a plain free does; the size check
   // bit sends it to kfree_sized_slow (slub_debug_test sets it).
   EXPECT_TRUE(slub_init());
-  EXPECT_EQ(g_slub.free_checks & kFreeCheckSize, 0);
-  EXPECT_EQ((g_slub.free_checks & kFreeCheckNode) != 0, g_slub.multi_node);
+  EXPECT_EQ(g_fastpath.free_checks & kFreeCheckSize, 0);
+  EXPECT_EQ((g_fastpath.free_checks & kFreeCheckNode) != 0, g_fastpath.multi_node);
   // A wrong size is harmless without debug: the page descriptor decides.
   AffinityGuard restore;
   pin_here();  // the same CPU's sheaf for the free and the malloc

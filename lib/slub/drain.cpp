@@ -10,11 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "lib/base/clock.h"
-#include "lib/base/config.h"
-#include "lib/base/log.h"
-#include "lib/base/rseq.h"
-#include "lib/base/syscall.h"
+#include "lib/base/base.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/slab.h"
@@ -93,7 +89,7 @@ bool remote_drain_available() {
 
 // Flushes the spares and, when take_mains, takes every main it can; called
 // with cs->lock held. Returns objects returned to the slabs.
-static std::size_t drain_slots_locked(CpuSlots* cs, bool take_mains) {
+static std::size_t drain_slots_locked(PercpuSheaves* cs, bool take_mains) {
   std::size_t n = 0;
   void** old[kNrClasses];
   bool any = false;
@@ -101,7 +97,7 @@ static std::size_t drain_slots_locked(CpuSlots* cs, bool take_mains) {
     SheafSlot& sl = cs->slots[cls];
     if (sl.spare && sl.spare->size) {
       n += sl.spare->size;
-      sheaf_flush(g_state.caches[cls], sl.spare);
+      sheaf_flush(g_kmem.caches[cls], sl.spare);
     }
     old[cls] = nullptr;
     if (!take_mains || __atomic_load_n(&sl.main, __ATOMIC_RELAXED) == no_sheaf_top()) continue;
@@ -120,14 +116,14 @@ static std::size_t drain_slots_locked(CpuSlots* cs, bool take_mains) {
     Sheaf* s = main_take(old[cls]);
     if (!s) continue;
     n += s->size;
-    sheaf_flush(g_state.caches[cls], s);
-    sheaf_put_empty(g_state.caches[cls], cs->node, s);
+    sheaf_flush(g_kmem.caches[cls], s);
+    sheaf_put_empty(g_kmem.caches[cls], cs->node, s);
   }
   return n;
 }
 
 static std::size_t drain_cpu_remote(unsigned cpu, bool take_mains) {
-  CpuSlots* cs = cpu_slots(cpu);
+  PercpuSheaves* cs = cpu_sheaves(cpu);
   LockGuard<Mutex> g(cs->lock);
   return drain_slots_locked(cs, take_mains);
 }
@@ -140,7 +136,7 @@ static std::size_t drain_cpu_migrate(unsigned cpu) {
   if (sys::call(SYS_sched_setaffinity, 0, sizeof mask, mask) != 0) return 0;
   RseqAbi* rs = rseq_area();
   if (!rs) return 0;
-  CpuSlots* cs = cpu_slots(cpu);
+  PercpuSheaves* cs = cpu_sheaves(cpu);
   LockGuard<Mutex> g(cs->lock);
   std::size_t n = drain_slots_locked(cs, false);
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
@@ -151,8 +147,8 @@ static std::size_t drain_cpu_migrate(unsigned cpu) {
     Sheaf* old = main_take(top);
     if (!old) continue;
     n += old->size;
-    sheaf_flush(g_state.caches[cls], old);
-    sheaf_put_empty(g_state.caches[cls], cs->node, old);
+    sheaf_flush(g_kmem.caches[cls], old);
+    sheaf_put_empty(g_kmem.caches[cls], cs->node, old);
   }
   return n;
 }
@@ -163,7 +159,7 @@ static std::size_t drain_cpu_migrate(unsigned cpu) {
 void drain_all_by_migration() {
   unsigned long saved[kMaxCpus / 64] = {};
   if (sys::call(SYS_sched_getaffinity, 0, sizeof saved, saved) <= 0) return;
-  for (unsigned cpu = 0; cpu < slub_nr_cpu_slots(); ++cpu)
+  for (unsigned cpu = 0; cpu < slub_nr_cpu_sheaves(); ++cpu)
     if (saved[cpu / 64] & (1UL << (cpu % 64))) drain_cpu_migrate(cpu);
   if (sys::call(SYS_sched_setaffinity, 0, sizeof saved, saved) != 0) {
     unsigned long all[kMaxCpus / 64];
@@ -175,7 +171,7 @@ void drain_all_by_migration() {
 
 std::size_t kmem_drain_cpu(unsigned cpu) {
 #if NS_HAVE_RSEQ_ASM
-  if (slub_ready() && g_slub.mode == CacheMode::kRseq && cpu < slub_nr_cpu_slots())
+  if (slub_ready() && g_fastpath.mode == CacheMode::kRseq && cpu < slub_nr_cpu_sheaves())
     return drain_cpu_remote(cpu, remote_drain_available());
 #endif
   (void)cpu;
@@ -183,17 +179,18 @@ std::size_t kmem_drain_cpu(unsigned cpu) {
 }
 
 std::size_t kmem_flush_barns(unsigned nid) {
-  if (!slub_ready() || nid >= g_state.pa->nr_nodes()) return 0;
+  if (!slub_ready() || nid >= g_kmem.pa->nr_nodes()) return 0;
   std::size_t n = 0;
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
-    n += barn_flush(g_state.caches[cls], nid);
+    n += barn_flush(g_kmem.caches[cls], nid);
   }
   return n;
 }
 
 std::size_t kmem_cpu_cached(unsigned cpu, std::uint64_t* last_used_ns) {
-  if (!slub_ready() || g_slub.mode != CacheMode::kRseq || cpu >= slub_nr_cpu_slots()) return 0;
-  CpuSlots* cs = cpu_slots(cpu);
+  if (!slub_ready() || g_fastpath.mode != CacheMode::kRseq || cpu >= slub_nr_cpu_sheaves())
+    return 0;
+  PercpuSheaves* cs = cpu_sheaves(cpu);
   // Racy reads: a hint for reclaim, which takes the locks before acting.
   std::size_t n = 0;
   for (const SheafSlot& sl : cs->slots) {
@@ -213,19 +210,19 @@ std::size_t kmem_cpu_cached(unsigned cpu, std::uint64_t* last_used_ns) {
 std::size_t kmem_shrink_shared() {
   if (!slub_ready()) return 0;
 #if NS_HAVE_RSEQ_ASM
-  if (g_slub.mode == CacheMode::kRseq) {
+  if (g_fastpath.mode == CacheMode::kRseq) {
     bool remote = remote_drain_available();
-    for (unsigned cpu = 0; cpu < slub_nr_cpu_slots(); ++cpu) drain_cpu_remote(cpu, remote);
+    for (unsigned cpu = 0; cpu < slub_nr_cpu_sheaves(); ++cpu) drain_cpu_remote(cpu, remote);
   }
 #endif
   std::size_t pages = 0;
   if (debug_enabled()) debug_quarantine_drain();
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
-    KmemCache& c = g_state.caches[cls];
-    for (unsigned nid = 0; nid < g_state.pa->nr_nodes(); ++nid) barn_flush(c, nid);
+    KmemCache& c = g_kmem.caches[cls];
+    for (unsigned nid = 0; nid < g_kmem.pa->nr_nodes(); ++nid) barn_flush(c, nid);
     pages += c.shrink(true);
   }
-  return pages + g_state.pa->drain_all_pcp();
+  return pages + g_kmem.pa->drain_all_pcp();
 }
 
 }  // namespace numaslub

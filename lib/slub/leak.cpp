@@ -213,7 +213,7 @@ class Scanner {
     if (!arena_.is_online(p)) return;
     const Page* pg = arena_.virt_to_page(p);
     if (unsigned cls = pg->slab_class) {
-      const KmemCache& c = g_state.caches[cls - 1];
+      const KmemCache& c = g_kmem.caches[cls - 1];
       const Page* head = pg - pg->head_off;
       auto base = reinterpret_cast<std::uintptr_t>(arena_.page_to_virt(head));
       // Descriptors another thread is changing may be stale: never follow
@@ -490,7 +490,7 @@ NS_NOINLINE std::size_t check(int fd, const ProfFileHeader* h, std::size_t bytes
   // The stack is scanned from the caller's frame up (its registers are
   // spilled there), not from this one: the locals below name the heap.
   std::uintptr_t sp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0)) + 16;
-  const Arena& arena = g_state.pa->arena();
+  const Arena& arena = g_kmem.pa->arena();
   Vec<std::uintptr_t> huge;
   for (std::size_t want = vmalloc_list(nullptr, 0) + 16;;) {
     Vec<std::uintptr_t> tmp;
@@ -525,7 +525,7 @@ NS_NOINLINE std::size_t check(int fd, const ProfFileHeader* h, std::size_t bytes
       {arena.base(), arena.base() + arena.size()},
       range_of(arena.mem_map(), pages * sizeof(Page)),
       range_of(h, bytes),
-      range_of(&g_slub, sizeof g_slub),
+      range_of(&g_fastpath, sizeof g_fastpath),
       range_of(&arena, sizeof arena),
   };
   heap_sort(skip, sizeof skip / sizeof skip[0],
@@ -557,7 +557,7 @@ NS_NOINLINE std::size_t check(int fd, const ProfFileHeader* h, std::size_t bytes
 std::size_t leak_check_report(int fd) {
   std::size_t bytes;
   const ProfFileHeader* h = prof_region(&bytes);
-  if (!h || !g_state.pa) {
+  if (!h || !g_kmem.pa) {
     line(fd, "numaslub: leak check at exit: nothing tracked\n");
     return 0;
   }

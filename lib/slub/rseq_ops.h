@@ -141,7 +141,12 @@ twice:
 // running on that CPU. Returns the previous main, or kReplaceFailed when the
 // thread is on another CPU (the caller retries from its new CPU).
 inline void** const kReplaceFailed = reinterpret_cast<void**>(~std::uintptr_t{0});
-NS_NOINLINE inline void** rseq_replace_main(RseqAbi* rs, unsigned cpu, void*** slot, void** top) {
+// static: each file that uses it has its own copy, with its own descriptor.
+// An inline function's copies are COMDAT, and the linker keeps one: the
+// __rseq_cs descriptors of the copies it drops would point into discarded
+// text (an error at link time).
+static NS_NOINLINE inline void** rseq_replace_main(RseqAbi* rs, unsigned cpu, void*** slot,
+                                                   void** top) {
   void** old;
   __asm__ volatile(NS_RSEQ_CS_DESC
                    "1:\n\t"

@@ -17,13 +17,13 @@ std::size_t slabinfo(char* buf, std::size_t cap) {
       "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>"
       " : tunables <limit> <batchcount> <sharedfactor>"
       " : slabdata <active_slabs> <num_slabs> <sharedavail>\n");
-  // slub_init, not a test of g_state.pa: pa is set before the caches are,
+  // slub_init, not a test of g_kmem.pa: pa is set before the caches are,
   // so a reader racing with the first allocation would walk half-made caches.
   if (!slub_init()) return w.size();
   for (unsigned cls = kNrClasses; cls-- > 0;) {
-    KmemCache& c = g_state.caches[cls];
+    KmemCache& c = g_kmem.caches[cls];
     std::size_t inuse = 0, slabs = 0, partial = 0, full_sheaves = 0;
-    for (unsigned nid = 0; nid < g_state.pa->nr_nodes(); ++nid) {
+    for (unsigned nid = 0; nid < g_kmem.pa->nr_nodes(); ++nid) {
       KmemCacheNode& n = c.node[nid];
       {
         LockGuard<Mutex> g(n.list_lock);
@@ -54,14 +54,14 @@ std::size_t kmem_validate() {
 
 std::size_t kmem_trim() {
   std::size_t freed = kmem_shrink_all() + vmalloc_cache_release(~0ULL);
-  if (!g_state.pa) return freed;
-  return freed + g_state.pa->release_free();
+  if (!g_kmem.pa) return freed;
+  return freed + g_kmem.pa->release_free();
 }
 
 HeapTotals heap_totals() {
   HeapTotals t;
   vmalloc_stats(&t.vmalloc_count, &t.vmalloc_bytes);
-  PageAllocator* pa = g_state.pa;
+  PageAllocator* pa = g_kmem.pa;
   if (!pa) return t;
   for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
     Zone& z = pa->zone(n);
@@ -78,7 +78,7 @@ HeapTotals heap_totals() {
 
 std::size_t vmstat(char* buf, std::size_t cap) {
   BufWriter w(buf, cap);
-  PageAllocator* pa = g_state.pa;
+  PageAllocator* pa = g_kmem.pa;
   if (!pa) return w.size();
   std::uint64_t alloc[kNrOrders] = {}, hit = 0, miss = 0, fail = 0, released = 0;
   for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
@@ -100,9 +100,9 @@ std::size_t vmstat(char* buf, std::size_t cap) {
   std::uint64_t slabs_alloc = 0, slabs_freed = 0, remote = 0, refills = 0, flushes = 0;
   std::uint64_t barn[4] = {};  // hits, misses, overflows, grows
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
-    KmemCache& c = g_state.caches[cls];
-    refills += g_state.stats[cls].refills;
-    flushes += g_state.stats[cls].flushes;
+    KmemCache& c = g_kmem.caches[cls];
+    refills += g_kmem.stats[cls].refills;
+    flushes += g_kmem.stats[cls].flushes;
     for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
       KmemCacheNode& kn = c.node[n];
       {
@@ -127,7 +127,7 @@ std::size_t vmstat(char* buf, std::size_t cap) {
            static_cast<unsigned long>(barn[0]), static_cast<unsigned long>(barn[1]),
            static_cast<unsigned long>(barn[2]), static_cast<unsigned long>(barn[3]));
   w.printf("direct_reclaim %lu\n",
-           static_cast<unsigned long>(g_state.direct_reclaims.load(std::memory_order_relaxed)));
+           static_cast<unsigned long>(g_kmem.direct_reclaims.load(std::memory_order_relaxed)));
   w.printf("fork_orphaned_locks %lu\n",
            static_cast<unsigned long>(g_fork_orphaned_locks.load(std::memory_order_relaxed)));
   ReentryStats rs = reentry_stats();

@@ -112,7 +112,7 @@ void collect_zone(PageAllocator* pa, unsigned n, std::uint32_t nr_cpus, pub::Zon
 }
 
 void collect_cache(unsigned cls, unsigned nr_nodes, pub::CacheSnap* cs, pub::CacheNodeSnap* parts) {
-  KmemCache& c = g_state.caches[cls];
+  KmemCache& c = g_kmem.caches[cls];
   std::memcpy(cs->name, c.name, sizeof cs->name < sizeof c.name ? sizeof cs->name : sizeof c.name);
   cs->name[sizeof cs->name - 1] = '\0';
   cs->size = c.size;
@@ -121,8 +121,8 @@ void collect_cache(unsigned cls, unsigned nr_nodes, pub::CacheSnap* cs, pub::Cac
   cs->sheaf_capacity = c.sheaf_capacity;
   cs->barn_max_full = c.barn_max_full;
   cs->min_partial = c.min_partial;
-  cs->refills = g_state.stats[cls].refills;
-  cs->flushes = g_state.stats[cls].flushes;
+  cs->refills = g_kmem.stats[cls].refills;
+  cs->flushes = g_kmem.stats[cls].flushes;
   pub::CacheNodeSnap& t = cs->total;
   for (unsigned nid = 0; nid < nr_nodes; ++nid) {
     KmemCacheNode& kn = c.node[nid];
