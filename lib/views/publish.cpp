@@ -147,6 +147,18 @@ long open_dir(std::uint32_t euid, char* dir, std::size_t cap) {
   return dfd;
 }
 
+// Creates `tmp` in directory d, exclusively, for us alone; a file left under
+// that name by a crash of an earlier process with our pid is replaced.
+// Returns the fd or -errno.
+long create_tmp_file(int d, const char* tmp) {
+  long fd = -1;
+  for (int attempt = 0; attempt < 2 && fd < 0; ++attempt) {
+    fd = sysf::openat(d, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd == -17 /*EEXIST*/) sysf::unlinkat(d, tmp);
+  }
+  return fd;
+}
+
 // Makes the file under its temporary name, maps it (over the old mapping,
 // if any) and writes its header. The caller publishes the first snapshot
 // into it and then names it (name_file). Returns 0 or an errno.
@@ -172,11 +184,7 @@ int create_file(long pid, std::uint32_t euid, int* dfd_out) {
   char tmp[32], name[24];
   format(tmp, sizeof tmp, ".%ld.tmp", pid);
   format(name, sizeof name, "%ld", pid);
-  long fd = -1;
-  for (int attempt = 0; attempt < 2 && fd < 0; ++attempt) {
-    fd = sysf::openat(d, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd == -17 /*EEXIST*/) sysf::unlinkat(d, tmp);  // left by a crash of an earlier pid
-  }
+  long fd = create_tmp_file(d, tmp);
   if (fd < 0) {
     sys::close(d);
     return static_cast<int>(-fd);
@@ -249,11 +257,7 @@ void make_heap_file(int d, long pid) {
   char tmp[40], name[32];
   format(tmp, sizeof tmp, ".%ld.heap.tmp", pid);
   format(name, sizeof name, "%ld.heap", pid);
-  long fd = -1;
-  for (int attempt = 0; attempt < 2 && fd < 0; ++attempt) {
-    fd = sysf::openat(d, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd == -17 /*EEXIST*/) sysf::unlinkat(d, tmp);
-  }
+  long fd = create_tmp_file(d, tmp);
   if (fd < 0) return;
   int e = prof_attach(static_cast<int>(fd));  // keeps fd open on success
   if (e == 0 && sysf::renameat(d, tmp, d, name) == 0) {

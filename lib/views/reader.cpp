@@ -135,14 +135,30 @@ std::size_t default_dir(char* buf, std::size_t cap) {
   return publish_dir(buf, cap, sysf::geteuid());
 }
 
-int target_open(const char* dir, int pid, Target* t) {
-  *t = Target{};
+namespace {
+
+// A published file, mapped whole.
+struct Mapped {
+  void* map = nullptr;
+  std::uint64_t size = 0;
+  std::uint64_t ino = 0;
+  bool writable = false;
+};
+
+// Maps dir/<pid><suffix> shared (read-write when `try_write` and allowed,
+// else read-only) after checking it is ours to trust: a regular file, not
+// a symlink, owned by us, writable by nobody else, of min..max bytes.
+// Returns 0 or an errno (EPERM for a file that fails the checks).
+int map_own_file(const char* dir, int pid, const char* suffix, bool try_write, std::uint64_t min,
+                 std::uint64_t max, Mapped* m) {
   char path[256];
-  if (!format(path, sizeof path, "%s/%d", dir, pid) || std::strlen(path) >= sizeof path - 1)
+  if (!format(path, sizeof path, "%s/%d%s", dir, pid, suffix) ||
+      std::strlen(path) >= sizeof path - 1)
     return 36;
-  bool writable = true;
-  long fd = sysf::openat(sysf::kAtFdcwd, path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-  if (fd == -13 /*EACCES*/ || fd == -30 /*EROFS*/) {
+  bool writable = try_write;
+  long fd =
+      sysf::openat(sysf::kAtFdcwd, path, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
+  if (writable && (fd == -13 /*EACCES*/ || fd == -30 /*EROFS*/)) {
     writable = false;
     fd = sysf::openat(sysf::kAtFdcwd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   }
@@ -156,7 +172,7 @@ int target_open(const char* dir, int pid, Target* t) {
   else if ((st.stx_mode & S_IFMT) != S_IFREG || st.stx_uid != sysf::geteuid() ||
            (st.stx_mode & 022))
     e = kEPERM;
-  else if (st.stx_size < sizeof(FileHeader) || st.stx_size > (std::uint64_t{1} << 30))
+  else if (st.stx_size < min || st.stx_size > max)
     e = kEPROTO;
   void* map = nullptr;
   if (!e) {
@@ -167,15 +183,27 @@ int target_open(const char* dir, int pid, Target* t) {
   }
   sys::close(f);
   if (e) return e;
-  if (!header_ok(*static_cast<const FileHeader*>(map), st.stx_size, pid)) {
-    sys::munmap(map, st.stx_size);
+  *m = {map, st.stx_size, st.stx_ino, writable};
+  return 0;
+}
+
+}  // namespace
+
+int target_open(const char* dir, int pid, Target* t) {
+  *t = Target{};
+  Mapped m;
+  if (int e = map_own_file(dir, pid, "", true, sizeof(FileHeader), std::uint64_t{1} << 30, &m))
+    return e;
+  void* map = m.map;
+  if (!header_ok(*static_cast<const FileHeader*>(map), m.size, pid)) {
+    sys::munmap(map, m.size);
     return kEPROTO;
   }
   t->pid = pid;
   t->map = map;
-  t->size = st.stx_size;
-  t->writable = writable;
-  t->ino = st.stx_ino;
+  t->size = m.size;
+  t->writable = m.writable;
+  t->ino = m.ino;
   const auto* h = static_cast<const FileHeader*>(map);
   t->snap_off[0] = h->snap_off[0];
   t->snap_off[1] = h->snap_off[1];
@@ -373,30 +401,11 @@ ListStats list_targets(const char* dir, bool clean, ListFn fn, void* ctx) {
 }
 
 int write_heap_profile(const char* dir, int pid, int out_fd) {
-  char path[256];
-  if (!format(path, sizeof path, "%s/%d.heap", dir, pid) || std::strlen(path) >= sizeof path - 1)
-    return 36;
-  long fd = sysf::openat(sysf::kAtFdcwd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return fd == -40 /*ELOOP: a symlink*/ ? kEPERM : static_cast<int>(-fd);
-  int f = static_cast<int>(fd);
-  struct statx st {};
-  long r = sysf::statx(f, "", AT_EMPTY_PATH, &st);
+  Mapped m;
+  if (int e = map_own_file(dir, pid, ".heap", false, kProfHeaderBytes, std::uint64_t{1} << 36, &m))
+    return e;
+  void* map = m.map;
   int e = 0;
-  if (r < 0)
-    e = static_cast<int>(-r);
-  else if ((st.stx_mode & S_IFMT) != S_IFREG || st.stx_uid != sysf::geteuid() ||
-           (st.stx_mode & 022))
-    e = kEPERM;
-  else if (st.stx_size < kProfHeaderBytes || st.stx_size > (std::uint64_t{1} << 36))
-    e = kEPROTO;
-  void* map = nullptr;
-  if (!e) {
-    long err = 0;
-    map = sys::mmap(nullptr, st.stx_size, PROT_READ, MAP_SHARED, f, 0, &err);
-    if (!map) e = static_cast<int>(err);
-  }
-  sys::close(f);
-  if (e) return e;
   const auto* h = static_cast<const ProfFileHeader*>(map);
   if (h->magic != kProfMagic || h->version != kProfVersion || h->pid != pid) {
     e = kEPROTO;
@@ -406,10 +415,10 @@ int write_heap_profile(const char* dir, int pid, int out_fd) {
     char maps[64];
     format(maps, sizeof maps, "/proc/%d/maps", pid);
     long mfd = sysf::openat(sysf::kAtFdcwd, maps, O_RDONLY | O_CLOEXEC);
-    e = prof_write_profile(out_fd, h, st.stx_size, mfd < 0 ? -1 : static_cast<int>(mfd));
+    e = prof_write_profile(out_fd, h, m.size, mfd < 0 ? -1 : static_cast<int>(mfd));
     if (mfd >= 0) sys::close(static_cast<int>(mfd));
   }
-  sys::munmap(map, st.stx_size);
+  sys::munmap(map, m.size);
   return e;
 }
 
