@@ -32,6 +32,8 @@
 //    drain every CPU's caches and slabs, then every free resident page;
 // 2. above the high watermark: release the coldest free blocks down to low;
 // 3. decay: release free blocks not reused for decay_ms;
+//    in 2 and 3, blocks smaller than 2 MiB inside a dense range backed by a
+//    huge page stay (thp_split_avoided), and the marks count above them;
 // 4. per-CPU caches (sheaves, per-CPU page lists) of CPUs whose slow path
 //    has not run for idle_drain_ms go back to the slabs and the zone.
 // Releasing isolates blocks under the zone lock, calls madvise without it,
@@ -56,8 +58,11 @@ std::size_t reclaim_pass(unsigned nid);
 
 // Releases up to max_pages resident free pages of node nid that were freed
 // before before_ns (coarse monotonic; ~0 for any age). Returns pages released.
+// A free block of 2 MiB or more goes in one madvise. Unless split_huge (under
+// pressure), a smaller block inside a dense range backed by a huge page
+// stays: releasing it would split the huge page (zone.h).
 std::size_t release_cold_pages(PageAllocator* pa, unsigned nid, std::size_t max_pages,
-                               std::uint64_t before_ns);
+                               std::uint64_t before_ns, bool split_huge = false);
 
 class Mutex;
 Mutex& reclaim_init_lock();  // for the fork handlers
