@@ -227,7 +227,7 @@ TEST(Thp, ReclaimKeepsDenseHugeRangeWholeUnlessUnderPressure) {
     EXPECT_EQ(z.oldest_dirty_stamp_locked(), ~0ULL) << "a kept block never comes due";
   }
   // Under pressure it goes, and the range is split from then on.
-  EXPECT_EQ(release_cold_pages(pa, 0, ~std::size_t{0}, ~0ULL, true), 8u);
+  EXPECT_EQ(release_cold_pages(pa, 0, ~std::size_t{0}, ~0ULL, HugeSplit::kAll), 8u);
   std::vector<Call> rel = heap_releases(pa);
   ASSERT_EQ(rel.size(), 1u);
   EXPECT_EQ(rel[0].len, 8 * kPageSize);
@@ -250,6 +250,11 @@ TEST(Thp, ReclaimSplitsARangeThatIsNoLongerDense) {
   pa->free_pages(r + 128, 7);
   pa->free_pages(r + 256, 8);
   g_released.clear();
+  // A burst (kNone) keeps them: the range may yet be freed whole.
+  EXPECT_EQ(release_cold_pages(pa, 0, ~std::size_t{0}, ~0ULL, HugeSplit::kNone), 0u);
+  EXPECT_TRUE(heap_releases(pa).empty());
+  EXPECT_TRUE(z.range_huge(zpfn(pa, r)));
+  // Decay (kSparse) releases them: the range is no longer dense.
   EXPECT_EQ(release_cold_pages(pa, 0, ~std::size_t{0}, ~0ULL), 384u);
   EXPECT_EQ(heap_releases(pa).size(), 2u);
   EXPECT_FALSE(z.range_huge(zpfn(pa, r)));

@@ -185,10 +185,9 @@ void Zone::free_locked(Page* page, unsigned order, bool clean) {
 }
 
 unsigned Zone::isolate_cold_locked(std::size_t max_pages, std::uint64_t before_ns, Page** out,
-                                   unsigned max_blocks, std::size_t* pages, bool split_huge) {
+                                   unsigned max_blocks, std::size_t* pages, HugeSplit split) {
   unsigned n = 0;
   std::size_t got = 0, kept = 0;
-  bool walked_all = true;
   for (unsigned o = kNrOrders; o-- > 0 && n < max_blocks && got < max_pages;) {
     ListNode* head = &free_area[o].dirty;
     // Bounded walk from the cold end so the lock is never held for long.
@@ -198,7 +197,7 @@ unsigned Zone::isolate_cold_locked(std::size_t max_pages, std::uint64_t before_n
       Page* p = list_entry<Page>(it, offsetof(Page, lru));
       it = it->prev;
       if ((p->flags & PG_lazy) || p->priv[1] > before_ns) continue;
-      if (huge_ && !split_huge && keeps_whole(p, o)) {
+      if (huge_ && split != HugeSplit::kAll && keeps_whole(p, o, split)) {
         ++stats.thp_split_avoided;
         kept += std::size_t{1} << o;
         continue;
@@ -214,9 +213,10 @@ unsigned Zone::isolate_cold_locked(std::size_t max_pages, std::uint64_t before_n
       got += std::size_t{1} << o;
       isolated_pages += std::size_t{1} << o;
     }
-    if (visits >= 1024) walked_all = false;
   }
-  if (huge_ && walked_all && n < max_blocks && got < max_pages) thp_kept_pages = kept;
+  // A walk the caller's limits did not cut short saw what the next one will
+  // (the bounded walk from the cold end meets the same blocks first).
+  if (huge_ && n < max_blocks && got < max_pages) thp_kept_pages = kept;
   *pages = got;
   return n;
 }
@@ -456,10 +456,11 @@ void Zone::account_range(std::size_t pfn, unsigned order, bool add) {
     huge_[r] = static_cast<std::uint16_t>(huge_[r] - (1u << order));
 }
 
-bool Zone::keeps_whole(const Page* p, unsigned order) const {
+bool Zone::keeps_whole(const Page* p, unsigned order, HugeSplit split) const {
   if (order >= kHugeOrder) return false;  // the whole range goes in one madvise
   std::size_t pf = pfn(p);
-  if (!range_huge(pf)) return false;
+  if (!range_huge(pf) || split == HugeSplit::kAll) return false;
+  if (split == HugeSplit::kNone) return true;
   std::size_t used = kHugePages - range_free(pf);
   return used * 100 >= std::size_t{thp_dense_pct_} * kHugePages;
 }

@@ -67,6 +67,14 @@ namespace numaslub {
 inline constexpr unsigned kHugeOrder = 9;
 inline constexpr std::size_t kHugePages = std::size_t{1} << kHugeOrder;
 
+// Which free blocks smaller than 2 MiB inside a range marked huge reclaim
+// may release (each release splits the range's huge page):
+// - kNone: none. A burst of frees is under way: the range may still merge
+//   into a whole free 2 MiB block, released in one madvise without a split.
+// - kSparse: those of ranges no longer dense (decay: they stayed unused).
+// - kAll: every one (pressure).
+enum class HugeSplit : std::uint8_t { kNone, kSparse, kAll };
+
 struct FreeArea {
   ListNode dirty;            // resident blocks, most recently freed first
   ListNode clean;            // blocks that read as zero
@@ -126,11 +134,12 @@ class Zone {
   // out (each with its order in Page::order) and returns how many; *pages
   // gets their total. The caller releases them without the lock, then
   // returns them with putback_released_locked().
-  // split_huge: blocks inside a dense range marked huge may go too (under
-  // pressure); otherwise they stay (thp_split_avoided), and thp_kept_pages
-  // gets their total when the walk saw every candidate.
+  // split: which blocks inside huge ranges may go (HugeSplit); the others
+  // stay (thp_split_avoided), and thp_kept_pages gets their total when the
+  // caller's limits did not cut the walk short.
   unsigned isolate_cold_locked(std::size_t max_pages, std::uint64_t before_ns, Page** out,
-                               unsigned max_blocks, std::size_t* pages, bool split_huge = true);
+                               unsigned max_blocks, std::size_t* pages,
+                               HugeSplit split = HugeSplit::kAll);
   // Returns isolated blocks: zeroed (MADV_DONTNEED) onto the clean lists,
   // else (MADV_FREE) onto the dirty lists marked PG_lazy. A block whose
   // release failed goes back with unisolate_locked() instead.
@@ -223,8 +232,9 @@ class Zone {
   void rebuild_lists();
   // Huge-range words: a block of `order` at pfn joins (add) or leaves the lists.
   void account_range(std::size_t pfn, unsigned order, bool add);
-  // Whether reclaim should keep the free block p (order o) to avoid a split.
-  bool keeps_whole(const Page* p, unsigned order) const;
+  // Whether reclaim should keep the free block p (order o) to avoid a split:
+  // under kSparse, when its range is marked and dense; under kNone, marked.
+  bool keeps_whole(const Page* p, unsigned order, HugeSplit split = HugeSplit::kSparse) const;
   // A block of `order` at pfn is released: a part of a marked range splits it.
   void note_release(std::size_t pfn, unsigned order);
 

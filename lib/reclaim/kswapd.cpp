@@ -182,7 +182,7 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
     k.pressure_events.fetch_add(1, std::memory_order_relaxed);
     still_cached = drain_idle_cpus(nid, now, 0);
     kmem_shrink_shared();
-    released += release_cold_pages(g_pa, nid, ~std::size_t{0}, ~0ULL, true);
+    released += release_cold_pages(g_pa, nid, ~std::size_t{0}, ~0ULL, HugeSplit::kAll);
     if (nid == 0) released += huge_cache_release(~0ULL);
   } else {
     // Above the high mark a burst of frees is under way: give back all but
@@ -190,7 +190,7 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
     // may stay below high, which wakes no one, until decay).
     bool burst = dirty > high || (k.bursting && dirty > low);
     std::size_t burst_released = 0;
-    if (burst) burst_released = release_cold_pages(g_pa, nid, dirty - min, ~0ULL);
+    if (burst) burst_released = release_cold_pages(g_pa, nid, dirty - min, ~0ULL, HugeSplit::kNone);
     released += burst_released;
     // With huge ranges a burst pass may find only blocks to keep: no
     // reason to look again soon.
@@ -248,7 +248,7 @@ void kswapd_main(void* arg) {
 }  // namespace
 
 std::size_t release_cold_pages(PageAllocator* pa, unsigned nid, std::size_t max_pages,
-                               std::uint64_t before_ns, bool split_huge) {
+                               std::uint64_t before_ns, HugeSplit split) {
   Zone& z = pa->zone(nid);
   const bool lazy = config().madv_free;
   std::size_t done = 0;
@@ -258,7 +258,7 @@ std::size_t release_cold_pages(PageAllocator* pa, unsigned nid, std::size_t max_
     unsigned n;
     {
       LockGuard<Mutex> g(z.lock);
-      n = z.isolate_cold_locked(max_pages - done, before_ns, blocks, 64, &pages, split_huge);
+      n = z.isolate_cold_locked(max_pages - done, before_ns, blocks, 64, &pages, split);
     }
     if (n == 0) break;
     if (std::uint32_t hold = config().reclaim_hold_ms) {
