@@ -59,13 +59,13 @@ ALLOWED = {
         "lib/numa/page.h is being reworked in main; move to lib/base/base.h with that work",
     # The slub layer reaches into lower layers' headers directly.
     ("lib/slub/fork_child.cpp", "lib/base/lock.h"): _SLUB_OWNER,
-    ("lib/slub/huge.cpp", "lib/base/bitops.h"): _SLUB_OWNER,
-    ("lib/slub/huge.cpp", "lib/base/clock.h"): _SLUB_OWNER,
-    ("lib/slub/huge.cpp", "lib/base/lock.h"): _SLUB_OWNER,
-    ("lib/slub/huge.cpp", "lib/base/syscall.h"): _SLUB_OWNER,
-    ("lib/slub/huge.cpp", "lib/base/thread_ctx.h"): _SLUB_OWNER,
-    ("lib/slub/huge.cpp", "lib/buddy/page_alloc.h"): _SLUB_OWNER,
-    ("lib/slub/huge.cpp", "lib/numa/page.h"): _SLUB_OWNER,
+    ("lib/slub/vmalloc.cpp", "lib/base/bitops.h"): _SLUB_OWNER,
+    ("lib/slub/vmalloc.cpp", "lib/base/clock.h"): _SLUB_OWNER,
+    ("lib/slub/vmalloc.cpp", "lib/base/lock.h"): _SLUB_OWNER,
+    ("lib/slub/vmalloc.cpp", "lib/base/syscall.h"): _SLUB_OWNER,
+    ("lib/slub/vmalloc.cpp", "lib/base/thread_ctx.h"): _SLUB_OWNER,
+    ("lib/slub/vmalloc.cpp", "lib/buddy/page_alloc.h"): _SLUB_OWNER,
+    ("lib/slub/vmalloc.cpp", "lib/numa/page.h"): _SLUB_OWNER,
     ("lib/slub/kmalloc.cpp", "lib/base/bitops.h"): _SLUB_OWNER,
     ("lib/slub/kmalloc.cpp", "lib/base/config.h"): _SLUB_OWNER,
     ("lib/slub/kmalloc.cpp", "lib/base/log.h"): _SLUB_OWNER,
@@ -102,7 +102,7 @@ ALLOWED = {
     ("shim/malloc.cpp", "lib/numa/page.h"): _FAST_PATH,
     ("shim/malloc.cpp", "lib/slub/kmalloc.h"): _FAST_PATH,
     # numaslub_node_stats() sums the per-node slab counters
-    # (g_state.caches[].node[]), which only slub_internal.h declares. Fix:
+    # (g_kmem.caches[].node[]), which only slub_internal.h declares. Fix:
     # a per-node counter accessor in lib/slub (e.g. beside heap_totals in
     # slabinfo.cpp), exported through slub.h.
     ("shim/numaslub_api.cpp", "lib/slub/slub_internal.h"):

@@ -45,7 +45,7 @@ void fork_child() {
   boot_alloc_fork_child(self);
   page_allocator_fork_child(self);
   slub_fork_child(self);
-  huge_fork_child(self);
+  vmalloc_fork_child(self);
   reclaim_init_lock().reset_if_orphaned(self);
   g_report_lock.reset_if_orphaned(self);
   publish_fork_child(self);  // the child publishes its own file, later

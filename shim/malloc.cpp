@@ -70,7 +70,7 @@ NS_ALWAYS_INLINE void* realloc_impl(void* p, std::size_t size) {
 // glibc's rules: an alignment that is not a power of two (0 included) is
 // rounded up to one; only one above 2^63 (SIZE_MAX / 2 + 1), which has no
 // power of two to round up to, is EINVAL. Any power of two is valid, and a
-// request that cannot be met (a huge size or alignment) is ENOMEM, as for
+// request that cannot be met (an impossible size or alignment) is ENOMEM, as for
 // aligned_alloc and posix_memalign.
 void* memalign_impl(std::size_t align, std::size_t size) {
   if (align > (SIZE_MAX >> 1) + 1) {
@@ -182,8 +182,8 @@ NS_EXPORT struct mallinfo2 mallinfo2() {
   struct mallinfo2 mi = {};
   mi.arena = t.heap_bytes;
   mi.ordblks = t.free_blocks;
-  mi.hblks = t.huge_count;
-  mi.hblkhd = t.huge_bytes;
+  mi.hblks = t.vmalloc_count;
+  mi.hblkhd = t.vmalloc_bytes;
   mi.uordblks = t.heap_bytes - t.free_bytes;
   mi.fordblks = t.free_bytes;
   mi.keepcost = 0;

@@ -50,7 +50,7 @@ NS_EXPORT int numaslub_node_stats(int node, struct numaslub_node_stat* out, size
   st.numa_fail = ns.alloc_fail;
   st.pages_remote_freed = ns.remote_free.load(std::memory_order_relaxed);
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
-    KmemCacheNode& kn = g_state.caches[cls].node[nid];
+    KmemCacheNode& kn = g_kmem.caches[cls].node[nid];
     st.objects_remote_freed += kn.remote_frees.load(std::memory_order_relaxed);
     LockGuard<Mutex> g(kn.list_lock);
     st.slab_objects += kn.inuse;

@@ -32,8 +32,8 @@ struct BarnTotals {
 
 BarnTotals barn_totals(unsigned cls) {
   BarnTotals t;
-  KmemCache& c = g_state.caches[cls];
-  for (unsigned nid = 0; nid < g_state.pa->nr_nodes(); ++nid) {
+  KmemCache& c = g_kmem.caches[cls];
+  for (unsigned nid = 0; nid < g_kmem.pa->nr_nodes(); ++nid) {
     Barn& b = c.node[nid].barn;
     LockGuard<Mutex> g(b.lock);
     t.hits += b.hits;
@@ -50,8 +50,8 @@ BarnTotals barn_totals(unsigned cls) {
 std::size_t inuse_objects() {
   std::size_t n = 0;
   for (unsigned cls = 0; cls < kNrClasses; ++cls)
-    for (unsigned nid = 0; nid < g_state.pa->nr_nodes(); ++nid) {
-      KmemCacheNode& kn = g_state.caches[cls].node[nid];
+    for (unsigned nid = 0; nid < g_kmem.pa->nr_nodes(); ++nid) {
+      KmemCacheNode& kn = g_kmem.caches[cls].node[nid];
       LockGuard<Mutex> g(kn.list_lock);
       n += kn.inuse;
     }
@@ -74,7 +74,7 @@ std::vector<std::uint64_t> burst_rounds(unsigned cls, unsigned sheaves, int roun
   std::vector<std::uint64_t> overflows;
   std::thread t([&] {
     pin_here();
-    KmemCache& c = g_state.caches[cls];
+    KmemCache& c = g_kmem.caches[cls];
     std::size_t n = std::size_t{c.sheaf_capacity} * sheaves;
     std::vector<void*> v(n);
     for (int r = 0; r < rounds; ++r) {
@@ -95,7 +95,7 @@ std::vector<std::uint64_t> burst_rounds(unsigned cls, unsigned sheaves, int roun
 TEST(SlubBarn, BurstsLargerThanTheBaseLimitGrowIt) {
   ASSERT_TRUE(slub_init());
   unsigned cls = size_to_class(256);
-  KmemCache& c = g_state.caches[cls];
+  KmemCache& c = g_kmem.caches[cls];
   ASSERT_GE(c.barn_cap_full, 32u) << "1 MiB of 256-byte objects is 67 sheaves";
   EXPECT_EQ(barn_totals(cls).max_full, c.barn_max_full);
   // 24 sheaves per burst: three times the base limit of 8.
@@ -115,7 +115,7 @@ TEST(SlubBarn, BurstsLargerThanTheBaseLimitGrowIt) {
 TEST(SlubBarn, LimitNeverPassesTheCap) {
   ASSERT_TRUE(slub_init());
   unsigned cls = size_to_class(4096);
-  KmemCache& c = g_state.caches[cls];
+  KmemCache& c = g_kmem.caches[cls];
   // A burst far beyond kBarnMaxBytes keeps overflowing at the cap.
   unsigned sheaves = c.barn_cap_full * 3;
   std::vector<std::uint64_t> ov = burst_rounds(cls, sheaves, 8);
@@ -130,13 +130,13 @@ TEST(SlubBarn, LimitNeverPassesTheCap) {
 TEST(SlubBarn, FlushReturnsObjectsAndStartsTheLimitOver) {
   ASSERT_TRUE(slub_init());
   unsigned cls = size_to_class(512);
-  KmemCache& c = g_state.caches[cls];
+  KmemCache& c = g_kmem.caches[cls];
   burst_rounds(cls, 24, 5);
   BarnTotals t = barn_totals(cls);
   ASSERT_GT(t.max_full, c.barn_max_full);
   ASSERT_GT(t.nr_full, 0u);
   std::size_t flushed = 0;
-  for (unsigned nid = 0; nid < g_state.pa->nr_nodes(); ++nid) flushed += kmem_flush_barns(nid);
+  for (unsigned nid = 0; nid < g_kmem.pa->nr_nodes(); ++nid) flushed += kmem_flush_barns(nid);
   EXPECT_GE(flushed, std::size_t{t.nr_full} * c.sheaf_capacity);
   t = barn_totals(cls);
   EXPECT_EQ(t.nr_full, 0u);

@@ -242,7 +242,7 @@ TEST_F(DebugCache, SizedFreeWithTheWrongSizeBothWays) {
 TEST_F(DebugCache, SlubDebugFSetsTheSizeCheckOfTheFreeFastPath) {
   // F turns debug on, and every sized free then goes through its check.
   EXPECT_TRUE(config().debug);
-  EXPECT_NE(g_slub.free_checks & kFreeCheckSize, 0);
+  EXPECT_NE(g_fastpath.free_checks & kFreeCheckSize, 0);
 }
 
 TEST_F(DebugCache, CorruptFreePointerIsRebuiltFromTheStates) {

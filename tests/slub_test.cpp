@@ -187,7 +187,7 @@ TEST(SlubLarge, SizesUsableAndFreed) {
   }
 }
 
-TEST(SlubHuge, SizesUsableAndFreed) {
+TEST(SlubVmalloc, SizesUsableAndFreed) {
   for (std::size_t n : {4 * MiB + 1, 4 * MiB + 4096, 5 * MiB + 3, 8 * MiB, 33 * MiB}) {
     void* p = kmalloc(n);
     ASSERT_NE(p, nullptr) << n;
@@ -220,7 +220,7 @@ TEST(SlubHuge, SizesUsableAndFreed) {
   }
 }
 
-TEST(SlubHuge, ImpossibleSizesFailWithEnomem) {
+TEST(SlubVmalloc, ImpossibleSizesFailWithEnomem) {
   for (std::size_t n : {std::size_t{1} << 50, SIZE_MAX, SIZE_MAX - 4096}) {
     errno = 0;
     EXPECT_EQ(kmalloc(n), nullptr) << n;
@@ -239,7 +239,7 @@ std::uint64_t direct_reclaims() {
 }
 
 // A request that can never fit fails without draining every cache first.
-TEST(SlubHuge, ImpossibleSizesSkipDirectReclaim) {
+TEST(SlubVmalloc, ImpossibleSizesSkipDirectReclaim) {
   void* p = kmalloc(100 * KiB);
   ASSERT_NE(p, nullptr);
   std::uint64_t before = direct_reclaims();
@@ -403,13 +403,13 @@ TEST(SlubRealloc, HeapBlocksNeverTakeTheMappingTableLock) {
   ASSERT_NE(l, nullptr);
   fill(s, 40, 3);
   fill(l, 100 * KiB, 4);
-  huge_hold_lock_for_test(true);
+  vmalloc_hold_lock_for_test(true);
   void* s2 = krealloc(s, 48);          // the same class: kept
   void* s3 = krealloc(s2, 300);        // another class: moved
   void* l2 = krealloc(l, 50 * KiB);    // shrunk in place
   void* l3 = krealloc(l2, 900 * KiB);  // grown in place or moved
   std::size_t small_size = ksize_small(s3), large_size = ksize_small(l3);
-  huge_hold_lock_for_test(false);
+  vmalloc_hold_lock_for_test(false);
   EXPECT_EQ(s2, s);
   ASSERT_NE(s3, nullptr);
   EXPECT_EQ(first_bad(s3, 40, 3), 40u);
@@ -451,8 +451,8 @@ TEST(SlubFree, SizeCheckBitOnlyUnderDebug) {
   // Without debug a sized free pushes as a plain free does; the size check
   // bit sends it to kfree_sized_slow (slub_debug_test sets it).
   EXPECT_TRUE(slub_init());
-  EXPECT_EQ(g_slub.free_checks & kFreeCheckSize, 0);
-  EXPECT_EQ((g_slub.free_checks & kFreeCheckNode) != 0, g_slub.multi_node);
+  EXPECT_EQ(g_fastpath.free_checks & kFreeCheckSize, 0);
+  EXPECT_EQ((g_fastpath.free_checks & kFreeCheckNode) != 0, g_fastpath.multi_node);
   // A wrong size is harmless without debug: the page descriptor decides.
   AffinityGuard restore;
   pin_here();  // the same CPU's sheaf for the free and the malloc

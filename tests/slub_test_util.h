@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "lib/buddy/page_alloc.h"
-#include "lib/slub/huge.h"
+#include "lib/slub/vmalloc.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/obj_index.h"
 #include "lib/slub/size_class.h"

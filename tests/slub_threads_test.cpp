@@ -109,7 +109,7 @@ TEST(SlubCpuTableDeathTest, CpusBeyondTheTableUseTheSharedPath) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
-        slub_set_max_cpu_slots_for_test(1);
+        slub_set_max_cpu_sheaves_for_test(1);
         // Blocks of every class made on CPU 1, freed on CPU 0, and back.
         for (int round = 0; round < 6; ++round) {
           int from = round & 1;
@@ -137,7 +137,7 @@ TEST(SlubCpuTableDeathTest, CpusBeyondTheTableUseTheSharedPath) {
         for (long b : bad)
           if (b != 0) _exit(5);
         // CPU 1 never got a set of its own.
-        if (slub_nr_cpu_slots() != 1) _exit(6);
+        if (slub_nr_cpu_sheaves() != 1) _exit(6);
         _exit(0);
       },
       ::testing::ExitedWithCode(0), "");
@@ -149,7 +149,7 @@ TEST(SlubCpuTableDeathTest, DoubleFreeBeyondTheTable) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
       {
-        slub_set_max_cpu_slots_for_test(1);
+        slub_set_max_cpu_sheaves_for_test(1);
         pin_to(1);
         void* p = kmalloc(64);
         kfree(p);

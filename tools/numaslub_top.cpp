@@ -99,11 +99,11 @@ std::string render_frame(const Frame& cur, const Frame* prev, const Options& o) 
   char policy[pub::kPolicyLen + 1] = {};
   std::memcpy(policy, s.head->policy, pub::kPolicyLen);
   std::snprintf(line, sizeof line,
-                "Heap: %s present, %s used, %s cached free, %s released; huge %lu (%s); "
+                "Heap: %s present, %s used, %s cached free, %s released; vmalloc %lu (%s); "
                 "%s; policy %s\n",
                 human(h.present).c_str(), human(h.used).c_str(), human(h.cached).c_str(),
-                human(h.released).c_str(), static_cast<unsigned long>(s.head->huge_count),
-                human(static_cast<double>(s.head->huge_bytes)).c_str(),
+                human(h.released).c_str(), static_cast<unsigned long>(s.head->vmalloc_count),
+                human(static_cast<double>(s.head->vmalloc_bytes)).c_str(),
                 (s.head->flags & pub::kSnapRseq) ? "per-CPU sheaves" : "per-thread sheaves",
                 policy);
   out += line;

@@ -64,7 +64,7 @@ constexpr Option kOptions[] = {
     NS_OPT(reclaim, Type::kBool, "1",
            "background reclaim (ns-kswapd<N> threads); 0 keeps every free page cached"),
     NS_OPT(reclaim_start, Type::kSize, "32M",
-           "free resident memory of a node (with cached huge mappings) at which its reclaim "
+           "free resident memory of a node (with cached direct mappings) at which its reclaim "
            "thread starts; below it the process stays single-threaded (0: at the first free)"),
     NS_OPT(decay_ms, Type::kUint, "500",
            "free resident pages not reused for this long are released to the OS"),

@@ -53,7 +53,7 @@ struct alignas(64) Page {
   std::uint32_t flags;      // PageFlag bits
   std::uint8_t order;       // block order, valid on heads
   std::uint8_t slab_class;  // slab class + 1 on every page of a slab, else 0
-  std::uint16_t slab_slot;  // with slab_class: the class's sheaf-slot offset (free's fast path)
+  std::uint16_t sheaf_off;  // with slab_class: the class's sheaf-slot offset (free's fast path)
   std::uint32_t head_off;   // on tails: pages back to the head
   std::uint32_t reserved32;
   std::uint64_t priv[4];  // owner-layer overlay (struct Slab, free stamps)

@@ -37,15 +37,15 @@ constinit Mutex g_init_lock;
 [[noreturn]] void kswapd_main(void* arg);
 
 // Whether node nid holds enough free resident memory to be worth a thread:
-// its zone's dirty free pages, and for node 0 the cached huge mappings,
+// its zone's dirty free pages, and for node 0 the cached direct mappings,
 // reach `reclaim_start`. Zone lock held.
 bool worth_a_thread(unsigned nid, const Zone& z) {
   std::uint64_t bytes = std::uint64_t{z.dirty_pages()} << kPageShift;
-  if (nid == 0) bytes += huge_cache_bytes_hint();
+  if (nid == 0) bytes += vmalloc_cache_bytes_hint();
   return bytes >= config().reclaim_start;
 }
 
-// Zone::wake_fn: runs with node nid's zone lock held (the huge-cache hook
+// Zone::wake_fn: runs with node nid's zone lock held (the vmalloc cache hook
 // takes it first). No allocation and no lock; starting the thread is two
 // raw system calls (mmap on first use, clone).
 void kswapd_wake(void*, unsigned nid) {
@@ -75,8 +75,8 @@ void kswapd_wake(void*, unsigned nid) {
   z.kswapd_armed = true;
 }
 
-// The huge-mapping cache's hook (no lock held): as a zone wake of node 0.
-void huge_wake() {
+// The direct-mapping cache's hook (no lock held): as a zone wake of node 0.
+void vmalloc_wake() {
   Zone& z = g_pa->zone(0);
   LockGuard<Mutex> g(z.lock);
   kswapd_wake(nullptr, 0);
@@ -183,7 +183,7 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
     still_cached = drain_idle_cpus(nid, now, 0);
     kmem_shrink_shared();
     released += release_cold_pages(g_pa, nid, ~std::size_t{0}, ~0ULL, HugeSplit::kAll);
-    if (nid == 0) released += huge_cache_release(~0ULL);
+    if (nid == 0) released += vmalloc_cache_release(~0ULL);
   } else {
     // Above the high mark a burst of frees is under way: give back all but
     // the min reserve, and look again soon while the burst lasts (its tail
@@ -199,7 +199,7 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
     if (now > decay) {
       released += release_cold_pages(g_pa, nid, ~std::size_t{0}, now - decay);
       // Node 0's thread also ages the cache of freed direct mappings.
-      if (nid == 0) released += huge_cache_release(now - decay);
+      if (nid == 0) released += vmalloc_cache_release(now - decay);
     }
     still_cached = drain_idle_cpus(nid, now, ms_to_ns(cfg.idle_drain_ms));
   }
@@ -207,7 +207,7 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
   *released_out = released;
   // Sleep: until the next block can have aged, or until cached objects can
   // have gone idle; with neither, until a free arms us again.
-  if (nid == 0 && huge_cache_bytes() > 0) return decay_ms_or_min(cfg.decay_ms);
+  if (nid == 0 && vmalloc_cache_bytes() > 0) return decay_ms_or_min(cfg.decay_ms);
   LockGuard<Mutex> g(z.lock);
   // With huge ranges, resident free pages may all be blocks kept whole:
   // then nothing will age, and the thread sleeps armed (the next free
@@ -321,7 +321,7 @@ void reclaim_init() {
     z.kswapd_armed = true;  // the first free that leaves resident pages wakes it
   }
   g_ready.store(true, std::memory_order_release);
-  huge_set_wake_hook(huge_wake);
+  vmalloc_set_wake_hook(vmalloc_wake);
 }
 
 Mutex& reclaim_init_lock() {

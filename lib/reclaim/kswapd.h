@@ -8,7 +8,7 @@
 // When it exists (the invariant): a node's thread is started by the first
 // wake that finds the node holding at least `reclaim_start` bytes (default
 // 32 MiB) of free resident memory: its zone's dirty free pages plus, for
-// node 0, the cached huge mappings. Until then the wake hook only re-arms
+// node 0, the cached direct mappings. Until then the wake hook only re-arms
 // the zone, and the process stays single-threaded: a short program (true,
 // ls, a small script) never gets a thread, so unshare(CLONE_NEWUSER),
 // setns and fork warnings of multi-threaded programs behave as without us.

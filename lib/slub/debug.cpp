@@ -97,7 +97,7 @@ DebugMeta* make_meta(const KmemCache& c) {
 // ---- helpers --------------------------------------------------------------
 
 KmemCache& cache_of(const Page* page) {
-  return g_state.caches[page->slab_class - 1];
+  return g_kmem.caches[page->slab_class - 1];
 }
 
 void to_full(KmemCacheNode& n, Slab* s) {
@@ -405,7 +405,7 @@ struct Ops : SlubDebug {
       head[i].flags = i ? PG_tail : 0u;  // the head's PG_slab comes last
       head[i].head_off = static_cast<std::uint32_t>(i);
       head[i].slab_class = static_cast<std::uint8_t>(c.cls + 1);
-      head[i].slab_slot = 0;  // never a fast path's (debug.h)
+      head[i].sheaf_off = 0;  // never a fast path's (debug.h)
     }
     head[1].priv[0] = reinterpret_cast<std::uintptr_t>(m);
     auto* s = reinterpret_cast<Slab*>(head);
@@ -540,7 +540,7 @@ struct Ops : SlubDebug {
 // ---- quarantine -------------------------------------------------------------
 
 void** qlink(void* obj) {
-  Page* page = g_state.pa->virt_to_page(obj);
+  Page* page = g_kmem.pa->virt_to_page(obj);
   return SlubDebug::fp_word(cache_of(page), obj);
 }
 void* qencode(void* ptr, void** where) {
@@ -551,8 +551,8 @@ void* qencode(void* ptr, void** where) {
 // Whether p can be a quarantined object: the start of an object of a debug
 // slab (its state is checked under its node's lock when it leaves).
 bool quarantine_candidate(const void* p) {
-  if (!g_state.pa->owns(p)) return false;
-  Page* page = g_state.pa->virt_to_page(p);
+  if (!g_kmem.pa->owns(p)) return false;
+  Page* page = g_kmem.pa->virt_to_page(p);
   if (!page->slab_class || !debug_page(page)) return false;
   KmemCache& c = cache_of(page);
   return SlubDebug::index(c, c.obj_to_slab(p), p) >= 0;
@@ -568,7 +568,7 @@ void* quarantine_pop_locked() {
   void** w = qlink(obj);
   void* next = qencode(*w, w);
   if (next && !quarantine_candidate(next)) {
-    Page* page = g_state.pa->virt_to_page(obj);
+    Page* page = g_kmem.pa->virt_to_page(obj);
     KmemCache& c = cache_of(page);
     DebugReport r(c, "Quarantine corrupt: quarantined object %p links to %p", obj, next);
     Slab* s = c.obj_to_slab(obj);
@@ -582,7 +582,7 @@ void* quarantine_pop_locked() {
   q.head = next;
   if (!next) q.tail = nullptr;
   --q.count;
-  q.bytes -= cache_of(g_state.pa->virt_to_page(obj)).size;
+  q.bytes -= cache_of(g_kmem.pa->virt_to_page(obj)).size;
   return obj;
 }
 
@@ -612,7 +612,7 @@ void Ops::quarantine_put(KmemCache& c, void* p) {
 // A quarantined object goes to its slab's freelist, checked first: a
 // write after free while it waited shows in its poison or red zones.
 void Ops::quarantine_release(void* obj) {
-  Page* page = g_state.pa->virt_to_page(obj);
+  Page* page = g_kmem.pa->virt_to_page(obj);
   KmemCache& c = cache_of(page);
   Slab* s = c.obj_to_slab(obj);
   KmemCacheNode& nd = c.node[s->nid];
@@ -815,8 +815,8 @@ bool debug_check_live(Page* page, void* p, const char* op) {
 }
 
 void debug_unlink_deferred(void* p) {
-  if (!g_state.pa || !g_state.pa->owns(p)) return;
-  Page* page = g_state.pa->virt_to_page(p);
+  if (!g_kmem.pa || !g_kmem.pa->owns(p)) return;
+  Page* page = g_kmem.pa->virt_to_page(p);
   if (!page->slab_class || !debug_page(page)) return;
   KmemCache& c = cache_of(page);
   if (!(c.debug & kDebugZ)) return;
@@ -859,7 +859,7 @@ std::size_t debug_validate() {
   std::size_t problems = 0;
   debug_set_validating(true);
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
-    KmemCache& c = g_state.caches[cls];
+    KmemCache& c = g_kmem.caches[cls];
     if (!c.debug) continue;
     for (unsigned nid = 0; nid < c.pa->nr_nodes(); ++nid) {
       KmemCacheNode& nd = c.node[nid];

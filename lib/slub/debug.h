@@ -4,7 +4,7 @@
 //
 // A debug cache never uses the per-CPU sheaves: its CPU (and thread) slots
 // stay at the no-sheaf sentinel, so malloc's fast path always misses, and
-// its slabs' pages carry slab_slot 0, whose obj_index entry has no objects,
+// its slabs' pages carry sheaf_off 0, whose obj_index entry has no objects,
 // so free's fast path never takes their objects. Every allocation and free
 // of a debug cache therefore reaches kmalloc_slow / kfree_slow, which hand
 // it to this file, and works on the slab under its node's list_lock. The
@@ -79,7 +79,7 @@ inline constexpr std::size_t kNoSize = ~std::size_t{0};
 // A page of a debug slab (given that page->slab_class != 0): plain slabs'
 // pages carry their class's sheaf-slot offset, never 0.
 inline bool debug_page(const Page* page) {
-  return page->slab_slot == 0;
+  return page->sheaf_off == 0;
 }
 
 // At set-up, after the caches' init: applies config().slub_debug (letters

@@ -38,14 +38,14 @@ void recount_barn(Barn& b) {
 // Walks node nid's online pages and hands every slab of a marked cache to
 // its fork_adopt_slab.
 void rebuild_partial_lists(unsigned nid, const bool* marked) {
-  const Arena& a = g_state.pa->arena();
+  const Arena& a = g_kmem.pa->arena();
   const NodeRange& r = a.node(nid);
   std::size_t end = r.pfn_start + r.online_pages.load(std::memory_order_acquire);
   for (std::size_t pfn = r.pfn_start; pfn < end;) {
     Page* p = a.pfn_to_page(pfn);
     if ((p->flags & (PG_head | PG_slab)) == (PG_head | PG_slab) && p->slab_class > 0 &&
         p->slab_class <= kNrClasses && marked[p->slab_class - 1]) {
-      KmemCache& c = g_state.caches[p->slab_class - 1];
+      KmemCache& c = g_kmem.caches[p->slab_class - 1];
       c.fork_adopt_slab(nid, reinterpret_cast<Slab*>(p));
       pfn += std::size_t{1} << c.order;
     } else {
@@ -61,22 +61,22 @@ void slub_fork_child(std::uint32_t self) {
   slub_thread_pool_lock().reset_if_orphaned(self);
   if (!slub_ready()) return;
   debug_fork_child(self);
-  if (g_slub.mode == CacheMode::kRseq)
-    for (unsigned cpu = 0, n = __atomic_load_n(&g_slub.nr_cpu_slots, __ATOMIC_ACQUIRE); cpu < n;
+  if (g_fastpath.mode == CacheMode::kRseq)
+    for (unsigned cpu = 0, n = __atomic_load_n(&g_fastpath.nr_cpu_sheaves, __ATOMIC_ACQUIRE); cpu < n;
          ++cpu) {
-      CpuSlots* cs = cpu_slots(cpu);
+      PercpuSheaves* cs = cpu_sheaves(cpu);
       if (cs->lock.reset_if_orphaned(self))
         for (SheafSlot& sl : cs->slots) sl.spare = nullptr;
     }
-  unsigned nodes = g_state.pa->nr_nodes();
+  unsigned nodes = g_kmem.pa->nr_nodes();
   for (unsigned nid = 0; nid < nodes; ++nid) {
     bool marked[kNrClasses] = {};
     bool any = false;
     for (unsigned cls = 0; cls < kNrClasses; ++cls) {
-      KmemCacheNode& nd = g_state.caches[cls].node[nid];
+      KmemCacheNode& nd = g_kmem.caches[cls].node[nid];
       if (nd.barn.lock.reset_if_orphaned(self)) recount_barn(nd.barn);
       if (nd.list_lock.reset_if_orphaned(self)) {
-        g_state.caches[cls].fork_reset_node(nid);
+        g_kmem.caches[cls].fork_reset_node(nid);
         marked[cls] = any = true;
       }
     }

@@ -1,5 +1,5 @@
 // The allocation API around the fast paths: large blocks from the buddy
-// allocator (32 KiB < size <= 4 MiB), huge direct mappings above, calloc,
+// allocator (32 KiB < size <= 4 MiB), direct mappings above (vmalloc.h), calloc,
 // realloc, aligned and node-directed allocation, and usable size.
 //
 // A large block is a buddy block of the smallest order that holds the
@@ -15,7 +15,7 @@
 #include "lib/base/log.h"
 #include "lib/base/syscall.h"
 #include "lib/slub/debug.h"
-#include "lib/slub/huge.h"
+#include "lib/slub/vmalloc.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/reentry.h"
 #include "lib/slub/slub_internal.h"
@@ -31,14 +31,14 @@ constinit ForeignFreeFn g_foreign_free = nullptr;
 void free_page_range(Page* head, std::size_t from, std::size_t to) {
   // Alignment is taken from the heap pfn, not the offset: a block grown in
   // place is no longer aligned to its own size.
-  std::size_t base = g_state.pa->arena().page_to_pfn(head);
+  std::size_t base = g_kmem.pa->arena().page_to_pfn(head);
   while (from < to) {
     unsigned order = static_cast<unsigned>(__builtin_ctzll((base + from) | kMaxBlockPages));
     while ((std::size_t{1} << order) > to - from) --order;
     Page* p = head + from;
     p->flags = 0;
     p->head_off = 0;
-    g_state.pa->free_pages(p, order, false);
+    g_kmem.pa->free_pages(p, order, false);
     from += std::size_t{1} << order;
   }
 }
@@ -50,13 +50,13 @@ void* large_alloc(std::size_t size, std::size_t align, int nid, bool zero) {
   std::size_t pages = size ? align_up(size, kPageSize) >> kPageShift : 1;
   unsigned order = ilog2_ceil(pages);
   if (align > kPageSize && ilog2(align) - kPageShift > order) order = ilog2(align) - kPageShift;
-  Page* head = g_state.pa->alloc_pages(nid, order, zero ? unsigned{kGfpZero} : 0u);
+  Page* head = g_kmem.pa->alloc_pages(nid, order, zero ? unsigned{kGfpZero} : 0u);
   if (!head) return nullptr;
   free_page_range(head, pages, std::size_t{1} << order);
   head->flags = PG_head | PG_large;
   head->slab_class = 0;
   head->priv[0] = pages;
-  return g_state.pa->page_address(head);
+  return g_kmem.pa->page_address(head);
 }
 
 void large_free(Page* head) {
@@ -67,10 +67,10 @@ void large_free(Page* head) {
 
 // The head page of a large block p points at, or null.
 Page* large_head(const void* p) {
-  if (!g_state.pa || !g_state.pa->owns(p)) return nullptr;
-  Page* page = g_state.pa->virt_to_page(p);
+  if (!g_kmem.pa || !g_kmem.pa->owns(p)) return nullptr;
+  Page* page = g_kmem.pa->virt_to_page(p);
   if ((page->flags & (PG_head | PG_large)) != (PG_head | PG_large) ||
-      g_state.pa->page_address(page) != p)
+      g_kmem.pa->page_address(page) != p)
     return nullptr;
   return page;
 }
@@ -78,7 +78,7 @@ Page* large_head(const void* p) {
 void* alloc_block(std::size_t size, std::size_t align, int nid, bool zero) {
   if (size <= kMaxBlockSize && align <= kMaxBlockSize) return large_alloc(size, align, nid, zero);
   bool zeroed;
-  void* p = huge_alloc(size, align, nid, &zeroed);
+  void* p = vmalloc(size, align, nid, &zeroed);
   if (p && zero && !zeroed) std::memset(p, 0, size);  // a reused mapping
   return p;
 }
@@ -86,7 +86,7 @@ void* alloc_block(std::size_t size, std::size_t align, int nid, bool zero) {
 // The length of large block or direct mapping p (0 for neither).
 std::size_t block_length(const void* p) {
   if (Page* head = large_head(p)) return head->priv[0] << kPageShift;
-  return huge_size(p);
+  return vmalloc_size(p);
 }
 
 // slub_debug's Z for large blocks and mappings (debug.h): kTailBytes more,
@@ -146,7 +146,7 @@ bool reclaim_may_help(std::size_t size, std::size_t align) {
 // nothing (then there is no point in retrying).
 bool direct_reclaim(std::size_t size, std::size_t align) {
   if (!reclaim_may_help(size, align)) return false;
-  g_state.direct_reclaims.fetch_add(1, std::memory_order_relaxed);
+  g_kmem.direct_reclaims.fetch_add(1, std::memory_order_relaxed);
   return kmem_shrink_all() != 0;
 }
 
@@ -199,12 +199,12 @@ struct ErrnoGuard {
 // their callers check them with debug.cpp.
 static void check_small(Page* page, void* p, bool freeing) {
   const char* op = freeing ? "free" : "realloc";
-  KmemCache& c = g_state.caches[page->slab_class - 1];
+  KmemCache& c = g_kmem.caches[page->slab_class - 1];
   Slab* s = c.obj_to_slab(p);
   char* base = static_cast<char*>(c.slab_base(s));
   std::size_t off = static_cast<std::size_t>(static_cast<char*>(p) - base);
-  const ObjIndex& oi = obj_index_entry(kObjIndex, page->slab_slot);
-  if (NS_UNLIKELY(!obj_start(oi, reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base))) {
+  const ObjIndex& oi = obj_index_entry(kObjIndex, page->sheaf_off);
+  if (NS_UNLIKELY(!obj_start(oi, reinterpret_cast<std::uintptr_t>(p) - g_fastpath.heap_base))) {
     if (off >= std::size_t{c.objects} * c.size)
       fatal("BUG %s: %s of invalid pointer %p: in the unused tail of slab %p", c.name, op, p, base);
     fatal("BUG %s: %s of invalid pointer %p: %zu bytes into object %p (slab %p)", c.name, op, p,
@@ -245,13 +245,13 @@ static NS_NOINLINE void* debug_krealloc(Page* page, void* p, std::size_t size) {
 // inside a live large block (its head is at most kMaxBlockPages back), or
 // a block that is not allocated (freed already, or never handed out).
 [[noreturn]] static void report_bad_large_free(void* p, const char* op) {
-  const Arena& a = g_state.pa->arena();
-  std::size_t pfn = a.page_to_pfn(g_state.pa->virt_to_page(p));
+  const Arena& a = g_kmem.pa->arena();
+  std::size_t pfn = a.page_to_pfn(g_kmem.pa->virt_to_page(p));
   for (std::size_t back = 0; back < kMaxBlockPages && back <= pfn; ++back) {
     Page* h = a.pfn_to_page(pfn - back);
-    if (!a.is_online(g_state.pa->page_address(h))) break;
+    if (!a.is_online(g_kmem.pa->page_address(h))) break;
     if ((h->flags & (PG_head | PG_large)) == (PG_head | PG_large) && back < h->priv[0]) {
-      auto* base = static_cast<char*>(g_state.pa->page_address(h));
+      auto* base = static_cast<char*>(g_kmem.pa->page_address(h));
       fatal("BUG large block: %s of invalid pointer %p: %zu bytes into block %p", op, p,
             static_cast<std::size_t>(static_cast<char*>(p) - base), static_cast<void*>(base));
     }
@@ -266,25 +266,25 @@ static NS_NOINLINE void* debug_krealloc(Page* page, void* p, std::size_t size) {
 // A pointer no mapping starts at, before it is taken for another
 // allocator's: a double free or an interior pointer of a direct mapping
 // aborts with a message (not a crash in the next allocator's free).
-static void check_not_huge(void* p, const char* op) {
+static void check_not_vmalloc(void* p, const char* op) {
   std::uintptr_t m = 0;
-  switch (huge_misuse(p, &m)) {
-    case HugeMisuse::kFreed:
+  switch (vmalloc_misuse(p, &m)) {
+    case VmallocMisuse::kFreed:
       fatal("BUG direct mapping: %s of %p, a mapping freed already: %s", op, p,
             op[0] == 'f' ? "double free" : "use after free");
-    case HugeMisuse::kInterior:
+    case VmallocMisuse::kInterior:
       fatal("BUG direct mapping: %s of invalid pointer %p: %zu bytes into mapping %p", op, p,
             static_cast<std::size_t>(reinterpret_cast<std::uintptr_t>(p) - m),
             reinterpret_cast<void*>(m));
-    case HugeMisuse::kNone:
+    case VmallocMisuse::kNone:
       break;
   }
 }
 
 static void kfree_slow_inner(void* p) {
-  if (g_state.pa && g_state.pa->arena().contains(p)) {
-    NS_CHECK(g_state.pa->owns(p), "free of invalid pointer %p (not in an online section)", p);
-    Page* page = g_state.pa->virt_to_page(p);
+  if (g_kmem.pa && g_kmem.pa->arena().contains(p)) {
+    NS_CHECK(g_kmem.pa->owns(p), "free of invalid pointer %p (not in an online section)", p);
+    Page* page = g_kmem.pa->virt_to_page(p);
     if (page->slab_class) {
       if (debug_page(page)) return debug_free(page, p, kNoSize);
       check_small(page, p, true);
@@ -298,16 +298,16 @@ static void kfree_slow_inner(void* p) {
   }
   if (reentry_free(p)) return;
   check_tail(p, "direct mapping");
-  if (huge_free(p)) return;
-  check_not_huge(p, "free");
+  if (vfree(p)) return;
+  check_not_vmalloc(p, "free");
   if (g_foreign_free) return g_foreign_free(p);
   fatal("free of pointer %p that numaslub did not allocate", p);
 }
 
 void kcheck_foreign(void* p, const char* op) {
-  if (g_state.pa && g_state.pa->arena().contains(p)) {
-    NS_CHECK(g_state.pa->owns(p), "%s of invalid pointer %p (not in an online section)", op, p);
-    Page* page = g_state.pa->virt_to_page(p);
+  if (g_kmem.pa && g_kmem.pa->arena().contains(p)) {
+    NS_CHECK(g_kmem.pa->owns(p), "%s of invalid pointer %p (not in an online section)", op, p);
+    Page* page = g_kmem.pa->virt_to_page(p);
     if (page->slab_class) {
       if (debug_page(page))
         debug_check_live(page, p, op);
@@ -317,7 +317,7 @@ void kcheck_foreign(void* p, const char* op) {
     }
     report_bad_large_free(p, op);
   }
-  check_not_huge(p, op);
+  check_not_vmalloc(p, op);
 }
 
 void kfree_slow(void* p) {
@@ -337,8 +337,8 @@ void kfree_slow(void* p) {
 // the sized delete's path stays short. True when the free was done here
 // (a debug cache's object: checked against the size it was asked for).
 static NS_NOINLINE bool kfree_sized_check(void* p, std::size_t size) {
-  if (g_state.pa && g_state.pa->owns(p) && !allocator_busy()) {
-    Page* page = g_state.pa->virt_to_page(p);
+  if (g_kmem.pa && g_kmem.pa->owns(p) && !allocator_busy()) {
+    Page* page = g_kmem.pa->virt_to_page(p);
     if (page->slab_class && debug_page(page)) {
       ErrnoGuard keep_errno;
       drain_deferred();
@@ -370,17 +370,17 @@ void kfree_sized_slow(void* p, std::size_t size) {
 }
 
 bool kowns(const void* p) {
-  if (g_state.pa && g_state.pa->owns(p)) {
-    Page* page = g_state.pa->virt_to_page(p);
+  if (g_kmem.pa && g_kmem.pa->owns(p)) {
+    Page* page = g_kmem.pa->virt_to_page(p);
     return page->slab_class || large_head(p);
   }
-  return reentry_size(p) != 0 || huge_size(p) != 0;
+  return reentry_size(p) != 0 || vmalloc_size(p) != 0;
 }
 
 std::size_t ksize(const void* p) {
   if (!p) return 0;
-  if (g_state.pa && g_state.pa->owns(p)) {
-    Page* page = g_state.pa->virt_to_page(p);
+  if (g_kmem.pa && g_kmem.pa->owns(p)) {
+    Page* page = g_kmem.pa->virt_to_page(p);
     if (page->slab_class)
       return debug_page(page) ? debug_ksize(page, p) : kClassSize[page->slab_class - 1];
     if (Page* head = large_head(p)) {
@@ -390,7 +390,7 @@ std::size_t ksize(const void* p) {
     return 0;
   }
   if (std::size_t n = reentry_size(p)) return n;
-  std::size_t len = huge_size(p);
+  std::size_t len = vmalloc_size(p);
   return NS_UNLIKELY(debug_tails()) && len ? debug_tail_size(p, len) : len;
 }
 
@@ -433,16 +433,16 @@ void* kmalloc_aligned(std::size_t align, std::size_t size) {
 void* kmalloc_node(std::size_t size, int nid) {
   if (NS_UNLIKELY(allocator_busy())) return nested_alloc(size, 16);
   if (!slub_init()) return nullptr;
-  if (nid >= static_cast<int>(g_state.pa->nr_nodes())) {
+  if (nid >= static_cast<int>(g_kmem.pa->nr_nodes())) {
     errno = EINVAL;
     return nullptr;
   }
   // The node plain kmalloc serves from: the CPU's, but in per-thread mode a
   // small object comes from the thread's sheaves, which hold the objects of
   // the node the thread started on (it may have moved since).
-  int local = g_state.pa->local_node();
-  if (size <= kMaxSmallSize && g_slub.mode == CacheMode::kThread && t_slots)
-    local = static_cast<int>(t_slots->node);
+  int local = g_kmem.pa->local_node();
+  if (size <= kMaxSmallSize && g_fastpath.mode == CacheMode::kThread && t_sheaves)
+    local = static_cast<int>(t_sheaves->node);
   void* p;
   if (nid < 0 || nid == local) {
     p = kmalloc(size);
@@ -452,11 +452,11 @@ void* kmalloc_node(std::size_t size, int nid) {
     // under bind), past nodes that are full: filling from a full node would
     // fall back with a new slab for every object. Served elsewhere counts
     // as a miss of nid, as the page allocator counts its fallbacks.
-    unsigned from = g_state.pa->policy_node(nid, true);
+    unsigned from = g_kmem.pa->policy_node(nid, true);
     if (static_cast<int>(from) == local) {
       p = kmalloc(size);
     } else {
-      KmemCache& c = g_state.caches[size_to_class(size)];
+      KmemCache& c = g_kmem.caches[size_to_class(size)];
       if (c.debug) {
         p = debug_alloc(c, size, static_cast<int>(from));
       } else {
@@ -464,7 +464,7 @@ void* kmalloc_node(std::size_t size, int nid) {
         if (p) clear_free_tag(p);
       }
     }
-    if (p && static_cast<int>(from) != nid) ++g_state.pa->node_stats(nid).alloc_fallback;
+    if (p && static_cast<int>(from) != nid) ++g_kmem.pa->node_stats(nid).alloc_fallback;
   } else {
     p = alloc_retry(size, kPageSize, nid, false);
   }
@@ -498,7 +498,7 @@ static void* realloc_large(Page* head, void* p, std::size_t size) {
   }
   if (need > have && need <= kMaxBlockPages) {
     // Grow in place when the pages right after the block are free.
-    Zone& z = g_state.pa->zone(g_state.pa->page_to_nid(head));
+    Zone& z = g_kmem.pa->zone(g_kmem.pa->page_to_nid(head));
     std::size_t s = z.pfn(head) + have;
     bool grown;
     {
@@ -537,9 +537,9 @@ void* krealloc(void* p, std::size_t size) {
     return q;
   }
   // A heap block (the common case) first: it never needs the direct
-  // mappings' table, nor its process-wide lock (huge.cpp).
-  if (g_state.pa && g_state.pa->owns(p)) {
-    Page* page = g_state.pa->virt_to_page(p);
+  // mappings' table, nor its process-wide lock (vmalloc.cpp).
+  if (g_kmem.pa && g_kmem.pa->owns(p)) {
+    Page* page = g_kmem.pa->virt_to_page(p);
     if (page->slab_class) {
       if (NS_UNLIKELY(debug_page(page))) return debug_krealloc(page, p, size);
       check_small(page, p, false);
@@ -550,17 +550,17 @@ void* krealloc(void* p, std::size_t size) {
     if (Page* head = large_head(p)) return realloc_large(head, p, size);
   }
   std::size_t old = ksize(p);
-  if (old == 0 && !huge_size(p)) {
-    check_not_huge(p, "realloc");
-    NS_CHECK(g_foreign_free == nullptr || !(g_state.pa && g_state.pa->arena().contains(p)),
+  if (old == 0 && !vmalloc_size(p)) {
+    check_not_vmalloc(p, "realloc");
+    NS_CHECK(g_foreign_free == nullptr || !(g_kmem.pa && g_kmem.pa->arena().contains(p)),
              "realloc of invalid pointer %p", p);
     return nullptr;  // foreign: the shim handles those before calling here
   }
   // Under slub_debug's Z a mapping always moves (below), its tail checked
   // by the free.
-  if (std::size_t mapped = huge_size(p); mapped && NS_UNLIKELY(debug_tails())) {
+  if (std::size_t mapped = vmalloc_size(p); mapped && NS_UNLIKELY(debug_tails())) {
   } else if (mapped && size > kMaxBlockSize) {
-    void* q = huge_resize(p, size);
+    void* q = vrealloc(p, size);
     if (!q) errno = ENOMEM;
     return q;
   } else if (realloc_keeps(old, size)) {

@@ -4,12 +4,12 @@
 // main sheaf in an rseq critical section (rseq_ops.h). free: address -> page
 // descriptor (subtract, shift) -> its slab's sheaf-slot offset -> the
 // always-on checks (below) -> push onto this CPU's main sheaf. No lock, no
-// atomic read-modify-write. One branch picks the per-CPU mode (g_slub.mode:
+// atomic read-modify-write. One branch picks the per-CPU mode (g_fastpath.mode:
 // rseq, per-thread sheaves, or none yet): before set-up the mode is none and
 // the thread has no sheaves, so the first call takes the slow path, which
 // sets up. An rseq section compares the CPU id with the number of CPUs whose
 // sheaves are set up before it indexes them, so a CPU without sheaves takes
-// the slow path too. Anything else (empty/full sheaf, large and huge sizes,
+// the slow path too. Anything else (empty/full sheaf, large and vmalloc sizes,
 // another node's object, foreign or invalid pointers) goes to the
 // out-of-line slow paths.
 #pragma once
@@ -30,8 +30,8 @@ namespace numaslub {
 enum class CacheMode : std::uint8_t { kNone = 0, kRseq, kThread };
 
 // What the fast paths read; written once at set-up (and never after, but
-// for nr_cpu_slots, which grows).
-struct SlubFast {
+// for nr_cpu_sheaves, which grows).
+struct FastPathState {
   CacheMode mode;
   bool multi_node;
   // What a free must check before it pushes (kFreeCheck*): read by every
@@ -40,25 +40,25 @@ struct SlubFast {
   std::uint8_t free_checks;
   std::uint8_t node_shift;  // log2(bytes per node range)
   std::ptrdiff_t rseq_off;  // thread pointer -> rseq area
-  char* cpu_base;           // CpuSlots of CPU 0; CPU c at + (c << kCpuSlotsShift)
-  // CPUs 0..nr_cpu_slots-1 have their slot set at cpu_base set up. Only
+  char* cpu_base;           // PercpuSheaves of CPU 0; CPU c at + (c << kPercpuSheavesShift)
+  // CPUs 0..nr_cpu_sheaves-1 have their slot set at cpu_base set up. Only
   // grows (release store after the sets are written); the rseq sections
   // compare each CPU id with it before indexing (rseq_ops.h).
-  std::uint32_t nr_cpu_slots;
+  std::uint32_t nr_cpu_sheaves;
   std::uintptr_t heap_base;
   std::uintptr_t heap_size;
   Page* mem_map;
   const std::uint16_t* cpu_node;        // node of each CPU (multi-node only)
   ObjIndexTable obj_index = kObjIndex;  // obj_index.h
 };
-extern SlubFast g_slub;
-// SlubFast::free_checks. Node: the object must be this CPU's (thread's)
+extern FastPathState g_fastpath;
+// FastPathState::free_checks. Node: the object must be this CPU's (thread's)
 // node's (multi-node heaps). Size: a sized free checks the size it is given
 // (debug=1, which slub_debug's F turns on) in kfree_sized_slow; a plain free
 // ignores this bit.
 inline constexpr std::uint8_t kFreeCheckNode = 1;
 inline constexpr std::uint8_t kFreeCheckSize = 2;
-extern constinit thread_local CpuSlots* t_slots NS_TLS_IE;
+extern constinit thread_local PercpuSheaves* t_sheaves NS_TLS_IE;
 
 // ThreadSanitizer cannot see an object change hands through a sheaf (the
 // rseq sections are assembly): in a TSan build, a free releases the object
@@ -73,13 +73,13 @@ extern "C" void __tsan_release(void* addr);
 #define NS_TSAN_RELEASE(p) ((void)0)
 #endif
 
-// g_slub is written once by set-up, which stores `heap_size` and then
+// g_fastpath is written once by set-up, which stores `heap_size` and then
 // `mode` last with release order; the fast paths load those two with
 // acquire order (a plain load on x86-64) before the fields they guard.
 // (The generic __atomic_load: clang's __atomic_load_n takes no enum.)
 NS_ALWAYS_INLINE CacheMode fast_mode() {
   CacheMode m;
-  __atomic_load(&g_slub.mode, &m, __ATOMIC_ACQUIRE);
+  __atomic_load(&g_fastpath.mode, &m, __ATOMIC_ACQUIRE);
   return m;
 }
 
@@ -111,7 +111,7 @@ NS_ALWAYS_INLINE std::uintptr_t free_tag_of(const Page& page) {
 // p: in the heap.
 NS_ALWAYS_INLINE std::uintptr_t free_tag(const void* p) {
   return free_tag_of(
-      g_slub.mem_map[(reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base) >> kPageShift]);
+      g_fastpath.mem_map[(reinterpret_cast<std::uintptr_t>(p) - g_fastpath.heap_base) >> kPageShift]);
 }
 NS_ALWAYS_INLINE void clear_free_tag(void* obj) {
   if constexpr (kHardened) static_cast<std::uintptr_t*>(obj)[1] = 0;
@@ -128,7 +128,7 @@ NS_NOINLINE void kfree_sized_slow(void* p, std::size_t size);
 
 NS_ALWAYS_INLINE RseqAbi* fast_rseq_area() {
   return reinterpret_cast<RseqAbi*>(static_cast<char*>(__builtin_thread_pointer()) +
-                                    g_slub.rseq_off);
+                                    g_fastpath.rseq_off);
 }
 
 // kmalloc's fast path; `slow` is called on a miss (kmalloc_aligned's tells
@@ -139,14 +139,14 @@ NS_ALWAYS_INLINE void* kmalloc_or(std::size_t size, Slow slow) {
     std::size_t off = size_to_slot_offset(size);
 #if NS_HAVE_RSEQ_ASM
     if (NS_LIKELY(fast_mode() == CacheMode::kRseq)) {
-      if (void* obj = rseq_pop(fast_rseq_area(), g_slub.cpu_base, g_slub.nr_cpu_slots, off)) {
+      if (void* obj = rseq_pop(fast_rseq_area(), g_fastpath.cpu_base, g_fastpath.nr_cpu_sheaves, off)) {
         NS_TSAN_ACQUIRE(obj);
         clear_free_tag(obj);
         return obj;
       }
     } else
 #endif
-        if (CpuSlots* t = t_slots; t && NS_LIKELY(!t_ctx.sheaf_busy)) {
+        if (PercpuSheaves* t = t_sheaves; t && NS_LIKELY(!t_ctx.sheaf_busy)) {
       // Per-thread sheaves: a signal handler's malloc must not pop between
       // our read and our store, so the operation is marked busy (a nested
       // call then takes the slow path, which defers to reentry.h).
@@ -180,11 +180,11 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
 // descriptor.)
 template <bool kSized>
 NS_ALWAYS_INLINE void kfree_fast(void* p, std::size_t size) {
-  std::uintptr_t hsize = __atomic_load_n(&g_slub.heap_size, __ATOMIC_ACQUIRE);
-  std::uintptr_t off = reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base;
+  std::uintptr_t hsize = __atomic_load_n(&g_fastpath.heap_size, __ATOMIC_ACQUIRE);
+  std::uintptr_t off = reinterpret_cast<std::uintptr_t>(p) - g_fastpath.heap_base;
   if (NS_LIKELY(off < hsize)) {
-    const Page& pg = g_slub.mem_map[off >> kPageShift];
-    std::size_t soff = pg.slab_slot;
+    const Page& pg = g_fastpath.mem_map[off >> kPageShift];
+    std::size_t soff = pg.sheaf_off;
     auto* word = static_cast<std::uintptr_t*>(p);
     std::uintptr_t tag = free_tag_of(pg);
     bool take;
@@ -192,7 +192,7 @@ NS_ALWAYS_INLINE void kfree_fast(void* p, std::size_t size) {
       // The start of an object of this page's slab (a page of no slab has
       // no objects) that is not free: read its tag only then, the word lies
       // inside the object.
-      take = obj_start_at<offsetof(SlubFast, obj_index)>(&g_slub, g_slub.obj_index, soff, off) &&
+      take = obj_start_at<offsetof(FastPathState, obj_index)>(&g_fastpath, g_fastpath.obj_index, soff, off) &&
              word[1] != tag;
     } else {
       take = soff != 0;
@@ -209,31 +209,31 @@ NS_ALWAYS_INLINE void kfree_fast(void* p, std::size_t size) {
       // with the first: the compiler would load the byte into a register
       // for both, one instruction more on the common path.)
       auto no_checks = [] {
-        return kSized ? g_slub.free_checks == 0 : !(g_slub.free_checks & kFreeCheckNode);
+        return kSized ? g_fastpath.free_checks == 0 : !(g_fastpath.free_checks & kFreeCheckNode);
       };
       auto node_only = [] {
-        return !kSized || __atomic_load_n(&g_slub.free_checks, __ATOMIC_RELAXED) == kFreeCheckNode;
+        return !kSized || __atomic_load_n(&g_fastpath.free_checks, __ATOMIC_RELAXED) == kFreeCheckNode;
       };
 #if NS_HAVE_RSEQ_ASM
       if (NS_LIKELY(fast_mode() == CacheMode::kRseq)) {
         RseqAbi* rs = fast_rseq_area();
-        // cpu_node has an entry for each CPU below nr_cpu_slots only.
+        // cpu_node has an entry for each CPU below nr_cpu_sheaves only.
         std::uint32_t cpu;
         if (NS_LIKELY(no_checks() ||
-                      (node_only() && (cpu = rs->cpu_id_start) < g_slub.nr_cpu_slots &&
-                       g_slub.cpu_node[cpu] == (off >> g_slub.node_shift)))) {
-          int r = rseq_push<!kHardened>(rs, g_slub.cpu_base, g_slub.nr_cpu_slots, soff, p);
+                      (node_only() && (cpu = rs->cpu_id_start) < g_fastpath.nr_cpu_sheaves &&
+                       g_fastpath.cpu_node[cpu] == (off >> g_fastpath.node_shift)))) {
+          int r = rseq_push<!kHardened>(rs, g_fastpath.cpu_base, g_fastpath.nr_cpu_sheaves, soff, p);
           if (NS_LIKELY(r == kPushed)) return;
         }
       } else
 #endif
-          if (CpuSlots* t = t_slots; t && NS_LIKELY(!t_ctx.sheaf_busy)) {
+          if (PercpuSheaves* t = t_sheaves; t && NS_LIKELY(!t_ctx.sheaf_busy)) {
         t_ctx.sheaf_busy = 1;  // as in kmalloc
         signal_fence();
         void*** top = &reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + soff)->main;
         bool pushed = (reinterpret_cast<std::uintptr_t>(*top) & (kSheafBytes - 1)) != 0 &&
                       (kHardened || (*top)[-1] != p) &&
-                      (no_checks() || (node_only() && t->node == (off >> g_slub.node_shift)));
+                      (no_checks() || (node_only() && t->node == (off >> g_fastpath.node_shift)));
         if (NS_LIKELY(pushed)) *(*top)++ = p;
         signal_fence();
         t_ctx.sheaf_busy = 0;
@@ -256,7 +256,7 @@ NS_ALWAYS_INLINE void kfree(void* p) {
 
 // A free told the size the block was asked for (sized delete, C23's
 // free_sized). The page descriptor is authoritative, so the size is only
-// checked, by kfree_sized_slow, under debug (SlubFast::free_checks).
+// checked, by kfree_sized_slow, under debug (FastPathState::free_checks).
 NS_ALWAYS_INLINE void kfree_sized(void* p, std::size_t size) {
   kfree_fast<true>(p, size);
 }
@@ -266,14 +266,14 @@ NS_ALWAYS_INLINE void kfree_sized(void* p, std::size_t size) {
 // misuse). Checks what the free fast path checks; touches nothing, takes no
 // lock.
 NS_ALWAYS_INLINE std::size_t ksize_small(const void* p) {
-  std::uintptr_t off = reinterpret_cast<std::uintptr_t>(p) - g_slub.heap_base;
-  if (NS_LIKELY(off < __atomic_load_n(&g_slub.heap_size, __ATOMIC_ACQUIRE))) {
-    const Page& pg = g_slub.mem_map[off >> kPageShift];
-    std::size_t soff = pg.slab_slot;
+  std::uintptr_t off = reinterpret_cast<std::uintptr_t>(p) - g_fastpath.heap_base;
+  if (NS_LIKELY(off < __atomic_load_n(&g_fastpath.heap_size, __ATOMIC_ACQUIRE))) {
+    const Page& pg = g_fastpath.mem_map[off >> kPageShift];
+    std::size_t soff = pg.sheaf_off;
     if (NS_LIKELY(
-            obj_start_at<offsetof(SlubFast, obj_index)>(&g_slub, g_slub.obj_index, soff, off)) &&
+            obj_start_at<offsetof(FastPathState, obj_index)>(&g_fastpath, g_fastpath.obj_index, soff, off)) &&
         NS_LIKELY(!kHardened || static_cast<const std::uintptr_t*>(p)[1] != free_tag_of(pg))) {
-      std::size_t n = obj_index_entry(g_slub.obj_index, soff).size;
+      std::size_t n = obj_index_entry(g_fastpath.obj_index, soff).size;
       if (n == 0) __builtin_unreachable();  // an entry with objects has a size
       return n;
     }
@@ -297,7 +297,7 @@ void* kmalloc_aligned(std::size_t align, std::size_t size);
 // exhausted); nid < 0 means the calling CPU's node.
 void* kmalloc_node(std::size_t size, int nid);
 std::size_t ksize(const void* p);  // usable size; 0 for pointers we do not own
-bool kowns(const void* p);         // allocated by this heap (slab, large or huge)
+bool kowns(const void* p);         // allocated by this heap (slab, large block or direct mapping)
 
 // Before a pointer that kowns() disowns is handed to another allocator
 // (realloc, usable size): aborts with a message naming the misuse if it is
@@ -344,8 +344,8 @@ struct HeapTotals {
   std::size_t heap_bytes = 0;   // onlined heap
   std::size_t free_bytes = 0;   // free in the buddy lists and per-CPU lists
   std::size_t free_blocks = 0;  // buddy blocks on free lists
-  std::size_t huge_count = 0;   // direct mappings
-  std::size_t huge_bytes = 0;
+  std::size_t vmalloc_count = 0;   // direct mappings
+  std::size_t vmalloc_bytes = 0;
 };
 HeapTotals heap_totals();
 // vmstat-style counters, one "name value" per line.
@@ -364,10 +364,10 @@ void slub_fork_child(std::uint32_t self);
 bool slub_init();
 
 // Per-CPU sheaf sets set up so far (rseq mode; 0 before set-up).
-unsigned slub_nr_cpu_slots();
+unsigned slub_nr_cpu_sheaves();
 // Tests: makes the per-CPU table hold only CPUs 0..n-1 (as on a machine
 // with more CPUs than kMaxCpus), so threads on other CPUs use the path for
 // CPUs beyond the table. Call before set-up.
-void slub_set_max_cpu_slots_for_test(unsigned n);
+void slub_set_max_cpu_sheaves_for_test(unsigned n);
 
 }  // namespace numaslub

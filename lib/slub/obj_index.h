@@ -18,7 +18,7 @@
 // table: cheap enough for the free fast path. (Lemire, Kaser and Kurz's
 // divisibility test, with its bound moved to count objects.)
 //
-// The table is indexed by Page::slab_slot (below); pages that are not a
+// The table is indexed by Page::sheaf_off (below); pages that are not a
 // slab's find an entry with limit == 0, so every offset fails.
 #pragma once
 
@@ -61,9 +61,9 @@ static_assert(sizeof(ObjIndex) == 32);
 
 namespace detail {
 
-// Indexed by Page::slab_slot / 16 (the class's sheaf-slot offset,
+// Indexed by Page::sheaf_off / 16 (the class's sheaf-slot offset,
 // size_class.h): the free fast path has that offset at hand already. The
-// entries before the first class's, slab_slot 0 included, are for pages that
+// entries before the first class's, sheaf_off 0 included, are for pages that
 // are not a slab's: no objects.
 constexpr std::array<ObjIndex, class_slot_offset(kNrClasses) / 16> make_obj_index() {
   std::array<ObjIndex, class_slot_offset(kNrClasses) / 16> t{};
@@ -79,14 +79,14 @@ constexpr std::array<ObjIndex, class_slot_offset(kNrClasses) / 16> make_obj_inde
 
 }  // namespace detail
 
-// The fast paths read a copy kept in g_slub (kmalloc.h), addressed from the
+// The fast paths read a copy kept in g_fastpath (kmalloc.h), addressed from the
 // same base register as the fields next to it.
 inline constexpr auto kObjIndex = detail::make_obj_index();
 using ObjIndexTable = decltype(kObjIndex);
 // Slot offsets step by 16 bytes, half an entry: table + 2 * slot is the entry.
 static_assert(2 * (class_slot_offset(1) - class_slot_offset(0)) == sizeof(ObjIndex));
 
-// The entry of `table` for a page whose Page::slab_slot is `slot`.
+// The entry of `table` for a page whose Page::sheaf_off is `slot`.
 NS_ALWAYS_INLINE const ObjIndex& obj_index_entry(const ObjIndexTable& table, std::size_t slot) {
   return *reinterpret_cast<const ObjIndex*>(reinterpret_cast<const char*>(table.data()) + 2 * slot);
 }

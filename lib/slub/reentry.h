@@ -28,7 +28,7 @@ bool reentry_free(void* p);
 // Usable size of such a block; 0 for any other pointer.
 std::size_t reentry_size(const void* p);
 
-// Defers the free of a heap block (small, large or huge) to a later slow path.
+// Defers the free of a heap block (small, large or a direct mapping) to a later slow path.
 void reentry_defer_free(void* p);
 // True when deferred frees wait (a relaxed load: cheap on slow paths).
 bool reentry_frees_pending();

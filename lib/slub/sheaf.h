@@ -19,7 +19,7 @@
 //   no-sheaf sentinel followed by membarrier(PRIVATE_EXPEDITED_RSEQ) on the
 //   main's CPU, holding the CPU's lock (the argument is in slub.cpp, "draining
 //   another CPU's sheaves").
-// - In per-thread mode (no rseq) the same CpuSlots belong to one thread, and
+// - In per-thread mode (no rseq) the same PercpuSheaves belong to one thread, and
 //   none of this is needed; other threads' sets are emptied by their owner
 //   when it sees a newer trim generation.
 //
@@ -91,22 +91,22 @@ struct SheafSlot {
 };
 
 // The per-CPU (or, in thread mode, per-thread) set of sheaves. Per-CPU sets
-// sit kCpuSlotsStride bytes apart, indexed by rseq's cpu_id_start.
-struct alignas(64) CpuSlots {
+// sit kPercpuSheavesStride bytes apart, indexed by rseq's cpu_id_start.
+struct alignas(64) PercpuSheaves {
   Mutex lock;          // slow paths of this CPU (spare, replacing main)
   std::uint32_t node;  // the CPU's node: its sheaves hold only this node's objects
   std::uint32_t cpu;
   std::uint64_t last_used_ns;  // for idle-sheaf drain
-  CpuSlots* pool_next;         // thread mode: link in the pool of unused sets
+  PercpuSheaves* pool_next;         // thread mode: link in the pool of unused sets
   std::uint64_t trim_gen;      // thread mode: the last malloc_trim this set caught up with
   std::uint8_t pad[64 - 40];
   SheafSlot slots[kNrClasses];
 };
-inline constexpr unsigned kCpuSlotsShift = 10;
-inline constexpr std::size_t kCpuSlotsStride = std::size_t{1} << kCpuSlotsShift;
+inline constexpr unsigned kPercpuSheavesShift = 10;
+inline constexpr std::size_t kPercpuSheavesStride = std::size_t{1} << kPercpuSheavesShift;
 inline constexpr std::size_t kSlotsOffset = 64;
-static_assert(sizeof(CpuSlots) <= kCpuSlotsStride);
-static_assert(offsetof(CpuSlots, slots) == kSlotsOffset);
+static_assert(sizeof(PercpuSheaves) <= kPercpuSheavesStride);
+static_assert(offsetof(PercpuSheaves, slots) == kSlotsOffset);
 static_assert(class_slot_offset(0) == kSlotsOffset &&
               class_slot_offset(1) - class_slot_offset(0) == sizeof(SheafSlot));
 

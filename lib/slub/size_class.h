@@ -53,7 +53,7 @@ inline constexpr auto kClassBySize16 = detail::make_class_lookup<1024 / 16 + 1, 
 inline constexpr auto kClassBySize128 = detail::make_class_lookup<kMaxSmallSize / 128 + 1, 128>();
 
 // Where a class's sheaf slot sits in a CPU's slot set (sheaf.h checks this
-// against CpuSlots): 64-byte header, then 16 bytes per class.
+// against PercpuSheaves): 64-byte header, then 16 bytes per class.
 constexpr std::size_t class_slot_offset(unsigned cls) {
   return 64 + 16 * std::size_t{cls};
 }

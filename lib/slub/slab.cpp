@@ -122,7 +122,7 @@ Slab* KmemCache::new_slab(unsigned nid) {
     head[i].flags = i ? PG_tail : 0u;  // the head's PG_slab comes last
     head[i].head_off = static_cast<std::uint32_t>(i);
     head[i].slab_class = static_cast<std::uint8_t>(cls + 1);
-    head[i].slab_slot = static_cast<std::uint16_t>(class_slot_offset(cls));
+    head[i].sheaf_off = static_cast<std::uint16_t>(class_slot_offset(cls));
   }
   auto* s = reinterpret_cast<Slab*>(head);
   s->order = static_cast<std::uint8_t>(order);
@@ -183,7 +183,7 @@ void KmemCache::discard_slab(KmemCacheNode& n, Slab* s) {
     head[i].flags = 0;
     head[i].head_off = 0;
     head[i].slab_class = 0;
-    head[i].slab_slot = 0;
+    head[i].sheaf_off = 0;
   }
   pa->free_pages(head, order);
 }

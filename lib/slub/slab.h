@@ -40,7 +40,7 @@ struct Slab {
   std::uint32_t flags;      // Page::flags: PG_head | PG_slab
   std::uint8_t order;       // Page::order
   std::uint8_t slab_class;  // Page::slab_class
-  std::uint16_t slab_slot;  // Page::slab_slot
+  std::uint16_t sheaf_off;  // Page::sheaf_off
   std::uint32_t head_off;   // 0: this is the head
   std::uint32_t reserved32;
   KmemCache* cache;                    // priv[0]

@@ -3,7 +3,7 @@
 // barn's full-sheaf limit (sharedfactor).
 #include "lib/base/format.h"
 #include "lib/slub/debug.h"
-#include "lib/slub/huge.h"
+#include "lib/slub/vmalloc.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/reentry.h"
 #include "lib/slub/slub_internal.h"
@@ -17,13 +17,13 @@ std::size_t slabinfo(char* buf, std::size_t cap) {
       "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>"
       " : tunables <limit> <batchcount> <sharedfactor>"
       " : slabdata <active_slabs> <num_slabs> <sharedavail>\n");
-  // slub_init, not a test of g_state.pa: pa is set before the caches are,
+  // slub_init, not a test of g_kmem.pa: pa is set before the caches are,
   // so a reader racing with the first allocation would walk half-made caches.
   if (!slub_init()) return w.size();
   for (unsigned cls = kNrClasses; cls-- > 0;) {
-    KmemCache& c = g_state.caches[cls];
+    KmemCache& c = g_kmem.caches[cls];
     std::size_t inuse = 0, slabs = 0, partial = 0, full_sheaves = 0;
-    for (unsigned nid = 0; nid < g_state.pa->nr_nodes(); ++nid) {
+    for (unsigned nid = 0; nid < g_kmem.pa->nr_nodes(); ++nid) {
       KmemCacheNode& n = c.node[nid];
       {
         LockGuard<Mutex> g(n.list_lock);
@@ -39,8 +39,8 @@ std::size_t slabinfo(char* buf, std::size_t cap) {
              c.sheaf_capacity, c.barn_max_full, slabs - partial, slabs, full_sheaves);
   }
   std::size_t n, bytes;
-  huge_stats(&n, &bytes);
-  w.printf("# huge mappings: %zu, %zu KiB\n", n, bytes >> 10);
+  vmalloc_stats(&n, &bytes);
+  w.printf("# vmalloc mappings: %zu, %zu KiB\n", n, bytes >> 10);
   return w.size();
 }
 
@@ -53,15 +53,15 @@ std::size_t kmem_validate() {
 }
 
 std::size_t kmem_trim() {
-  std::size_t freed = kmem_shrink_all() + huge_cache_release(~0ULL);
-  if (!g_state.pa) return freed;
-  return freed + g_state.pa->release_free();
+  std::size_t freed = kmem_shrink_all() + vmalloc_cache_release(~0ULL);
+  if (!g_kmem.pa) return freed;
+  return freed + g_kmem.pa->release_free();
 }
 
 HeapTotals heap_totals() {
   HeapTotals t;
-  huge_stats(&t.huge_count, &t.huge_bytes);
-  PageAllocator* pa = g_state.pa;
+  vmalloc_stats(&t.vmalloc_count, &t.vmalloc_bytes);
+  PageAllocator* pa = g_kmem.pa;
   if (!pa) return t;
   for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
     Zone& z = pa->zone(n);
@@ -78,7 +78,7 @@ HeapTotals heap_totals() {
 
 std::size_t vmstat(char* buf, std::size_t cap) {
   BufWriter w(buf, cap);
-  PageAllocator* pa = g_state.pa;
+  PageAllocator* pa = g_kmem.pa;
   if (!pa) return w.size();
   std::uint64_t alloc[kNrOrders] = {}, hit = 0, miss = 0, fail = 0, released = 0;
   std::uint64_t thp[5] = {};  // backed, advised, advise_fail, split, split_avoided
@@ -112,9 +112,9 @@ std::size_t vmstat(char* buf, std::size_t cap) {
   std::uint64_t slabs_alloc = 0, slabs_freed = 0, remote = 0, refills = 0, flushes = 0;
   std::uint64_t barn[4] = {};  // hits, misses, overflows, grows
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
-    KmemCache& c = g_state.caches[cls];
-    refills += g_state.stats[cls].refills;
-    flushes += g_state.stats[cls].flushes;
+    KmemCache& c = g_kmem.caches[cls];
+    refills += g_kmem.stats[cls].refills;
+    flushes += g_kmem.stats[cls].flushes;
     for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
       KmemCacheNode& kn = c.node[n];
       {
@@ -139,16 +139,16 @@ std::size_t vmstat(char* buf, std::size_t cap) {
            static_cast<unsigned long>(barn[0]), static_cast<unsigned long>(barn[1]),
            static_cast<unsigned long>(barn[2]), static_cast<unsigned long>(barn[3]));
   w.printf("direct_reclaim %lu\n",
-           static_cast<unsigned long>(g_state.direct_reclaims.load(std::memory_order_relaxed)));
+           static_cast<unsigned long>(g_kmem.direct_reclaims.load(std::memory_order_relaxed)));
   w.printf("fork_orphaned_locks %lu\n",
            static_cast<unsigned long>(g_fork_orphaned_locks.load(std::memory_order_relaxed)));
   ReentryStats rs = reentry_stats();
   w.printf("nested_alloc_mappings %lu\nnested_alloc_live %lu\nnested_free_deferred %lu\n",
            rs.blocks, rs.live, rs.deferred);
   std::size_t hc, hb;
-  huge_stats(&hc, &hb);
-  w.printf("huge_mappings %zu\nhuge_bytes %zu\nhuge_cached_bytes %zu\n", hc, hb,
-           huge_cache_bytes());
+  vmalloc_stats(&hc, &hb);
+  w.printf("vmalloc_mappings %zu\nhuge_bytes %zu\nhuge_cached_bytes %zu\n", hc, hb,
+           vmalloc_cache_bytes());
   return w.size();
 }
 

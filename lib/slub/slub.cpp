@@ -22,21 +22,21 @@
 
 namespace numaslub {
 
-constinit SlubFast g_slub = {};
-constinit thread_local CpuSlots* t_slots NS_TLS_IE = nullptr;
+constinit FastPathState g_fastpath = {};
+constinit thread_local PercpuSheaves* t_sheaves NS_TLS_IE = nullptr;
 
 namespace {
 
 // Per-CPU sheaf sets, CPUs 0..kMaxCpus-1. In .bss: only the pages of CPUs
 // that are set up ever become resident.
 //
-// Invariant: the sets of CPUs below g_slub.nr_cpu_slots (and their
+// Invariant: the sets of CPUs below g_fastpath.nr_cpu_sheaves (and their
 // g_cpu_node entries) are set up; it starts at the topology's count of CPUs
 // and grows, under g_init_lock, when a thread runs on a CPU beyond it (the
 // count is a lower bound where sysfs is hidden, and a thread may widen its
-// affinity). A CPU at or beyond g_state.max_cpu_slots (kMaxCpus; less in
+// affinity). A CPU at or beyond g_kmem.max_cpu_sheaves (kMaxCpus; less in
 // tests) has no set: its threads use per-thread sheaves, as in thread mode.
-alignas(4096) char g_cpu_region[kMaxCpus * kCpuSlotsStride];
+alignas(4096) char g_cpu_region[kMaxCpus * kPercpuSheavesStride];
 std::uint16_t g_cpu_node[kMaxCpus];
 
 constinit Mutex g_init_lock;
@@ -52,22 +52,22 @@ pthread_key_t g_thread_key;
 constinit std::atomic<std::uint64_t> g_trim_gen{0};
 
 constinit Mutex g_pool_lock;
-constinit CpuSlots* g_pool = nullptr;  // thread mode: sets of exited threads
+constinit PercpuSheaves* g_pool = nullptr;  // thread mode: sets of exited threads
 // Set while a thread's sheaves are being torn down, so frees that glibc makes
 // after the TSD destructors go straight to the slabs.
 constinit thread_local bool t_exiting NS_TLS_IE = false;
 
 // CPUs whose sets are set up (see g_cpu_region).
-unsigned nr_cpu_slots() {
-  return __atomic_load_n(&g_slub.nr_cpu_slots, __ATOMIC_ACQUIRE);
+unsigned nr_cpu_sheaves() {
+  return __atomic_load_n(&g_fastpath.nr_cpu_sheaves, __ATOMIC_ACQUIRE);
 }
 
 // Sets up the empty sheaf set of one CPU: every main word points at the
 // no-sheaf sentinel, which sends the fast paths to the slow path.
-void setup_cpu_slots(unsigned cpu) {
-  unsigned nid = static_cast<unsigned>(g_state.pa->topo().node_of_cpu(static_cast<int>(cpu)));
+void setup_cpu_sheaves(unsigned cpu) {
+  unsigned nid = static_cast<unsigned>(g_kmem.pa->topo().node_of_cpu(static_cast<int>(cpu)));
   g_cpu_node[cpu] = static_cast<std::uint16_t>(nid);
-  CpuSlots* cs = cpu_slots(cpu);
+  PercpuSheaves* cs = cpu_sheaves(cpu);
   cs->node = nid;
   cs->cpu = cpu;
   for (SheafSlot& sl : cs->slots) sl = {no_sheaf_top(), nullptr};
@@ -77,14 +77,14 @@ void thread_exit(void* arg);
 
 }  // namespace
 
-constinit SlubState g_state;
+constinit KmemState g_kmem;
 
 std::uint64_t random_secret() {
   return sys::random_u64() | 1;
 }
 
-CpuSlots* cpu_slots(unsigned cpu) {
-  return reinterpret_cast<CpuSlots*>(g_cpu_region + (std::size_t{cpu} << kCpuSlotsShift));
+PercpuSheaves* cpu_sheaves(unsigned cpu) {
+  return reinterpret_cast<PercpuSheaves*>(g_cpu_region + (std::size_t{cpu} << kPercpuSheavesShift));
 }
 constinit Sheaf g_no_sheaf = {};
 
@@ -237,21 +237,21 @@ static bool prepare_empty_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
 static void* alloc_direct(KmemCache& c, int nid) {
   void* obj;
   unsigned n =
-      nid < 0 ? static_cast<unsigned>(g_state.pa->local_node()) : static_cast<unsigned>(nid);
+      nid < 0 ? static_cast<unsigned>(g_kmem.pa->local_node()) : static_cast<unsigned>(nid);
   return c.fill(n, &obj, 1) ? obj : nullptr;
 }
 
 // ---- rseq mode ---------------------------------------------------------
 
-// A thread runs on a CPU at or beyond nr_cpu_slots. Sets up the sets up to
+// A thread runs on a CPU at or beyond nr_cpu_sheaves. Sets up the sets up to
 // and including `cpu` and returns true, or false when cpu is beyond the
 // table (the caller then uses per-thread sheaves).
-static bool cpu_slots_grow(unsigned cpu) {
-  if (cpu >= g_state.max_cpu_slots) return false;
+static bool cpu_sheaves_grow(unsigned cpu) {
+  if (cpu >= g_kmem.max_cpu_sheaves) return false;
   LockGuard<Mutex> g(g_init_lock);
-  unsigned n = g_slub.nr_cpu_slots;
-  for (; n <= cpu; ++n) setup_cpu_slots(n);
-  __atomic_store_n(&g_slub.nr_cpu_slots, n, __ATOMIC_RELEASE);
+  unsigned n = g_fastpath.nr_cpu_sheaves;
+  for (; n <= cpu; ++n) setup_cpu_sheaves(n);
+  __atomic_store_n(&g_fastpath.nr_cpu_sheaves, n, __ATOMIC_RELEASE);
   return true;
 }
 
@@ -260,17 +260,17 @@ static void free_slow_thread(KmemCache& c, void* p);
 
 #if NS_HAVE_RSEQ_ASM
 static void* alloc_slow_rseq(unsigned cls) {
-  KmemCache& c = g_state.caches[cls];
+  KmemCache& c = g_kmem.caches[cls];
   std::size_t off = kSlotsOffset + cls * sizeof(SheafSlot);
   for (int attempt = 0; attempt < 16; ++attempt) {
     RseqAbi* rs = rseq_area();
     if (!rs) break;
     unsigned cpu = __atomic_load_n(&rs->cpu_id_start, __ATOMIC_RELAXED);
-    if (cpu >= nr_cpu_slots()) {
-      if (cpu_slots_grow(cpu)) continue;
+    if (cpu >= nr_cpu_sheaves()) {
+      if (cpu_sheaves_grow(cpu)) continue;
       return alloc_slow_thread(cls);  // beyond the table
     }
-    CpuSlots* cs = cpu_slots(cpu);
+    PercpuSheaves* cs = cpu_sheaves(cpu);
     {
       LockGuard<Mutex> g(cs->lock);
       SheafSlot& sl = cs->slots[cls];
@@ -278,10 +278,10 @@ static void* alloc_slow_rseq(unsigned cls) {
       void** old = rseq_replace_main(rs, cpu, &sl.main, sl.spare->top());
       if (old == kReplaceFailed) continue;  // migrated: the full spare stays with that CPU
       sl.spare = main_take(old);
-      ++g_state.stats[cls].refills;
+      ++g_kmem.stats[cls].refills;
       cs->last_used_ns = now_coarse_ns();
     }
-    if (void* obj = rseq_pop(rs, g_slub.cpu_base, g_slub.nr_cpu_slots, off)) return obj;
+    if (void* obj = rseq_pop(rs, g_fastpath.cpu_base, g_fastpath.nr_cpu_sheaves, off)) return obj;
   }
   return alloc_direct(c, -1);
 }
@@ -291,22 +291,22 @@ static void free_slow_rseq(KmemCache& c, void* p) {
   for (int attempt = 0; attempt < 16; ++attempt) {
     RseqAbi* rs = rseq_area();
     if (!rs) break;
-    int r = rseq_push<!kHardened>(rs, g_slub.cpu_base, g_slub.nr_cpu_slots, off, p);
+    int r = rseq_push<!kHardened>(rs, g_fastpath.cpu_base, g_fastpath.nr_cpu_sheaves, off, p);
     if (r == kPushed) return;
     if (r == kPushDoubleFree) fatal("double free of %p (cache %s)", p, c.name);
     unsigned cpu = __atomic_load_n(&rs->cpu_id_start, __ATOMIC_RELAXED);
-    if (cpu >= nr_cpu_slots()) {
-      if (cpu_slots_grow(cpu)) continue;
+    if (cpu >= nr_cpu_sheaves()) {
+      if (cpu_sheaves_grow(cpu)) continue;
       return free_slow_thread(c, p);  // beyond the table
     }
-    CpuSlots* cs = cpu_slots(cpu);
+    PercpuSheaves* cs = cpu_sheaves(cpu);
     LockGuard<Mutex> g(cs->lock);
     SheafSlot& sl = cs->slots[c.cls];
     if (!prepare_empty_spare(c, cs->node, &sl.spare)) break;
     void** old = rseq_replace_main(rs, cpu, &sl.main, sl.spare->top());
     if (old == kReplaceFailed) continue;
     sl.spare = main_take(old);
-    ++g_state.stats[c.cls].flushes;
+    ++g_kmem.stats[c.cls].flushes;
     cs->last_used_ns = now_coarse_ns();
   }
   c.free_batch(&p, 1);
@@ -332,32 +332,32 @@ struct SheafBusy {
   SheafBusy& operator=(const SheafBusy&) = delete;
 };
 
-static CpuSlots* thread_slots() {
-  if (CpuSlots* t = t_slots) return t;
+static PercpuSheaves* thread_sheaves() {
+  if (PercpuSheaves* t = t_sheaves) return t;
   if (t_exiting) return nullptr;
-  CpuSlots* cs;
+  PercpuSheaves* cs;
   {
     LockGuard<Mutex> g(g_pool_lock);
     cs = g_pool;
     if (cs) g_pool = cs->pool_next;
   }
   if (!cs) {
-    cs = static_cast<CpuSlots*>(boot_alloc(sizeof(CpuSlots)));
+    cs = static_cast<PercpuSheaves*>(boot_alloc(sizeof(PercpuSheaves)));
     if (!cs) return nullptr;
-    new (cs) CpuSlots();
+    new (cs) PercpuSheaves();
     for (SheafSlot& sl : cs->slots) sl = {no_sheaf_top(), nullptr};
   }
-  cs->node = static_cast<std::uint32_t>(g_state.pa->local_node());
+  cs->node = static_cast<std::uint32_t>(g_kmem.pa->local_node());
   cs->trim_gen = g_trim_gen.load(std::memory_order_relaxed);
   // Publish before pthread_setspecific, which may allocate (keys >= 32):
   // that nested malloc then finds the set and does not recurse here.
-  t_slots = cs;
+  t_sheaves = cs;
   pthread_setspecific(g_thread_key, cs);
   return cs;
 }
 
 // A malloc_trim ran since this set last looked: empty it (thread mode).
-static void catch_up_trim(CpuSlots* cs) {
+static void catch_up_trim(PercpuSheaves* cs) {
   std::uint64_t gen = g_trim_gen.load(std::memory_order_relaxed);
   if (NS_UNLIKELY(cs->trim_gen != gen)) {
     release_slots(cs, false);
@@ -367,8 +367,8 @@ static void catch_up_trim(CpuSlots* cs) {
 
 static void* alloc_slow_thread(unsigned cls) {
   SheafBusy busy;
-  KmemCache& c = g_state.caches[cls];
-  CpuSlots* cs = thread_slots();
+  KmemCache& c = g_kmem.caches[cls];
+  PercpuSheaves* cs = thread_sheaves();
   if (!cs) return alloc_direct(c, -1);
   catch_up_trim(cs);
   SheafSlot& sl = cs->slots[cls];
@@ -377,13 +377,13 @@ static void* alloc_slow_thread(unsigned cls) {
   sl.spare = main_take(sl.main);
   void* obj = full->objects()[--full->size];
   sl.main = full->top();
-  ++g_state.stats[cls].refills;
+  ++g_kmem.stats[cls].refills;
   return obj;
 }
 
 static void free_slow_thread(KmemCache& c, void* p) {
   SheafBusy busy;
-  CpuSlots* cs = thread_slots();
+  PercpuSheaves* cs = thread_sheaves();
   if (!cs) return c.free_batch(&p, 1);
   catch_up_trim(cs);
   SheafSlot& sl = cs->slots[c.cls];
@@ -397,14 +397,14 @@ static void free_slow_thread(KmemCache& c, void* p) {
   sl.spare = main_take(sl.main);
   empty->objects()[empty->size++] = p;
   sl.main = empty->top();
-  ++g_state.stats[c.cls].flushes;
+  ++g_kmem.stats[c.cls].flushes;
 }
 
 // Gives every sheaf of a set back (to the barn when full and keep_full, else
 // to the slabs) and leaves the set's slots null.
-void release_slots(CpuSlots* cs, bool keep_full) {
+void release_slots(PercpuSheaves* cs, bool keep_full) {
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
-    KmemCache& c = g_state.caches[cls];
+    KmemCache& c = g_kmem.caches[cls];
     SheafSlot& sl = cs->slots[cls];
     for (Sheaf* s : {main_take(sl.main), sl.spare}) {
       if (!s) continue;
@@ -419,9 +419,9 @@ void release_slots(CpuSlots* cs, bool keep_full) {
 
 namespace {
 void thread_exit(void* arg) {
-  auto* cs = static_cast<CpuSlots*>(arg);
+  auto* cs = static_cast<PercpuSheaves*>(arg);
   t_exiting = true;
-  t_slots = nullptr;
+  t_sheaves = nullptr;
   signal_fence();  // a handler's malloc from here on finds no set
   release_slots(cs, true);
   LockGuard<Mutex> g(g_pool_lock);
@@ -435,8 +435,8 @@ void thread_exit(void* arg) {
 // Raises the fast paths' heap bound to `bytes` (never lowers it): the
 // arena's grow hook, and set-up.
 static void publish_heap_size(std::size_t bytes) {
-  std::uintptr_t cur = __atomic_load_n(&g_slub.heap_size, __ATOMIC_RELAXED);
-  while (cur < bytes && !__atomic_compare_exchange_n(&g_slub.heap_size, &cur, bytes, true,
+  std::uintptr_t cur = __atomic_load_n(&g_fastpath.heap_size, __ATOMIC_RELAXED);
+  while (cur < bytes && !__atomic_compare_exchange_n(&g_fastpath.heap_size, &cur, bytes, true,
                                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
   }
 }
@@ -444,16 +444,16 @@ static void publish_heap_size(std::size_t bytes) {
 static bool slub_init_locked() {
   PageAllocator* pa = page_allocator();
   if (!pa) return false;
-  g_state.pa = pa;
+  g_kmem.pa = pa;
   g_no_sheaf.init(0);
-  if (g_state.max_cpu_slots == 0 || g_state.max_cpu_slots > kMaxCpus)
-    g_state.max_cpu_slots = kMaxCpus;
-  unsigned nr_cpus = pa->nr_cpus() < g_state.max_cpu_slots ? pa->nr_cpus() : g_state.max_cpu_slots;
+  if (g_kmem.max_cpu_sheaves == 0 || g_kmem.max_cpu_sheaves > kMaxCpus)
+    g_kmem.max_cpu_sheaves = kMaxCpus;
+  unsigned nr_cpus = pa->nr_cpus() < g_kmem.max_cpu_sheaves ? pa->nr_cpus() : g_kmem.max_cpu_sheaves;
   if (!g_caches_ready) {
     // A secret per cache: one leaked opens one cache's freelists at most.
     for (unsigned c = 0; c < kNrClasses; ++c)
-      if (!g_state.caches[c].init(c, pa, random_secret())) return false;
-    debug_setup(g_state.caches, kNrClasses);
+      if (!g_kmem.caches[c].init(c, pa, random_secret())) return false;
+    debug_setup(g_kmem.caches, kNrClasses);
     g_caches_ready = true;
   }
   if (!g_key_ready) {
@@ -475,22 +475,22 @@ static bool slub_init_locked() {
   if (percpu == PercpuMode::kRseq && mode != CacheMode::kRseq)
     log_msg("percpu=rseq requested but rseq is unavailable: using per-thread caches");
   // The CPUs the topology knows; more are set up when threads run there.
-  for (unsigned cpu = 0; cpu < nr_cpus; ++cpu) setup_cpu_slots(cpu);
-  g_slub.nr_cpu_slots = nr_cpus;
+  for (unsigned cpu = 0; cpu < nr_cpus; ++cpu) setup_cpu_sheaves(cpu);
+  g_fastpath.nr_cpu_sheaves = nr_cpus;
   const Arena& a = pa->arena();
-  g_slub.heap_base = a.base();
-  g_slub.mem_map = a.mem_map();
-  g_slub.node_shift = static_cast<std::uint8_t>(a.node_shift() + kPageShift);
-  g_slub.multi_node = a.nr_nodes() > 1;
-  g_slub.free_checks = static_cast<std::uint8_t>((g_slub.multi_node ? kFreeCheckNode : 0) |
+  g_fastpath.heap_base = a.base();
+  g_fastpath.mem_map = a.mem_map();
+  g_fastpath.node_shift = static_cast<std::uint8_t>(a.node_shift() + kPageShift);
+  g_fastpath.multi_node = a.nr_nodes() > 1;
+  g_fastpath.free_checks = static_cast<std::uint8_t>((g_fastpath.multi_node ? kFreeCheckNode : 0) |
                                                  (cfg.debug ? kFreeCheckSize : 0));
-  g_slub.cpu_node = g_cpu_node;
-  g_slub.cpu_base = g_cpu_region;
-  g_slub.rseq_off = mode == CacheMode::kRseq ? rseq_offset() : 0;
+  g_fastpath.cpu_node = g_cpu_node;
+  g_fastpath.cpu_base = g_cpu_region;
+  g_fastpath.rseq_off = mode == CacheMode::kRseq ? rseq_offset() : 0;
   // The heap's reservation may grow (arena.h): the fast paths' bound follows.
   pa->arena().set_grow_hook(publish_heap_size);
   publish_heap_size(a.size());
-  __atomic_store(&g_slub.mode, &mode, __ATOMIC_RELEASE);  // generic form: mode is an enum
+  __atomic_store(&g_fastpath.mode, &mode, __ATOMIC_RELEASE);  // generic form: mode is an enum
   if (cfg.verbose)
     log_msg("slub: %u caches, %s mode, %u cpus, %u nodes", kNrClasses,
             mode == CacheMode::kRseq ? "rseq" : "thread", nr_cpus, a.nr_nodes());
@@ -506,16 +506,16 @@ bool slub_init() {
   return true;
 }
 
-void slub_set_max_cpu_slots_for_test(unsigned n) {
-  g_state.max_cpu_slots = n;
+void slub_set_max_cpu_sheaves_for_test(unsigned n) {
+  g_kmem.max_cpu_sheaves = n;
 }
 
-unsigned slub_nr_cpu_slots() {
-  return g_ready.load(std::memory_order_acquire) ? nr_cpu_slots() : 0;
+unsigned slub_nr_cpu_sheaves() {
+  return g_ready.load(std::memory_order_acquire) ? nr_cpu_sheaves() : 0;
 }
 
 CacheMode cache_mode() {
-  return g_slub.mode;
+  return g_fastpath.mode;
 }
 
 Mutex& slub_init_lock() {
@@ -535,10 +535,10 @@ void* small_alloc_slow(std::size_t size, std::size_t asked) {
   unsigned cls = size_to_class(size);
   // A debug cache's slots stay at the no-sheaf sentinel: every allocation
   // comes here and goes to its slabs (debug.h).
-  if (NS_UNLIKELY(g_state.caches[cls].debug)) return debug_alloc(g_state.caches[cls], asked, -1);
+  if (NS_UNLIKELY(g_kmem.caches[cls].debug)) return debug_alloc(g_kmem.caches[cls], asked, -1);
   void* p;
 #if NS_HAVE_RSEQ_ASM
-  if (g_slub.mode == CacheMode::kRseq)
+  if (g_fastpath.mode == CacheMode::kRseq)
     p = alloc_slow_rseq(cls);
   else
 #endif
@@ -554,15 +554,15 @@ void* small_alloc_slow(std::size_t size, std::size_t asked) {
 }
 
 void small_free_slow(Page* page, void* p) {
-  KmemCache& c = g_state.caches[page->slab_class - 1];
+  KmemCache& c = g_kmem.caches[page->slab_class - 1];
   Slab* s = c.obj_to_slab(p);
-  if (g_slub.multi_node && s->nid != static_cast<unsigned>(g_state.pa->local_node())) {
+  if (g_fastpath.multi_node && s->nid != static_cast<unsigned>(g_kmem.pa->local_node())) {
     // Origin-aware free: another node's object goes home, not into this CPU's sheaf.
     c.free_remote(s, p);
     return;
   }
 #if NS_HAVE_RSEQ_ASM
-  if (g_slub.mode == CacheMode::kRseq) return free_slow_rseq(c, p);
+  if (g_fastpath.mode == CacheMode::kRseq) return free_slow_rseq(c, p);
 #endif
   free_slow_thread(c, p);
 }
@@ -638,7 +638,7 @@ static bool remote_drain_available() {
 
 // Flushes the spares and, when take_mains, takes every main it can; called
 // with cs->lock held. Returns objects returned to the slabs.
-static std::size_t drain_slots_locked(CpuSlots* cs, bool take_mains) {
+static std::size_t drain_slots_locked(PercpuSheaves* cs, bool take_mains) {
   std::size_t n = 0;
   void** old[kNrClasses];
   bool any = false;
@@ -646,7 +646,7 @@ static std::size_t drain_slots_locked(CpuSlots* cs, bool take_mains) {
     SheafSlot& sl = cs->slots[cls];
     if (sl.spare && sl.spare->size) {
       n += sl.spare->size;
-      sheaf_flush(g_state.caches[cls], sl.spare);
+      sheaf_flush(g_kmem.caches[cls], sl.spare);
     }
     old[cls] = nullptr;
     if (!take_mains || __atomic_load_n(&sl.main, __ATOMIC_RELAXED) == no_sheaf_top()) continue;
@@ -665,14 +665,14 @@ static std::size_t drain_slots_locked(CpuSlots* cs, bool take_mains) {
     Sheaf* s = main_take(old[cls]);
     if (!s) continue;
     n += s->size;
-    sheaf_flush(g_state.caches[cls], s);
-    sheaf_put_empty(g_state.caches[cls], cs->node, s);
+    sheaf_flush(g_kmem.caches[cls], s);
+    sheaf_put_empty(g_kmem.caches[cls], cs->node, s);
   }
   return n;
 }
 
 static std::size_t drain_cpu_remote(unsigned cpu, bool take_mains) {
-  CpuSlots* cs = cpu_slots(cpu);
+  PercpuSheaves* cs = cpu_sheaves(cpu);
   LockGuard<Mutex> g(cs->lock);
   return drain_slots_locked(cs, take_mains);
 }
@@ -685,7 +685,7 @@ static std::size_t drain_cpu_migrate(unsigned cpu) {
   if (sys::call(SYS_sched_setaffinity, 0, sizeof mask, mask) != 0) return 0;
   RseqAbi* rs = rseq_area();
   if (!rs) return 0;
-  CpuSlots* cs = cpu_slots(cpu);
+  PercpuSheaves* cs = cpu_sheaves(cpu);
   LockGuard<Mutex> g(cs->lock);
   std::size_t n = drain_slots_locked(cs, false);
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
@@ -696,8 +696,8 @@ static std::size_t drain_cpu_migrate(unsigned cpu) {
     Sheaf* old = main_take(top);
     if (!old) continue;
     n += old->size;
-    sheaf_flush(g_state.caches[cls], old);
-    sheaf_put_empty(g_state.caches[cls], cs->node, old);
+    sheaf_flush(g_kmem.caches[cls], old);
+    sheaf_put_empty(g_kmem.caches[cls], cs->node, old);
   }
   return n;
 }
@@ -708,7 +708,7 @@ static std::size_t drain_cpu_migrate(unsigned cpu) {
 static void drain_all_by_migration() {
   unsigned long saved[kMaxCpus / 64] = {};
   if (sys::call(SYS_sched_getaffinity, 0, sizeof saved, saved) <= 0) return;
-  for (unsigned cpu = 0; cpu < nr_cpu_slots(); ++cpu)
+  for (unsigned cpu = 0; cpu < nr_cpu_sheaves(); ++cpu)
     if (saved[cpu / 64] & (1UL << (cpu % 64))) drain_cpu_migrate(cpu);
   if (sys::call(SYS_sched_setaffinity, 0, sizeof saved, saved) != 0) {
     unsigned long all[kMaxCpus / 64];
@@ -720,8 +720,8 @@ static void drain_all_by_migration() {
 
 std::size_t kmem_drain_cpu(unsigned cpu) {
 #if NS_HAVE_RSEQ_ASM
-  if (g_ready.load(std::memory_order_acquire) && g_slub.mode == CacheMode::kRseq &&
-      cpu < nr_cpu_slots())
+  if (g_ready.load(std::memory_order_acquire) && g_fastpath.mode == CacheMode::kRseq &&
+      cpu < nr_cpu_sheaves())
     return drain_cpu_remote(cpu, remote_drain_available());
 #endif
   (void)cpu;
@@ -729,19 +729,19 @@ std::size_t kmem_drain_cpu(unsigned cpu) {
 }
 
 std::size_t kmem_flush_barns(unsigned nid) {
-  if (!g_ready.load(std::memory_order_acquire) || nid >= g_state.pa->nr_nodes()) return 0;
+  if (!g_ready.load(std::memory_order_acquire) || nid >= g_kmem.pa->nr_nodes()) return 0;
   std::size_t n = 0;
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
-    n += barn_flush(g_state.caches[cls], nid);
+    n += barn_flush(g_kmem.caches[cls], nid);
   }
   return n;
 }
 
 std::size_t kmem_cpu_cached(unsigned cpu, std::uint64_t* last_used_ns) {
-  if (!g_ready.load(std::memory_order_acquire) || g_slub.mode != CacheMode::kRseq ||
-      cpu >= nr_cpu_slots())
+  if (!g_ready.load(std::memory_order_acquire) || g_fastpath.mode != CacheMode::kRseq ||
+      cpu >= nr_cpu_sheaves())
     return 0;
-  CpuSlots* cs = cpu_slots(cpu);
+  PercpuSheaves* cs = cpu_sheaves(cpu);
   // Racy reads: a hint for reclaim, which takes the locks before acting.
   std::size_t n = 0;
   for (const SheafSlot& sl : cs->slots) {
@@ -761,19 +761,19 @@ std::size_t kmem_cpu_cached(unsigned cpu, std::uint64_t* last_used_ns) {
 std::size_t kmem_shrink_shared() {
   if (!g_ready.load(std::memory_order_acquire)) return 0;
 #if NS_HAVE_RSEQ_ASM
-  if (g_slub.mode == CacheMode::kRseq) {
+  if (g_fastpath.mode == CacheMode::kRseq) {
     bool remote = remote_drain_available();
-    for (unsigned cpu = 0; cpu < nr_cpu_slots(); ++cpu) drain_cpu_remote(cpu, remote);
+    for (unsigned cpu = 0; cpu < nr_cpu_sheaves(); ++cpu) drain_cpu_remote(cpu, remote);
   }
 #endif
   std::size_t pages = 0;
   if (debug_enabled()) debug_quarantine_drain();
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
-    KmemCache& c = g_state.caches[cls];
-    for (unsigned nid = 0; nid < g_state.pa->nr_nodes(); ++nid) barn_flush(c, nid);
+    KmemCache& c = g_kmem.caches[cls];
+    for (unsigned nid = 0; nid < g_kmem.pa->nr_nodes(); ++nid) barn_flush(c, nid);
     pages += c.shrink(true);
   }
-  return pages + g_state.pa->drain_all_pcp();
+  return pages + g_kmem.pa->drain_all_pcp();
 }
 
 std::size_t kmem_shrink_all() {
@@ -782,13 +782,13 @@ std::size_t kmem_shrink_all() {
   // its next slow path (it sees the new generation). Sets of exited threads
   // were emptied when they were pooled.
   g_trim_gen.fetch_add(1, std::memory_order_relaxed);
-  if (CpuSlots* t = t_slots) {
+  if (PercpuSheaves* t = t_sheaves) {
     SheafBusy busy;
     release_slots(t, false);
     t->trim_gen = g_trim_gen.load(std::memory_order_relaxed);
   }
 #if NS_HAVE_RSEQ_ASM
-  if (g_slub.mode == CacheMode::kRseq && !remote_drain_available()) drain_all_by_migration();
+  if (g_fastpath.mode == CacheMode::kRseq && !remote_drain_available()) drain_all_by_migration();
 #endif
   return kmem_shrink_shared();
 }

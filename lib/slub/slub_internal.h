@@ -16,14 +16,14 @@ struct ClassStats {
   StatCounter flushes;  // main sheaves replaced by an empty one
 };
 
-struct SlubState {
+struct KmemState {
   PageAllocator* pa = nullptr;
-  unsigned max_cpu_slots = 0;  // the per-CPU table's size (0 before set-up: kMaxCpus)
+  unsigned max_cpu_sheaves = 0;  // the per-CPU table's size (0 before set-up: kMaxCpus)
   KmemCache caches[kNrClasses];
   ClassStats stats[kNrClasses];
   std::atomic<std::uint64_t> direct_reclaims{0};
 };
-extern SlubState g_state;
+extern KmemState g_kmem;
 
 // A small object of `size` bytes (<= kMaxSmallSize), free tag cleared;
 // from the debug path for a debug cache (debug.h), which records `asked`
@@ -33,8 +33,8 @@ void small_free_slow(Page* page, void* p);
 Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid);
 void sheaf_put_empty(KmemCache& c, unsigned nid, Sheaf* s);
 void sheaf_flush(KmemCache& c, Sheaf* s);
-void release_slots(CpuSlots* cs, bool keep_full);
-CpuSlots* cpu_slots(unsigned cpu);  // rseq mode: CPU cpu's sheaf set
+void release_slots(PercpuSheaves* cs, bool keep_full);
+PercpuSheaves* cpu_sheaves(unsigned cpu);  // rseq mode: CPU cpu's sheaf set
 bool slub_ready();
 // 64 random bits (getrandom; the clock where it fails), odd.
 std::uint64_t random_secret();

@@ -112,7 +112,7 @@ void collect_zone(PageAllocator* pa, unsigned n, std::uint32_t nr_cpus, pub::Zon
 }
 
 void collect_cache(unsigned cls, unsigned nr_nodes, pub::CacheSnap* cs, pub::CacheNodeSnap* parts) {
-  KmemCache& c = g_state.caches[cls];
+  KmemCache& c = g_kmem.caches[cls];
   std::memcpy(cs->name, c.name, sizeof cs->name < sizeof c.name ? sizeof cs->name : sizeof c.name);
   cs->name[sizeof cs->name - 1] = '\0';
   cs->size = c.size;
@@ -121,8 +121,8 @@ void collect_cache(unsigned cls, unsigned nr_nodes, pub::CacheSnap* cs, pub::Cac
   cs->sheaf_capacity = c.sheaf_capacity;
   cs->barn_max_full = c.barn_max_full;
   cs->min_partial = c.min_partial;
-  cs->refills = g_state.stats[cls].refills;
-  cs->flushes = g_state.stats[cls].flushes;
+  cs->refills = g_kmem.stats[cls].refills;
+  cs->flushes = g_kmem.stats[cls].flushes;
   pub::CacheNodeSnap& t = cs->total;
   for (unsigned nid = 0; nid < nr_nodes; ++nid) {
     KmemCacheNode& kn = c.node[nid];
@@ -172,9 +172,9 @@ void collect_snapshot(void* copy, const pub::Layout& l, std::uint32_t nr_nodes,
       collect_cache(cls, nr_nodes, &caches[cls], &parts[cls * nr_nodes]);
   }
   std::size_t hc, hb;
-  huge_stats(&hc, &hb);
-  sh->huge_count = hc;
-  sh->huge_bytes = hb;
+  vmalloc_stats(&hc, &hb);
+  sh->vmalloc_count = hc;
+  sh->vmalloc_bytes = hb;
   std::size_t n = (vmstat_text ? vmstat_text : default_vmstat_text)(text, text_cap);
   text[n < text_cap ? n : text_cap - 1] = '\0';
   sh->nr_vmstat = parse_vmstat_lines(text, stats, pub::kVmstatMax);

@@ -122,8 +122,8 @@ void render_slabinfo(const Snapshot& s, BufWriter& w) {
              static_cast<U>(t.slabs - t.partial), static_cast<U>(t.slabs),
              static_cast<U>(t.full_sheaves));
   }
-  w.printf("# huge mappings: %lu, %lu KiB\n", static_cast<U>(s.head->huge_count),
-           static_cast<U>(s.head->huge_bytes >> 10));
+  w.printf("# vmalloc mappings: %lu, %lu KiB\n", static_cast<U>(s.head->vmalloc_count),
+           static_cast<U>(s.head->vmalloc_bytes >> 10));
 }
 
 void render_vmstat(const Snapshot& s, BufWriter& w) {
@@ -163,8 +163,8 @@ HeapSummary heap_summary(const Snapshot& s) {
     h.released += released << 12;
     h.cached += (free > released ? free - released : 0) << 12;
   }
-  h.huge = s.head->huge_bytes;
-  h.resident = h.used + h.cached + h.huge;
+  h.vmalloc = s.head->vmalloc_bytes;
+  h.resident = h.used + h.cached + h.vmalloc;
   return h;
 }
 
@@ -186,10 +186,10 @@ void render_json(const Snapshot& s, unsigned views, BufWriter& w) {
   HeapSummary hs = heap_summary(s);
   w.printf(
       ",\"heap\":{\"present_bytes\":%lu,\"used_bytes\":%lu,\"cached_bytes\":%lu,"
-      "\"released_bytes\":%lu,\"resident_bytes\":%lu,\"huge_mappings\":%lu,\"huge_bytes\":%lu}",
+      "\"released_bytes\":%lu,\"resident_bytes\":%lu,\"vmalloc_mappings\":%lu,\"vmalloc_bytes\":%lu}",
       static_cast<U>(hs.present), static_cast<U>(hs.used), static_cast<U>(hs.cached),
-      static_cast<U>(hs.released), static_cast<U>(hs.resident), static_cast<U>(h.huge_count),
-      static_cast<U>(h.huge_bytes));
+      static_cast<U>(hs.released), static_cast<U>(hs.resident), static_cast<U>(h.vmalloc_count),
+      static_cast<U>(h.vmalloc_bytes));
   if (views & kBuddyinfo) {
     w.put(",\"buddyinfo\":[");
     for (unsigned n = 0; n < f.nr_nodes; ++n) {

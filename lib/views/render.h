@@ -41,8 +41,8 @@ struct HeapSummary {
   std::uint64_t used = 0;      // allocated: present - free - per-CPU lists
   std::uint64_t cached = 0;    // free and resident (buddy dirty free + per-CPU lists)
   std::uint64_t released = 0;  // free and given back (clean, or lazily freed)
-  std::uint64_t resident = 0;  // used + cached + huge mappings
-  std::uint64_t huge = 0;
+  std::uint64_t resident = 0;  // used + cached + direct mappings
+  std::uint64_t vmalloc = 0;
 };
 HeapSummary heap_summary(const Snapshot& s);
 

@@ -76,8 +76,8 @@ struct SnapHeader {
   std::uint64_t collect_ns;  // how long collecting took
   std::uint32_t nr_vmstat;
   std::uint32_t flags;  // kSnapSlubReady, kSnapRseq
-  std::uint64_t huge_count;
-  std::uint64_t huge_bytes;
+  std::uint64_t vmalloc_count;
+  std::uint64_t vmalloc_bytes;
   std::uint64_t requests_served;
   char policy[kPolicyLen];  // MemPolicy::describe
   std::uint64_t reserved[4];

@@ -122,7 +122,7 @@ TEST(Api, ReallocSemantics) {
   void* p = g_realloc(nullptr, 10);  // realloc(NULL, n) is malloc(n)
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(g_realloc(p, 0), nullptr);  // glibc: frees and returns NULL
-  // Growth and shrinking through slab, large and huge sizes keep content.
+  // Growth and shrinking through slab, large and vmalloc sizes keep content.
   std::size_t sizes[] = {1, 16, 100, 1000, 40000, 300000, 5 << 20, 20 << 20, 70000, 33, 8};
   auto* q = static_cast<unsigned char*>(g_malloc(1));
   q[0] = 0;

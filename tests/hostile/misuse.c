@@ -246,24 +246,24 @@ static void large_overflow(void) {
   f_free(p);
 }
 
-static void huge_overflow(void) {
+static void vmalloc_overflow(void) {
   char* p = f_malloc(kHuge - 100);
   f_memset(p + kHuge - 100, 0x41, 8);
   f_free(p);
 }
 
-static void huge_double_free(void) {
+static void vmalloc_double_free(void) {
   void* p = f_malloc(kHuge);
   f_free(p);
   f_free(p);
 }
 
-static void huge_interior_free(void) {
+static void vmalloc_interior_free(void) {
   char* p = f_malloc(kHuge);
   f_free(p + 4096);
 }
 
-static void huge_realloc_freed(void) {
+static void vmalloc_realloc_freed(void) {
   void* p = f_malloc(kHuge);
   f_free(p);
   f_realloc(p, 2 * kHuge);
@@ -331,13 +331,13 @@ static const struct misuse kCases[] = {
      "realloc of a freed 100 KB block"},
     {"large_overflow", large_overflow, NULL, "Right Redzone overwritten", "large block", 0,
      "overflow by 8 of a 100 KB block"},
-    {"huge_double_free", huge_double_free, "double free", "double free", "direct mapping", 0,
+    {"vmalloc_double_free", vmalloc_double_free, "double free", "double free", "direct mapping", 0,
      "double free of an 8 MiB mapping"},
-    {"huge_interior_free", huge_interior_free, "invalid pointer", "invalid pointer",
+    {"vmalloc_interior_free", vmalloc_interior_free, "invalid pointer", "invalid pointer",
      "direct mapping", 0, "free(p + 4096) of an 8 MiB mapping"},
-    {"huge_realloc_freed", huge_realloc_freed, "realloc of", "realloc of", "direct mapping", 0,
+    {"vmalloc_realloc_freed", vmalloc_realloc_freed, "realloc of", "realloc of", "direct mapping", 0,
      "realloc of a freed 8 MiB mapping"},
-    {"huge_overflow", huge_overflow, NULL, "Right Redzone overwritten", "direct mapping", 0,
+    {"vmalloc_overflow", vmalloc_overflow, NULL, "Right Redzone overwritten", "direct mapping", 0,
      "overflow by 8 of an 8 MiB mapping"},
 };
 enum { kNrCases = sizeof kCases / sizeof kCases[0] };

@@ -22,43 +22,43 @@ inline constexpr std::size_t kMaxAllocSize = std::size_t{1} << 46;
 // two), from the cache of freed mappings or a new mapping; null on failure,
 // and always for size or align above kMaxAllocSize. *zeroed (if given) says
 // whether the memory reads as zero (a new mapping) or not (a reused one).
-void* huge_alloc(std::size_t size, std::size_t align, int nid, bool* zeroed = nullptr);
+void* vmalloc(std::size_t size, std::size_t align, int nid, bool* zeroed = nullptr);
 // A new mapping, bypassing the cache.
-void* huge_map(std::size_t size, std::size_t align, int nid);
+void* vmalloc_map(std::size_t size, std::size_t align, int nid);
 // Unmaps cached mappings freed before before_ns (~0: all); returns pages.
-std::size_t huge_cache_release(std::uint64_t before_ns);
-std::size_t huge_cache_bytes();
+std::size_t vmalloc_cache_release(std::uint64_t before_ns);
+std::size_t vmalloc_cache_bytes();
 // The same without the lock: a racy read, for the reclaim thread's start rule.
-std::size_t huge_cache_bytes_hint();
+std::size_t vmalloc_cache_bytes_hint();
 // Reclaim's wake-up, called when the cache stops being empty. Freed
 // mappings are cached only once a hook is set (someone ages them).
-void huge_set_wake_hook(void (*wake)());
+void vmalloc_set_wake_hook(void (*wake)());
 // Unmaps p if it is a recorded mapping; false otherwise.
-bool huge_free(void* p);
-// For a pointer that is not a mapping's start (huge_free said false): what
+bool vfree(void* p);
+// For a pointer that is not a mapping's start (vfree said false): what
 // misuse it is, if it was ours. kFreed: a mapping freed lately (the last
 // 64) starts there, so this is a double free; kInterior: it points inside
 // live mapping *mapping. Scans the table: for error paths only.
-enum class HugeMisuse { kNone, kFreed, kInterior };
-HugeMisuse huge_misuse(const void* p, std::uintptr_t* mapping);
+enum class VmallocMisuse { kNone, kFreed, kInterior };
+VmallocMisuse vmalloc_misuse(const void* p, std::uintptr_t* mapping);
 // Length of the mapping at p, or 0 when p is not one.
-std::size_t huge_size(const void* p);
+std::size_t vmalloc_size(const void* p);
 // Grows or shrinks the mapping at p (mremap, may move); null on failure
 // (new_size above kMaxAllocSize included), p intact.
-void* huge_resize(void* p, std::size_t new_size);
+void* vrealloc(void* p, std::size_t new_size);
 // In a fork child (`self`: the forking thread's id in the parent): frees the
 // table lock if a thread that did not survive the fork held it, and
 // recounts what it guarded.
-void huge_fork_child(std::uint32_t self);
+void vmalloc_fork_child(std::uint32_t self);
 
 // Live mappings and their bytes (stats).
-void huge_stats(std::size_t* count, std::size_t* bytes);
+void vmalloc_stats(std::size_t* count, std::size_t* bytes);
 
 // Tests: the calling thread takes (hold) or releases (!hold) the table's
 // lock without counting it as held (so its own calls do not take the nested
 // paths, lib/base/thread_ctx.h): a call of its own that then takes the lock
 // aborts at once as a self-deadlock (lock.h), which shows that a path never
 // takes it.
-void huge_hold_lock_for_test(bool hold);
+void vmalloc_hold_lock_for_test(bool hold);
 
 }  // namespace numaslub

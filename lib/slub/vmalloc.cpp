@@ -1,4 +1,4 @@
-#include "lib/slub/huge.h"
+#include "lib/slub/vmalloc.h"
 
 #include <sys/mman.h>
 
@@ -122,7 +122,7 @@ void erase(Entry* e) {
 // and freeing blocks above 4 MiB (growing buffers, realloc chains) does not
 // pay for munmap, mmap and a page fault per page every time. Entries are
 // bounded in number and bytes; reclaim unmaps those idle for decay_ms
-// (huge_cache_release), and everything under pressure or malloc_trim.
+// (vmalloc_cache_release), and everything under pressure or malloc_trim.
 
 namespace {
 
@@ -160,11 +160,11 @@ std::uintptr_t cache_take(std::size_t len, std::size_t align, int nid, std::size
 
 }  // namespace
 
-void huge_set_wake_hook(void (*wake)()) {
+void vmalloc_set_wake_hook(void (*wake)()) {
   g_wake = wake;
 }
 
-std::size_t huge_cache_release(std::uint64_t before_ns) {
+std::size_t vmalloc_cache_release(std::uint64_t before_ns) {
   Cached out[kCacheSlots];
   unsigned n = 0;
   {
@@ -187,12 +187,12 @@ std::size_t huge_cache_release(std::uint64_t before_ns) {
   return bytes >> kPageShift;
 }
 
-std::size_t huge_cache_bytes() {
+std::size_t vmalloc_cache_bytes() {
   LockGuard<Mutex> g(g_lock);
   return g_cached_bytes;
 }
 
-std::size_t huge_cache_bytes_hint() {
+std::size_t vmalloc_cache_bytes_hint() {
   return __atomic_load_n(&g_cached_bytes, __ATOMIC_RELAXED);
 }
 
@@ -205,7 +205,7 @@ std::size_t map_len(std::size_t size) {
 }
 }  // namespace
 
-void* huge_alloc(std::size_t size, std::size_t align, int nid, bool* zeroed) {
+void* vmalloc(std::size_t size, std::size_t align, int nid, bool* zeroed) {
   if (size > kMaxAllocSize || align > kMaxAllocSize) return nullptr;
   // Cache entries are keyed by the node the mapping was bound to, so "the
   // CPU's node" is resolved first: a mapping made on another node's CPU
@@ -223,15 +223,15 @@ void* huge_alloc(std::size_t size, std::size_t align, int nid, bool* zeroed) {
     }
   }
   if (zeroed) *zeroed = true;
-  if (void* p = huge_map(size, align, nid)) return p;
+  if (void* p = vmalloc_map(size, align, nid)) return p;
   // Out of address space (RLIMIT_AS) or memory while freed mappings sit in
   // the cache: unmap them and try once more, rather than fail for want of
   // what we hold ourselves.
-  if (huge_cache_release(~std::uint64_t{0}) == 0) return nullptr;
-  return huge_map(size, align, nid);
+  if (vmalloc_cache_release(~std::uint64_t{0}) == 0) return nullptr;
+  return vmalloc_map(size, align, nid);
 }
 
-void* huge_map(std::size_t size, std::size_t align, int nid) {
+void* vmalloc_map(std::size_t size, std::size_t align, int nid) {
   if (size > kMaxAllocSize || align > kMaxAllocSize) return nullptr;
   std::size_t len = map_len(size);
   std::size_t extra = align > kPageSize ? align : 0;
@@ -258,7 +258,7 @@ void* huge_map(std::size_t size, std::size_t align, int nid) {
   return reinterpret_cast<void*>(p);
 }
 
-bool huge_free(void* p) {
+bool vfree(void* p) {
   std::size_t len;
   bool was_empty = false;
   {
@@ -282,13 +282,13 @@ bool huge_free(void* p) {
   return true;
 }
 
-std::size_t huge_size(const void* p) {
+std::size_t vmalloc_size(const void* p) {
   LockGuard<Mutex> g(g_lock);
   Entry* e = find(reinterpret_cast<std::uintptr_t>(p));
   return e ? e->len : 0;
 }
 
-void* huge_resize(void* p, std::size_t new_size) {
+void* vrealloc(void* p, std::size_t new_size) {
   if (new_size > kMaxAllocSize) return nullptr;  // align_up would wrap
   std::size_t len = map_len(new_size);
   LockGuard<Mutex> g(g_lock);
@@ -304,21 +304,21 @@ void* huge_resize(void* p, std::size_t new_size) {
   return reinterpret_cast<void*>(r);
 }
 
-HugeMisuse huge_misuse(const void* p, std::uintptr_t* mapping) {
+VmallocMisuse vmalloc_misuse(const void* p, std::uintptr_t* mapping) {
   auto a = reinterpret_cast<std::uintptr_t>(p);
   LockGuard<Mutex> g(g_lock);
   for (std::uintptr_t f : g_freed)
-    if (f == a) return HugeMisuse::kFreed;
+    if (f == a) return VmallocMisuse::kFreed;
   Entry* t = table();
   for (std::size_t i = 0; i < capacity(); ++i)
     if (t[i].addr > kTombstone && a - t[i].addr < t[i].len) {
       *mapping = t[i].addr;
-      return HugeMisuse::kInterior;
+      return VmallocMisuse::kInterior;
     }
-  return HugeMisuse::kNone;
+  return VmallocMisuse::kNone;
 }
 
-void huge_fork_child(std::uint32_t self) {
+void vmalloc_fork_child(std::uint32_t self) {
   if (!g_lock.reset_if_orphaned(self)) return;
   // A thread gone with the fork held the lock: the table's entries are
   // whole (an address is written last), the counts may be one off.
@@ -336,13 +336,13 @@ void huge_fork_child(std::uint32_t self) {
   for (unsigned i = 0; i < g_cached; ++i) g_cached_bytes += g_cache[i].len;
 }
 
-void huge_stats(std::size_t* count, std::size_t* bytes) {
+void vmalloc_stats(std::size_t* count, std::size_t* bytes) {
   LockGuard<Mutex> g(g_lock);
   *count = g_live;
   *bytes = g_bytes;
 }
 
-void huge_hold_lock_for_test(bool hold) {
+void vmalloc_hold_lock_for_test(bool hold) {
   if (hold) {
     g_lock.lock();
     --t_ctx.locks_held;
