@@ -78,6 +78,12 @@ constexpr Option kOptions[] = {
            "releasing them (to fork while a pass is open)"),
     NS_OPT(madv_free, Type::kBool, "0",
            "release with MADV_FREE (lazy, cheaper) instead of MADV_DONTNEED (zeroes pages)"),
+    NS_CHOICE(thp, kThpChoices, "auto",
+              "2 MiB pages for the heap (MADV_HUGEPAGE): auto (a node's new sections once its "
+              "heap is thp_dense % in use), always (every section), never"),
+    NS_OPT(thp_dense, Type::kUint, "75",
+           "percent in use that makes a node's heap dense enough for thp=auto, and a 2 MiB "
+           "range dense enough that reclaim keeps it whole unless under pressure"),
     NS_OPT(psi_threshold, Type::kUint, "10",
            "memory pressure (PSI some avg10, percent) above which all cached memory is released"),
     NS_OPT(publish, Type::kBool, "1",

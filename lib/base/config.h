@@ -21,6 +21,7 @@ namespace numaslub {
 inline constexpr char kPercpuChoices[] = "auto|rseq|thread";
 inline constexpr char kMmapPolicyChoices[] = "default|local|interleave|bind:N";
 inline constexpr char kNumaChoices[] = "local|interleave[:LIST]|bind:LIST|preferred:LIST";
+inline constexpr char kThpChoices[] = "auto|always|never";
 
 // The index of choice `name` in `choices`, or -1.
 constexpr int choice_index(const char* choices, const char* name) {
@@ -57,6 +58,8 @@ struct Config {
   std::uint32_t idle_drain_ms = 1000;         // per-CPU caches idle this long are drained
   std::uint32_t reclaim_hold_ms = 0;          // tests: hold isolated blocks this long
   bool madv_free = false;                     // release with MADV_FREE instead of MADV_DONTNEED
+  std::uint8_t thp = 0;                       // transparent huge pages (kThpChoices)
+  std::uint32_t thp_dense = 75;               // % of a zone or 2 MiB range in use that is "dense"
   std::uint32_t psi_threshold = 10;           // memory "some avg10" % that counts as pressure
   bool publish = true;                        // views in $TMPDIR/numaslub-<uid>/<pid>
   std::uint32_t publish_ms = 50;              // how often the published views are updated

@@ -29,6 +29,8 @@ int PageAllocator::init(const Config& cfg, const Topology& topo, const OsMem& os
     }
     topo_ = view;
   }
+  thp_ = static_cast<ThpMode>(cfg.thp);
+  if (!os.advise_huge) thp_ = ThpMode::kNever;
   zones_ = static_cast<Zone*>(boot_alloc(sizeof(Zone) * nodes));
   node_stats_ = static_cast<NodeStats*>(boot_alloc(sizeof(NodeStats) * nodes));
   zonelists_ = static_cast<std::uint16_t*>(boot_alloc(sizeof(std::uint16_t) * nodes * nodes));
@@ -38,6 +40,9 @@ int PageAllocator::init(const Config& cfg, const Topology& topo, const OsMem& os
     NodeRange& r = arena_.node(n);
     z->watermark_scale = cfg.watermark_scale;
     z->init(n, r.base, arena_.pfn_to_page(r.pfn_start), r.pages, grow_zone, this);
+    // Without the per-range words (boot_alloc failed) the zone stays on base
+    // pages: huge pages are an optimisation, not worth failing the heap for.
+    if (thp_ != ThpMode::kNever) z->enable_thp(cfg.thp_dense);
     new (&node_stats_[n]) NodeStats();
     // The zonelist: the allowed nodes by distance from n (n first if allowed).
     std::uint16_t order[kMaxNodes];
@@ -67,9 +72,22 @@ int PageAllocator::init(const Config& cfg, const Topology& topo, const OsMem& os
 
 bool PageAllocator::grow_zone(void* self, Zone* zone) {
   auto* pa = static_cast<PageAllocator*>(self);
+  // Decided on the zone as it is before the section joins it.
+  bool huge = zone->thp_enabled() && (pa->thp_ == ThpMode::kAlways || zone->dense());
   std::size_t pfn, n;
   if (pa->arena_.online_section(zone->nid(), &pfn, &n) != 0) return false;
-  zone->online_locked(pfn - pa->arena_.node(zone->nid()).pfn_start, n);
+  std::size_t zpfn = pfn - pa->arena_.node(zone->nid()).pfn_start;
+  if (huge) {
+    // Under the zone lock, as the section's mprotect was: a system call that
+    // only sets a flag on the mapping. Nothing has touched the section yet,
+    // so its first faults map huge pages. A section is a multiple of 4 MiB
+    // and aligned to it, hence of whole 2 MiB ranges.
+    if (pa->arena_.os().advise_huge(pa->arena_.pfn_to_virt(pfn), n << kPageShift) == 0)
+      zone->mark_huge_locked(zpfn, n);
+    else
+      ++zone->stats.thp_advise_fail;
+  }
+  zone->online_locked(zpfn, n);
   return true;
 }
 

@@ -33,6 +33,24 @@ enum Gfp : unsigned {
 
 inline constexpr int kNumaNoNode = -1;
 
+// thp= (config.h's kThpChoices): when a section is advised to be backed by
+// huge pages (MADV_HUGEPAGE) as it comes online, before any page of it is
+// touched (advice given later only helps through khugepaged's slow
+// collapsing; faults in an advised range map 2 MiB at once):
+// - auto: once the node's zone is dense (Zone::dense(): thp_dense % of its
+//   onlined pages in use) when it grows. A node's first section never is:
+//   a small program keeps the RSS of base pages, where a huge page mostly
+//   empty would cost up to 2 MiB per touched range. A heap that fills its
+//   sections before growing (the common case: the zone grows when no free
+//   block fits) gets huge pages from its second section on.
+// - always: every section.
+// - never: no advice, no per-range words, nothing of zone.h's huge-page
+//   bookkeeping: the heap behaves as without this option.
+enum class ThpMode : std::uint8_t { kAuto, kAlways, kNever };
+static_assert(choice_index(kThpChoices, "auto") == int(ThpMode::kAuto) &&
+              choice_index(kThpChoices, "always") == int(ThpMode::kAlways) &&
+              choice_index(kThpChoices, "never") == int(ThpMode::kNever));
+
 struct NodeStats {
   StatCounter alloc_local;     // served by the requested node
   StatCounter alloc_fallback;  // served by another node (the kernel's numa_miss)
@@ -107,6 +125,7 @@ class PageAllocator {
     return pcp_ ? &pcp_[cpu * arena_.nr_nodes() + nid] : nullptr;
   }
   NodeStats& node_stats(unsigned nid) { return node_stats_[nid]; }
+  ThpMode thp() const { return thp_; }
   int local_node() const;
 
   // In a fork child, before anything allocates (`self`: the forking
@@ -135,6 +154,7 @@ class PageAllocator {
   std::uint16_t* zonelists_ = nullptr;  // [node][nr_nodes], first zonelist_len_ used
   unsigned zonelist_len_ = 0;           // nodes the policy allows
   unsigned nr_cpus_ = 0;
+  ThpMode thp_ = ThpMode::kNever;  // kNever also where the OsMem cannot advise
 };
 
 // The process-wide page allocator over the process topology and config(),

@@ -58,6 +58,7 @@ void Zone::add_block(Page* p, unsigned order, std::uint32_t state, std::uint64_t
     clean_pages += std::size_t{1} << order;
   }
   if (state & PG_lazy) lazy_pages += std::size_t{1} << order;
+  if (huge_) account_range(pfn(p), order, true);
 }
 
 void Zone::del_block(Page* p, unsigned order) {
@@ -70,6 +71,7 @@ void Zone::del_block(Page* p, unsigned order) {
     clean_pages -= std::size_t{1} << order;
   }
   if (p->flags & PG_lazy) lazy_pages -= std::size_t{1} << order;
+  if (huge_) account_range(pfn(p), order, false);
   p->flags &= ~(PG_buddy | PG_lazy);
   signal_fence();
 }
@@ -82,7 +84,24 @@ Page* Zone::take_block(unsigned order, bool want_clean, unsigned* got_order) {
     // zeroed memory, which a clean block gives for free.
     ListNode* first = want_clean ? &a.clean : &a.dirty;
     ListNode* second = want_clean ? &a.dirty : &a.clean;
-    ListNode* n = !first->empty() ? first->next : second->next;
+    ListNode* list = !first->empty() ? first : second;
+    ListNode* n = list->next;
+    if (huge_ && o < kHugeOrder) {
+      // Fill the fullest huge range first: of the first few blocks, the one
+      // in a marked range with the fewest free pages (unmarked ones last).
+      // Bounded, so the lock is held no longer than a few cache misses.
+      constexpr unsigned kCandidates = 8;
+      std::size_t best = ~std::size_t{0};
+      unsigned seen = 0;
+      for (ListNode* it = n; it != list && seen < kCandidates; it = it->next, ++seen) {
+        std::size_t pf = pfn(list_entry<Page>(it, offsetof(Page, lru)));
+        std::size_t score = range_free(pf) + (range_huge(pf) ? 0 : kHugePages + 1);
+        if (score < best) {
+          best = score;
+          n = it;
+        }
+      }
+    }
     Page* p = list_entry<Page>(n, offsetof(Page, lru));
     del_block(p, o);
     *got_order = o;
@@ -158,7 +177,7 @@ void Zone::free_locked(Page* page, unsigned order, bool clean) {
   ++stats.free[order];
   merge_and_add(pfn, order, clean ? PG_clean : 0u, clean ? 0 : now_coarse_ns());
   if (NS_UNLIKELY(wake_fn != nullptr) && !clean && !wake_pending &&
-      (kswapd_armed || dirty_pages() > wmark_high)) {
+      (kswapd_armed || dirty_pages() > wmark_high + thp_kept_pages)) {
     wake_pending = true;
     kswapd_armed = false;
     wake_fn(wake_ctx, nid_);
@@ -195,9 +214,9 @@ void Zone::wake_if_armed_locked() {
 }
 
 unsigned Zone::isolate_cold_locked(std::size_t max_pages, std::uint64_t before_ns, Page** out,
-                                   unsigned max_blocks, std::size_t* pages) {
+                                   unsigned max_blocks, std::size_t* pages, HugeSplit split) {
   unsigned n = 0;
-  std::size_t got = 0;
+  std::size_t got = 0, kept = 0;
   for (unsigned o = kNrOrders; o-- > 0 && n < max_blocks && got < max_pages;) {
     ListNode* head = &free_area[o].dirty;
     // Bounded walk from the cold end so the lock is never held for long.
@@ -207,6 +226,12 @@ unsigned Zone::isolate_cold_locked(std::size_t max_pages, std::uint64_t before_n
       Page* p = list_entry<Page>(it, offsetof(Page, lru));
       it = it->prev;
       if ((p->flags & PG_lazy) || p->priv[1] > before_ns) continue;
+      if (huge_ && split != HugeSplit::kAll && keeps_whole(p, o, split)) {
+        ++stats.thp_split_avoided;
+        kept += std::size_t{1} << o;
+        continue;
+      }
+      if (huge_) note_release(pfn(p), o);
       del_block(p, o);
       p->order = static_cast<std::uint8_t>(o);
       p->priv[2] = this_thread_id();
@@ -218,6 +243,9 @@ unsigned Zone::isolate_cold_locked(std::size_t max_pages, std::uint64_t before_n
       isolated_pages += std::size_t{1} << o;
     }
   }
+  // A walk the caller's limits did not cut short saw what the next one will
+  // (the bounded walk from the cold end meets the same blocks first).
+  if (huge_ && n < max_blocks && got < max_pages) thp_kept_pages = kept;
   *pages = got;
   return n;
 }
@@ -229,7 +257,8 @@ std::uint64_t Zone::oldest_dirty_stamp_locked() const {
     unsigned visits = 0;
     for (const ListNode* it = head->prev; it != head && visits < 32; it = it->prev, ++visits) {
       const Page* p = list_entry<Page>(const_cast<ListNode*>(it), offsetof(Page, lru));
-      if (!(p->flags & PG_lazy) && p->priv[1] < oldest) oldest = p->priv[1];
+      if (!(p->flags & PG_lazy) && p->priv[1] < oldest && !(huge_ && keeps_whole(p, o)))
+        oldest = p->priv[1];
     }
   }
   return oldest;
@@ -264,6 +293,9 @@ void Zone::rebuild_lists() {
   }
   free_pages = clean_pages = lazy_pages = isolated_pages = 0;
   isolated.init();
+  // The range words count free pages again from nothing; the marks stay.
+  for (std::size_t r = 0; huge_ && r < (spanned_pages + kHugePages - 1) / kHugePages; ++r)
+    huge_[r] &= kRangeHuge;
   // Online zone pfns are [0, present_pages). Marked blocks never overlap
   // (zone.h), so a walk that skips each marked block whole sees every one.
   for (std::size_t pfn = 0; pfn < present_pages;) {
@@ -334,6 +366,7 @@ std::size_t Zone::release_dirty_locked(int (*release)(void*, std::size_t), std::
     while (done < max_pages && !a.dirty.empty()) {
       Page* p = list_entry<Page>(a.dirty.prev, offsetof(Page, lru));
       if (release(address(p), kPageSize << o) != 0) return done;
+      if (huge_) note_release(pfn(p), o);
       ListNode::unlink(&p->lru);
       if (p->flags & PG_lazy) lazy_pages -= std::size_t{1} << o;
       p->flags = (p->flags & ~PG_lazy) | PG_clean;
@@ -412,6 +445,60 @@ void Zone::online_locked(std::size_t pfn, std::size_t n) {
     n -= std::size_t{1} << order;
   }
   update_watermarks();
+}
+
+bool Zone::enable_thp(std::uint32_t dense_pct) {
+  std::size_t ranges = (spanned_pages + kHugePages - 1) / kHugePages;
+  huge_ = static_cast<std::uint16_t*>(boot_alloc(ranges * sizeof(std::uint16_t)));
+  thp_dense_pct_ = dense_pct > 100 ? 100 : dense_pct;
+  return huge_ != nullptr;
+}
+
+void Zone::mark_huge_locked(std::size_t pfn, std::size_t n) {
+  if (!huge_) return;
+  for (std::size_t r = pfn >> kHugeOrder; r < (pfn + n) >> kHugeOrder; ++r) {
+    if (huge_[r] & kRangeHuge) continue;
+    huge_[r] |= kRangeHuge;
+    ++stats.thp_backed;
+    ++stats.thp_advised;
+  }
+}
+
+bool Zone::dense() const {
+  if (!present_pages) return false;
+  std::size_t used = present_pages - free_pages - isolated_pages;
+  return used * 100 >= std::size_t{thp_dense_pct_} * present_pages;
+}
+
+void Zone::account_range(std::size_t pfn, unsigned order, bool add) {
+  std::size_t r = pfn >> kHugeOrder;
+  if (order >= kHugeOrder) {
+    // A block of whole ranges: each is all free, or none of it is.
+    for (std::size_t i = 0; i < std::size_t{1} << (order - kHugeOrder); ++i)
+      huge_[r + i] =
+          static_cast<std::uint16_t>((huge_[r + i] & kRangeHuge) | (add ? kHugePages : 0));
+    return;
+  }
+  if (add)
+    huge_[r] = static_cast<std::uint16_t>(huge_[r] + (1u << order));
+  else
+    huge_[r] = static_cast<std::uint16_t>(huge_[r] - (1u << order));
+}
+
+bool Zone::keeps_whole(const Page* p, unsigned order, HugeSplit split) const {
+  if (order >= kHugeOrder) return false;  // the whole range goes in one madvise
+  std::size_t pf = pfn(p);
+  if (!range_huge(pf) || split == HugeSplit::kAll) return false;
+  if (split == HugeSplit::kNone) return true;
+  std::size_t used = kHugePages - range_free(pf);
+  return used * 100 >= std::size_t{thp_dense_pct_} * kHugePages;
+}
+
+void Zone::note_release(std::size_t pfn, unsigned order) {
+  if (order >= kHugeOrder || !range_huge(pfn)) return;
+  huge_[pfn >> kHugeOrder] &= static_cast<std::uint16_t>(~kRangeHuge);
+  --stats.thp_backed;
+  ++stats.thp_split;
 }
 
 void Zone::update_watermarks() {

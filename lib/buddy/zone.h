@@ -31,6 +31,25 @@
 //   containing it or contained in it is marked. A fork child relies on this
 //   to rebuild the lists from the descriptors (fork_child_repair).
 //
+// Huge pages (thp=auto|always; none of this exists with thp=never, where
+// huge_ stays null and every use below is one test of it): a "hugepage
+// block" is an aligned order-9 block, 2 MiB, the unit the kernel maps with
+// one PMD. The zone keeps one 16-bit word per such range (huge_):
+// - bits 0..9: the range's pages on the free lists (0..512), kept by
+//   add_block/del_block, so a block's range is known to be full or empty
+//   with one load;
+// - kRangeHuge: the page allocator asked for the range to be backed by a
+//   huge page (MADV_HUGEPAGE on its section before any page was touched),
+//   and no release of part of it has split it since. Reclaim then releases
+//   a block smaller than the range only under pressure or when the range is
+//   no longer dense (thp_dense % in use), and counts what it kept whole; a
+//   release of the whole range (a free order-9/10 block, one madvise) keeps
+//   the mark: the next fault maps a huge page again.
+// - Allocation of a block smaller than the range looks at a few candidates
+//   and takes the one in the fullest marked range (the kernel's and
+//   Temeraire's "fill the fullest hugepage first"): the emptiest ranges then
+//   drain to whole free 2 MiB blocks that can go back without a split.
+//
 // Lock order: a per-CPU page list lock may be held when taking the zone lock,
 // never the reverse. The grow hook runs with the zone lock held and takes the
 // node's hotplug lock.
@@ -43,6 +62,18 @@
 #include "lib/numa/numa.h"
 
 namespace numaslub {
+
+// The hugepage block: an aligned 2 MiB range (order 9 with 4 KiB pages).
+inline constexpr unsigned kHugeOrder = 9;
+inline constexpr std::size_t kHugePages = std::size_t{1} << kHugeOrder;
+
+// Which free blocks smaller than 2 MiB inside a range marked huge reclaim
+// may release (each release splits the range's huge page):
+// - kNone: none. A burst of frees is under way: the range may still merge
+//   into a whole free 2 MiB block, released in one madvise without a split.
+// - kSparse: those of ranges no longer dense (decay: they stayed unused).
+// - kAll: every one (pressure).
+enum class HugeSplit : std::uint8_t { kNone, kSparse, kAll };
 
 struct FreeArea {
   ListNode dirty;            // resident blocks, most recently freed first
@@ -59,6 +90,12 @@ struct ZoneStats {
   std::uint64_t grow = 0;       // sections onlined into this zone
   std::uint64_t grow_fail = 0;  // allocations that found no block and could not grow
   std::uint64_t released = 0;   // pages given back to the OS (madvise)
+  // Huge pages (zone.h's header):
+  std::uint64_t thp_backed = 0;         // 2 MiB ranges advised huge and not split since
+  std::uint64_t thp_advised = 0;        // 2 MiB ranges ever advised
+  std::uint64_t thp_advise_fail = 0;    // sections whose MADV_HUGEPAGE the kernel refused
+  std::uint64_t thp_split = 0;          // releases of part of a marked range (it is split)
+  std::uint64_t thp_split_avoided = 0;  // blocks reclaim kept because releasing would split
 };
 
 class Zone {
@@ -107,8 +144,12 @@ class Zone {
   // out (each with its order in Page::order) and returns how many; *pages
   // gets their total. The caller releases them without the lock, then
   // returns them with putback_released_locked().
+  // split: which blocks inside huge ranges may go (HugeSplit); the others
+  // stay (thp_split_avoided), and thp_kept_pages gets their total when the
+  // caller's limits did not cut the walk short.
   unsigned isolate_cold_locked(std::size_t max_pages, std::uint64_t before_ns, Page** out,
-                               unsigned max_blocks, std::size_t* pages);
+                               unsigned max_blocks, std::size_t* pages,
+                               HugeSplit split = HugeSplit::kAll);
   // Returns isolated blocks: zeroed (MADV_DONTNEED) onto the clean lists,
   // else (MADV_FREE) onto the dirty lists marked PG_lazy. A block whose
   // release failed goes back with unisolate_locked() instead.
@@ -135,6 +176,24 @@ class Zone {
   // Memory hotplug: hand zone pfns [pfn, pfn + n) to the buddy lists as
   // clean blocks, as large as their alignment allows.
   void online_locked(std::size_t pfn, std::size_t n);
+
+  // Huge pages. enable_thp (before the first online) makes the per-range
+  // words, false when boot_alloc cannot: the zone then stays on base pages.
+  bool enable_thp(std::uint32_t dense_pct);
+  bool thp_enabled() const { return huge_ != nullptr; }
+  // Marks the 2 MiB ranges of zone pfns [pfn, pfn + n) (aligned) as backed
+  // by huge pages (their section was advised).
+  void mark_huge_locked(std::size_t pfn, std::size_t n);
+  bool range_huge(std::size_t pfn) const {
+    return huge_ && (huge_[pfn >> kHugeOrder] & kRangeHuge);
+  }
+  // Free pages on the lists in pfn's 2 MiB range (0 without thp).
+  std::size_t range_free(std::size_t pfn) const {
+    return huge_ ? huge_[pfn >> kHugeOrder] & kRangeFreeMask : 0;
+  }
+  // Whether the zone is dense: at least thp_dense % of its onlined pages are
+  // in use (allocated, or on per-CPU lists). False before the first online.
+  bool dense() const;
 
   std::size_t pfn(const Page* p) const { return static_cast<std::size_t>(p - map_); }
   Page* pfn_to_page(std::size_t pfn) const { return map_ + pfn; }
@@ -168,6 +227,10 @@ class Zone {
   void* wake_ctx = nullptr;
   bool kswapd_armed = false;
   bool wake_pending = false;
+  // Resident free pages the last full reclaim walk kept whole inside dense
+  // huge ranges (a hint, 0 without thp): the wake-up and burst marks count
+  // above them, so a process that keeps them is not woken for them.
+  std::size_t thp_kept_pages = 0;
 
  private:
   Page* take_block(unsigned order, bool want_clean, unsigned* got_order);
@@ -177,6 +240,18 @@ class Zone {
   void merge_and_add(std::size_t pfn, unsigned order, std::uint32_t state, std::uint64_t stamp);
   void update_watermarks();
   void rebuild_lists();
+  // Huge-range words: a block of `order` at pfn joins (add) or leaves the lists.
+  void account_range(std::size_t pfn, unsigned order, bool add);
+  // Whether reclaim should keep the free block p (order o) to avoid a split:
+  // under kSparse, when its range is marked and dense; under kNone, marked.
+  bool keeps_whole(const Page* p, unsigned order, HugeSplit split = HugeSplit::kSparse) const;
+  // A block of `order` at pfn is released: a part of a marked range splits it.
+  void note_release(std::size_t pfn, unsigned order);
+
+  static constexpr std::uint16_t kRangeHuge = 0x8000;
+  static constexpr std::uint16_t kRangeFreeMask = 0x3ff;
+  std::uint16_t* huge_ = nullptr;  // per 2 MiB range of the span (null: thp off)
+  std::uint32_t thp_dense_pct_ = 75;
 
   unsigned nid_ = 0;
   std::uintptr_t base_ = 0;

@@ -86,9 +86,18 @@ bool linux_probe_mapped(void* addr, std::size_t len) {
   return sys::madvise(addr, len, MADV_NORMAL) == 0;
 }
 
-constexpr OsMem kLinux = {linux_reserve,   linux_commit,  linux_decommit,
-                          linux_bind,      linux_release, linux_set_policy,
-                          linux_unreserve, linux_extend,  linux_probe_mapped};
+// The kernel then faults 2 MiB pages into the range (THP "madvise" mode, the
+// common default; "always" does so without asking, "never" ignores it), and
+// khugepaged may collapse what is already there. EINVAL where the kernel
+// has no THP.
+int linux_advise_huge(void* addr, std::size_t len) {
+  long r = sys::madvise(addr, len, MADV_HUGEPAGE);
+  return r < 0 ? static_cast<int>(-r) : 0;
+}
+
+constexpr OsMem kLinux = {linux_reserve,      linux_commit,     linux_decommit,  linux_bind,
+                          linux_release,      linux_set_policy, linux_unreserve, linux_extend,
+                          linux_probe_mapped, linux_advise_huge};
 
 }  // namespace
 

@@ -39,9 +39,15 @@ struct OsMem {
   // True when all of [addr, addr+len) is mapped (by anyone). Optional: a
   // fork child's repair of an extension in flight needs it.
   bool (*probe_mapped)(void* addr, std::size_t len) = nullptr;
+  // Ask for [addr, addr+len) (committed, 2 MiB aligned) to be backed by huge
+  // pages where the OS can (MADV_HUGEPAGE). Advice only: an error (EINVAL
+  // from a kernel without transparent huge pages) changes nothing else.
+  // Optional: where null, the heap stays on base pages.
+  int (*advise_huge)(void* addr, std::size_t len) = nullptr;
 };
 
-// System calls: mmap(PROT_NONE, MAP_NORESERVE), mprotect, mbind, madvise.
+// System calls: mmap(PROT_NONE, MAP_NORESERVE), mprotect, mbind, madvise
+// (MADV_DONTNEED, MADV_HUGEPAGE).
 const OsMem& os_mem_linux();
 
 }  // namespace numaslub

@@ -171,10 +171,15 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
   Zone& z = g_pa->zone(nid);
   std::uint64_t now = now_coarse_ns();
   std::size_t released = 0, dirty, high, low, min;
+  bool thp;
   {
     LockGuard<Mutex> g(z.lock);
     z.wake_pending = false;
-    dirty = z.dirty_pages();
+    thp = z.thp_enabled();
+    // Pages kept whole in huge ranges do not count toward a burst: they
+    // would be seen (and kept) again at every pass.
+    dirty =
+        z.dirty_pages() - (z.thp_kept_pages < z.dirty_pages() ? z.thp_kept_pages : z.dirty_pages());
     high = z.wmark_high;
     low = z.wmark_low;
     min = z.wmark_min;
@@ -185,15 +190,19 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
     k.pressure_events.fetch_add(1, std::memory_order_relaxed);
     still_cached = drain_idle_cpus(nid, now, 0);
     kmem_shrink_shared();
-    released += release_cold_pages(g_pa, nid, ~std::size_t{0}, ~0ULL);
+    released += release_cold_pages(g_pa, nid, ~std::size_t{0}, ~0ULL, HugeSplit::kAll);
     if (nid == 0) released += vmalloc_cache_release(~0ULL);
   } else {
     // Above the high mark a burst of frees is under way: give back all but
     // the min reserve, and look again soon while the burst lasts (its tail
     // may stay below high, which wakes no one, until decay).
     bool burst = dirty > high || (k.bursting && dirty > low);
-    if (burst) released += release_cold_pages(g_pa, nid, dirty - min, ~0ULL);
-    k.bursting = burst;
+    std::size_t burst_released = 0;
+    if (burst) burst_released = release_cold_pages(g_pa, nid, dirty - min, ~0ULL, HugeSplit::kNone);
+    released += burst_released;
+    // With huge ranges a burst pass may find only blocks to keep: no
+    // reason to look again soon.
+    k.bursting = burst && (!thp || burst_released > 0);
     std::uint64_t decay = ms_to_ns(cfg.decay_ms);
     if (now > decay) {
       released += release_cold_pages(g_pa, nid, ~std::size_t{0}, now - decay);
@@ -208,7 +217,10 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
   // have gone idle; with neither, until a free arms us again.
   if (nid == 0 && vmalloc_cache_bytes() > 0) return decay_ms_or_min(cfg.decay_ms);
   LockGuard<Mutex> g(z.lock);
-  if (z.dirty_pages() > 0) {
+  // With huge ranges, resident free pages may all be blocks kept whole:
+  // then nothing will age, and the thread sleeps armed (the next free
+  // that leaves resident pages wakes it) rather than polling them.
+  if (z.dirty_pages() > 0 && !(thp && z.oldest_dirty_stamp_locked() == ~0ULL)) {
     std::uint64_t t = next_decay_ns(z, now_coarse_ns(), cfg.decay_ms);
     return k.bursting && t > kBurstRecheckNs ? kBurstRecheckNs : t;
   }
@@ -244,7 +256,7 @@ void kswapd_main(void* arg) {
 }  // namespace
 
 std::size_t release_cold_pages(PageAllocator* pa, unsigned nid, std::size_t max_pages,
-                               std::uint64_t before_ns) {
+                               std::uint64_t before_ns, HugeSplit split) {
   Zone& z = pa->zone(nid);
   const bool lazy = config().madv_free;
   std::size_t done = 0;
@@ -254,7 +266,7 @@ std::size_t release_cold_pages(PageAllocator* pa, unsigned nid, std::size_t max_
     unsigned n;
     {
       LockGuard<Mutex> g(z.lock);
-      n = z.isolate_cold_locked(max_pages - done, before_ns, blocks, 64, &pages);
+      n = z.isolate_cold_locked(max_pages - done, before_ns, blocks, 64, &pages, split);
     }
     if (n == 0) break;
     if (std::uint32_t hold = config().reclaim_hold_ms) {

@@ -32,6 +32,10 @@
 //    drain every CPU's caches and slabs, then every free resident page;
 // 2. above the high watermark: release the coldest free blocks down to low;
 // 3. decay: release free blocks not reused for decay_ms;
+//    blocks smaller than 2 MiB inside a range backed by a huge page stay in
+//    2 (the burst may yet free the whole range, released without a split)
+//    and in 3 where the range is dense (thp_split_avoided); the marks count
+//    above what stayed;
 // 4. per-CPU caches (sheaves, per-CPU page lists) of CPUs whose slow path
 //    has not run for idle_drain_ms go back to the slabs and the zone.
 // Releasing isolates blocks under the zone lock, calls madvise without it,
@@ -40,6 +44,8 @@
 
 #include <cstddef>
 #include <cstdint>
+
+#include "lib/buddy/buddy.h"
 
 namespace numaslub {
 
@@ -56,8 +62,11 @@ std::size_t reclaim_pass(unsigned nid);
 
 // Releases up to max_pages resident free pages of node nid that were freed
 // before before_ns (coarse monotonic; ~0 for any age). Returns pages released.
+// A free block of 2 MiB or more goes in one madvise; a smaller one inside a
+// range backed by a huge page only as `split` allows (zone.h's HugeSplit:
+// a burst none, decay those of ranges no longer dense, pressure all).
 std::size_t release_cold_pages(PageAllocator* pa, unsigned nid, std::size_t max_pages,
-                               std::uint64_t before_ns);
+                               std::uint64_t before_ns, HugeSplit split = HugeSplit::kSparse);
 
 class Mutex;
 Mutex& reclaim_init_lock();  // for the fork handlers

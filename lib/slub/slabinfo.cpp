@@ -81,12 +81,18 @@ std::size_t vmstat(char* buf, std::size_t cap) {
   PageAllocator* pa = g_kmem.pa;
   if (!pa) return w.size();
   std::uint64_t alloc[kNrOrders] = {}, hit = 0, miss = 0, fail = 0, released = 0;
+  std::uint64_t thp[5] = {};  // backed, advised, advise_fail, split, split_avoided
   for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
     Zone& z = pa->zone(n);
     {
       LockGuard<Mutex> g(z.lock);
       for (unsigned o = 0; o < kNrOrders; ++o) alloc[o] += z.stats.alloc[o];
       released += z.stats.released;
+      thp[0] += z.stats.thp_backed;
+      thp[1] += z.stats.thp_advised;
+      thp[2] += z.stats.thp_advise_fail;
+      thp[3] += z.stats.thp_split;
+      thp[4] += z.stats.thp_split_avoided;
     }
     hit += pa->node_stats(n).alloc_local;
     miss += pa->node_stats(n).alloc_fallback;
@@ -97,6 +103,12 @@ std::size_t vmstat(char* buf, std::size_t cap) {
   w.printf("numa_hit %lu\nnuma_miss %lu\nnuma_fail %lu\npgreleased %lu\n",
            static_cast<unsigned long>(hit), static_cast<unsigned long>(miss),
            static_cast<unsigned long>(fail), static_cast<unsigned long>(released));
+  // 2 MiB ranges advised huge (still whole / ever), refused advice, releases
+  // that split a range and blocks kept so as not to (lib/buddy/zone.h).
+  w.printf("thp_backed %lu\nthp_advised %lu\nthp_advise_fail %lu\nthp_split %lu\n",
+           static_cast<unsigned long>(thp[0]), static_cast<unsigned long>(thp[1]),
+           static_cast<unsigned long>(thp[2]), static_cast<unsigned long>(thp[3]));
+  w.printf("thp_split_avoided %lu\n", static_cast<unsigned long>(thp[4]));
   std::uint64_t slabs_alloc = 0, slabs_freed = 0, remote = 0, refills = 0, flushes = 0;
   std::uint64_t barn[4] = {};  // hits, misses, overflows, grows
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
