@@ -136,7 +136,8 @@ fi
 if [ "${NUMASLUB_TSAN:-0}" = 1 ]; then
   export TSAN_OPTIONS="${TSAN_OPTIONS:-suppressions=$ROOT/tests/tsan.supp:history_size=7}"
   if configure_and_build build-tsan tsan \
-    "slub_test slub_threads_test slub_hardening_test slub_barn_test slub_enomem_test buddy_test" \
+    "slub_test slub_tiers_test slub_threads_test slub_hardening_test slub_barn_test slub_enomem_test
+    buddy_test buddy_runs_test" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DNUMASLUB_SANITIZE=thread -DNUMASLUB_BENCH=OFF -DNUMASLUB_TESTS=ON -DNUMASLUB_WERROR=ON; then
     run_ctest build-tsan/tests tsan 'Slub|Buddy'

@@ -1,0 +1,184 @@
+// Tests for the per-CPU run lists of large blocks (lib/buddy/pcp.h): run
+// classes, reuse without the zone lock, clean tails, a random model, the
+// switch, and double frees of cached runs.
+#include "tests/buddy_test_util.h"
+
+namespace numaslub {
+namespace {
+
+using namespace buddytest;
+
+// ------------------------------------------------------------ runs (pcp.h)
+
+TEST(BuddyRuns, ClassesCoverEveryCountWithLessThanAQuarterMore) {
+  for (std::size_t n = kRunMinPages; n <= kRunMaxPages; ++n) {
+    unsigned c = run_class(n);
+    ASSERT_LT(c, kRunClasses) << n;
+    std::size_t got = run_class_pages(c);
+    ASSERT_GE(got, n);
+    ASSERT_LT((got - n) * 4, got) << n;
+    ASSERT_EQ(run_class(got), c);
+    if (c > 0) {
+      ASSERT_LT(run_class_pages(c - 1), n) << "not the smallest class for " << n;
+    }
+    ASSERT_EQ(run_round_pages(n), got);
+  }
+  EXPECT_EQ(run_round_pages(8), 8u);  // the orders' blocks are no runs
+  EXPECT_EQ(run_round_pages(kRunMaxPages + 1), kRunMaxPages + 1);
+}
+
+// A freed run of a class's size is the next allocation of that class on the
+// same CPU, taken without the zone lock: held here, a path that took it
+// would abort as a self-deadlock.
+TEST(BuddyRuns, FreedRunIsReusedWithoutTheZoneLock) {
+  PinCpu pin;
+  ASSERT_TRUE(pin.ok);
+  PageAllocator* pa = make_heap(1);
+  ASSERT_NE(pa, nullptr);
+  PerCpuPages* pcp = pa->pcp(current_cpu(), 0);
+  Zone& z = pa->zone(0);
+  for (std::size_t pages : {10ul, 16ul, 40ul, 256ul}) {
+    Page* a = pa->alloc_pages_exact(0, pages);
+    ASSERT_NE(a, nullptr);
+    std::memset(pa->page_address(a), 0x5a, pages << kPageShift);
+    pa->free_pages_exact(a, pages);
+    EXPECT_EQ(a->flags, std::uint32_t{PG_pcp});
+    std::uint64_t hits = pcp->run_hits;
+    std::size_t zone_free = z.free_pages;
+    Page* b;
+    {
+      LockGuard<Mutex> g(z.lock);
+      b = pa->alloc_pages_exact(0, pages);
+    }
+    EXPECT_EQ(a, b) << pages;
+    EXPECT_EQ(pcp->run_hits, hits + 1);
+    EXPECT_EQ(z.free_pages, zone_free);
+    EXPECT_FALSE(b->flags & (PG_pcp | PG_buddy));
+    pa->free_pages_exact(b, pages);
+  }
+  // Zeroed requests never get a used run; neither do aligned ones.
+  Page* a = pa->alloc_pages_exact(0, 12);
+  pa->free_pages_exact(a, 12);
+  Page* zb = pa->alloc_pages_exact(0, 12, 0, kGfpZero);
+  EXPECT_NE(zb, a);
+  EXPECT_TRUE(zb->flags & PG_clean);
+  Page* al = pa->alloc_pages_exact(0, 12, 6);
+  EXPECT_NE(al, a);
+  EXPECT_EQ(z.pfn(al) % 64, 0u);
+  pa->free_pages_exact(zb, 12);
+  pa->free_pages_exact(al, 12);
+  pa->drain_all_pcp();
+  EXPECT_EQ(z.free_pages, z.present_pages);
+  EXPECT_EQ(nr_free(z), only_max(z.present_pages >> kMaxOrder));
+}
+
+// The tail cut from a clean block stays clean: reclaim has nothing to
+// release there, and it is not counted as resident.
+TEST(BuddyRuns, TailOfACleanBlockStaysClean) {
+  PageAllocator* pa = make_heap(1, /*pcp=*/false);
+  ASSERT_NE(pa, nullptr);
+  Zone& z = pa->zone(0);
+  Page* a = pa->alloc_pages_exact(0, 10);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(z.clean_pages + 10, z.present_pages);
+  EXPECT_EQ(z.dirty_pages(), 0u);
+  pa->free_pages_exact(a, 10);  // no pcp: straight to the zone, dirty (merged: all of it)
+  EXPECT_GE(z.dirty_pages(), 10u);
+  EXPECT_EQ(z.free_pages, z.present_pages);
+}
+
+// Random runs of every size, freed in random order, some through the run
+// lists: no page is handed out twice, the run lists stay within run_high,
+// every page is accounted for (zone + lists + live), and a drain gives the
+// zone back whole.
+TEST(BuddyRuns, RandomRunsNothingLostOrHandedTwice) {
+  PinCpu pin;
+  ASSERT_TRUE(pin.ok);
+  PageAllocator* pa = make_heap(1);
+  ASSERT_NE(pa, nullptr);
+  PerCpuPages* pcp = pa->pcp(current_cpu(), 0);
+  ASSERT_GT(pcp->run_high, 0u);
+  Zone& z = pa->zone(0);
+  std::mt19937_64 rng(14);
+  std::map<std::size_t, std::size_t> live;  // pfn -> pages
+  std::size_t live_pages = 0;
+  auto check_disjoint = [&] {
+    std::size_t end = 0;
+    for (auto [pfn, n] : live) {
+      ASSERT_GE(pfn, end) << "overlapping runs";
+      end = pfn + n;
+    }
+  };
+  for (int step = 0; step < 4000; ++step) {
+    if (live.empty() || (rng() % 100 < 55 && live_pages < 8192)) {
+      std::size_t n = rng() % 4 ? 9 + rng() % 248 : 1 + rng() % kMaxBlockPages;
+      n = run_round_pages(n);
+      Page* p = pa->alloc_pages_exact(0, n);
+      ASSERT_NE(p, nullptr);
+      ASSERT_FALSE(p->flags & (PG_pcp | PG_buddy));
+      // Mark it as an owner would: the free must not care.
+      p->flags = PG_head | PG_large;
+      live[z.pfn(p)] = n;
+      live_pages += n;
+    } else {
+      auto it = live.begin();
+      std::advance(it, static_cast<long>(rng() % live.size()));
+      Page* p = z.pfn_to_page(it->first);
+      p->flags = 0;
+      pa->free_pages_exact(p, it->second);
+      live_pages -= it->second;
+      live.erase(it);
+    }
+    ASSERT_LE(pcp->run_pages, pcp->run_high);
+    if (step % 64 == 0) {
+      check_disjoint();
+      LockGuard<Mutex> g(z.lock);
+      ASSERT_EQ(z.free_pages + pcp->pages() + live_pages, z.present_pages);
+    }
+  }
+  EXPECT_GT(pcp->run_hits, 0u);
+  for (auto [pfn, n] : live) {
+    z.pfn_to_page(pfn)->flags = 0;
+    pa->free_pages_exact(z.pfn_to_page(pfn), n);
+  }
+  std::size_t cached = pcp->pages();
+  EXPECT_EQ(pa->drain_all_pcp(), cached);
+  EXPECT_EQ(pcp->run_pages, 0u);
+  EXPECT_EQ(z.free_pages, z.present_pages);
+  EXPECT_EQ(nr_free(z), only_max(z.present_pages >> kMaxOrder));
+}
+
+// pcp_runs=0 keeps no runs: every free goes to the zone at once.
+TEST(BuddyRuns, NoRunsWhenTurnedOff) {
+  auto h = std::make_unique<Heap>();
+  h->real.load_sysfs();
+  h->topo.make_fake(h->real, 1);
+  Config cfg;
+  cfg.arena_size = 256 * MiB;
+  cfg.section_size = 16 * MiB;
+  cfg.pcp_runs = 0;
+  ASSERT_EQ(h->pa.init(cfg, h->topo, os_mem_linux()), 0);
+  PageAllocator* pa = &h->pa;
+  g_heaps.push_back(std::move(h));
+  Page* a = pa->alloc_pages_exact(0, 16);
+  pa->free_pages_exact(a, 16);
+  EXPECT_EQ(pa->zone(0).free_pages, pa->zone(0).present_pages);
+  EXPECT_TRUE(a->flags & PG_buddy);
+}
+
+TEST(BuddyRunsDeathTest, DoubleFreeOfACachedRunIsCaught) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  PageAllocator* pa = make_heap(1);
+  ASSERT_NE(pa, nullptr);
+  Page* a = pa->alloc_pages_exact(0, 20);
+  pa->free_pages_exact(a, 20);
+  EXPECT_DEATH(pa->free_pages_exact(a, 20), "double free of page run");
+  // Past the lists, in the zone: the pieces' heads are checked before their
+  // descriptors are reset.
+  Page* b = pa->alloc_pages_exact(0, 300);
+  pa->free_pages_exact(b, 300);
+  EXPECT_DEATH(pa->free_pages_exact(b, 300), "double free of page block");
+}
+
+}  // namespace
+}  // namespace numaslub
