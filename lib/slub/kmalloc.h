@@ -114,6 +114,13 @@ NS_ALWAYS_INLINE std::uintptr_t free_tag(const void* p) {
       g_fastpath
           .mem_map[(reinterpret_cast<std::uintptr_t>(p) - g_fastpath.heap_base) >> kPageShift]);
 }
+// Whether heap offset `off`, on a page whose sheaf_off is `soff`, starts an
+// object of its slab: obj_index.h's check on the fast paths' copy of the
+// table (free and realloc's).
+NS_ALWAYS_INLINE bool fast_obj_start(std::size_t soff, std::uintptr_t off) {
+  return obj_start_at<offsetof(FastPathState, obj_index)>(&g_fastpath, g_fastpath.obj_index, soff,
+                                                          off);
+}
 NS_ALWAYS_INLINE void clear_free_tag(void* obj) {
   if constexpr (kHardened) static_cast<std::uintptr_t*>(obj)[1] = 0;
 }
@@ -194,9 +201,7 @@ NS_ALWAYS_INLINE void kfree_fast(void* p, std::size_t size) {
       // The start of an object of this page's slab (a page of no slab has
       // no objects) that is not free: read its tag only then, the word lies
       // inside the object.
-      take = obj_start_at<offsetof(FastPathState, obj_index)>(&g_fastpath, g_fastpath.obj_index,
-                                                              soff, off) &&
-             word[1] != tag;
+      take = fast_obj_start(soff, off) && word[1] != tag;
     } else {
       take = soff != 0;
       NS_TSAN_RELEASE(p);
@@ -275,8 +280,7 @@ NS_ALWAYS_INLINE std::size_t ksize_small(const void* p) {
   if (NS_LIKELY(off < __atomic_load_n(&g_fastpath.heap_size, __ATOMIC_ACQUIRE))) {
     const Page& pg = g_fastpath.mem_map[off >> kPageShift];
     std::size_t soff = pg.sheaf_off;
-    if (NS_LIKELY(obj_start_at<offsetof(FastPathState, obj_index)>(
-            &g_fastpath, g_fastpath.obj_index, soff, off)) &&
+    if (NS_LIKELY(fast_obj_start(soff, off)) &&
         NS_LIKELY(!kHardened || static_cast<const std::uintptr_t*>(p)[1] != free_tag_of(pg))) {
       std::size_t n = obj_index_entry(g_fastpath.obj_index, soff).size;
       if (n == 0) __builtin_unreachable();  // an entry with objects has a size
