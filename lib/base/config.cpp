@@ -235,16 +235,12 @@ bool apply_choice(Config* c, const Option& o, const char* v, std::size_t n) {
   std::size_t k = 0;
   while (k < n && v[k] != ':') ++k;
   bool has_arg = k < n;
-  const char* ch = o.choices;
-  for (unsigned index = 0; *ch; ++index) {
-    const char* end = ch;
-    while (*end && *end != '|') ++end;
-    std::size_t name = 0;
-    while (ch + name < end && ch[name] != ':' && ch[name] != '[') ++name;
-    const char* spec = ch + name;  // "", ":N", ":LIST" or "[:LIST]"
-    std::size_t spec_len = static_cast<std::size_t>(end - spec);
-    ch = *end ? end + 1 : end;
-    if (name != k || std::memcmp(v, spec - name, k) != 0) continue;
+  const char* cur = o.choices;
+  Choice ch{};
+  for (unsigned index = 0; next_choice(&cur, &ch); ++index) {
+    if (ch.name_len != k || std::memcmp(v, ch.name, k) != 0) continue;
+    const char* spec = ch.spec;
+    std::size_t spec_len = ch.spec_len;
     bool optional = spec_len && spec[0] == '[';
     bool list = spec_len >= 5 && std::memcmp(spec + (optional ? 2 : 1), "LIST", 4) == 0;
     if (spec_len == 0 ? has_arg : !optional && !has_arg) return false;

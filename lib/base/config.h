@@ -23,17 +23,43 @@ inline constexpr char kMmapPolicyChoices[] = "default|local|interleave|bind:N";
 inline constexpr char kNumaChoices[] = "local|interleave[:LIST]|bind:LIST|preferred:LIST";
 inline constexpr char kThpChoices[] = "auto|always|never";
 
-// The index of choice `name` in `choices`, or -1.
-constexpr int choice_index(const char* choices, const char* name) {
-  for (int i = 0; *choices; ++i) {
-    auto end_of_name = [](char c) { return !c || c == '|' || c == ':' || c == '['; };
-    const char* n = name;
-    while (*n && !end_of_name(*choices) && *choices == *n) ++choices, ++n;
-    if (!*n && end_of_name(*choices)) return i;
-    while (*choices && *choices != '|') ++choices;
-    if (*choices) ++choices;
+// One choice of such a list: its name and its argument spec ("", ":N",
+// ":LIST" or "[:LIST]").
+struct Choice {
+  const char* name;
+  std::size_t name_len;
+  const char* spec;
+  std::size_t spec_len;
+};
+
+// Reads the choice at *cur into *c and moves *cur past it; false at the end
+// of the list.
+constexpr bool next_choice(const char** cur, Choice* c) {
+  const char* s = *cur;
+  if (!*s) return false;
+  const char* end = s;
+  while (*end && *end != '|') ++end;
+  std::size_t n = 0;
+  while (s + n < end && s[n] != ':' && s[n] != '[') ++n;
+  *c = {s, n, s + n, static_cast<std::size_t>(end - (s + n))};
+  *cur = *end ? end + 1 : end;
+  return true;
+}
+
+// The index of the choice named by name[0..len) in `choices`, or -1.
+constexpr int choice_index(const char* choices, const char* name, std::size_t len) {
+  Choice c{};
+  for (int i = 0; next_choice(&choices, &c); ++i) {
+    bool same = c.name_len == len;
+    for (std::size_t j = 0; same && j < len; ++j) same = c.name[j] == name[j];
+    if (same) return i;
   }
   return -1;
+}
+constexpr int choice_index(const char* choices, const char* name) {
+  std::size_t len = 0;
+  while (name[len]) ++len;
+  return choice_index(choices, name, len);
 }
 
 struct Config {
