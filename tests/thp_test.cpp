@@ -5,7 +5,8 @@
 // first; thp=never advises nothing and keeps no range words; a refused
 // MADV_HUGEPAGE is harmless; reclaim releases a free 2 MiB block in one
 // call and keeps a dense huge range whole unless under pressure; allocation
-// fills the fullest huge range first.
+// fills the fullest huge range first; sparse blocks (kGfpSparse: large
+// blocks) stay out of huge ranges while anything else fits.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
@@ -281,6 +282,86 @@ TEST(Thp, SmallBlocksFillTheFullestHugeRangeFirst) {
   EXPECT_EQ(z.range_free(zpfn(pa, x)), 0u);
   EXPECT_EQ(z.range_free(zpfn(pa, y)), 257u);
   pa->free_pages(p, 0);
+}
+
+// A heap under thp=auto with its first section on base pages and its second
+// advised (the first filled with order-10 blocks, then one more), every
+// block of both still allocated; `blocks` gets them.
+PageAllocator* two_section_auto_heap(std::vector<Page*>* blocks) {
+  PageAllocator* pa = make_heap("auto", recording_os());
+  if (!pa) return nullptr;
+  const std::size_t per_section = pa->arena().section_pages() >> kMaxOrder;
+  while (blocks->size() < 2 * per_section) blocks->push_back(pa->alloc_pages(0, kMaxOrder));
+  for (Page* b : *blocks)
+    if (!b) return nullptr;
+  EXPECT_EQ(g_advised.size(), 1u);
+  return pa;
+}
+
+TEST(Thp, SparseBlocksStayOutOfHugeRanges) {
+  std::vector<Page*> blocks;
+  PageAllocator* pa = two_section_auto_heap(&blocks);
+  ASSERT_NE(pa, nullptr);
+  Zone& z = pa->zone(0);
+  const std::size_t sp = pa->arena().section_pages();
+  ASSERT_FALSE(z.range_huge(0));
+  ASSERT_TRUE(z.range_huge(sp));
+  // One free 4 MiB block in each section; the marked one is freed last, so
+  // it heads the list: a dense block takes it, and the pieces its split
+  // leaves in the huge range head the lower orders' lists; a sparse block
+  // of the same order passes them by and splits the other 4 MiB block.
+  Page* base_blk = blocks[0];
+  Page* huge_blk = blocks[blocks.size() - 1];
+  ASSERT_LT(zpfn(pa, base_blk), sp);
+  ASSERT_GE(zpfn(pa, huge_blk), sp);
+  pa->free_pages(base_blk, kMaxOrder);
+  pa->free_pages(huge_blk, kMaxOrder);
+  Page* d = pa->alloc_pages(0, 4);
+  ASSERT_NE(d, nullptr);
+  EXPECT_GE(zpfn(pa, d), sp) << "a dense block should fill the huge range";
+  Page* s = pa->alloc_pages(0, 4, kGfpSparse);
+  ASSERT_NE(s, nullptr);
+  EXPECT_LT(zpfn(pa, s), sp) << "a sparse block went into an advised range";
+  EXPECT_EQ(z.stats.thp_sparse_fallback, 0u);
+  pa->free_pages(s, 4);
+  pa->free_pages(d, 4);
+  for (std::size_t i = 1; i + 1 < blocks.size(); ++i) pa->free_pages(blocks[i], kMaxOrder);
+}
+
+TEST(Thp, SparseBlockGrowsTheZoneOnBasePages) {
+  std::vector<Page*> blocks;
+  PageAllocator* pa = two_section_auto_heap(&blocks);
+  ASSERT_NE(pa, nullptr);
+  Zone& z = pa->zone(0);
+  const std::size_t sp = pa->arena().section_pages();
+  // Only the advised section has free memory, and the zone is dense: a
+  // dense block would be served there; a sparse one brings a third
+  // section online, without advice.
+  Page* huge_blk = blocks.back();
+  blocks.pop_back();
+  pa->free_pages(huge_blk, kMaxOrder);
+  ASSERT_TRUE(z.dense());
+  Page* s = pa->alloc_pages(0, 2, kGfpSparse);
+  ASSERT_NE(s, nullptr);
+  EXPECT_GE(zpfn(pa, s), 2 * sp);
+  EXPECT_EQ(pa->arena().node(0).sections_online, 3u);
+  EXPECT_EQ(g_advised.size(), 1u) << "the sparse block's section was advised";
+  EXPECT_FALSE(z.range_huge(2 * sp));
+  EXPECT_EQ(z.stats.thp_sparse_fallback, 0u);
+  pa->free_pages(s, 2);
+  for (Page* b : blocks) pa->free_pages(b, kMaxOrder);
+}
+
+TEST(Thp, SparseBlockTakesAHugeRangeOnlyWhenNothingElseFits) {
+  // thp=always: every section is advised, so a sparse block has nowhere
+  // else to go; it is served all the same, and counted.
+  PageAllocator* pa = make_heap("always", recording_os());
+  ASSERT_NE(pa, nullptr);
+  Page* s = pa->alloc_pages(0, 3, kGfpSparse);
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(pa->zone(0).range_huge(zpfn(pa, s)));
+  EXPECT_EQ(pa->zone(0).stats.thp_sparse_fallback, 1u);
+  pa->free_pages(s, 3);
 }
 
 // Where the kernel has THP, a section advised huge and touched is mapped

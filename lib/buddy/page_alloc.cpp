@@ -70,10 +70,12 @@ int PageAllocator::init(const Config& cfg, const Topology& topo, const OsMem& os
   return 0;
 }
 
-bool PageAllocator::grow_zone(void* self, Zone* zone) {
+bool PageAllocator::grow_zone(void* self, Zone* zone, bool huge_ok) {
   auto* pa = static_cast<PageAllocator*>(self);
-  // Decided on the zone as it is before the section joins it.
-  bool huge = zone->thp_enabled() && (pa->thp_ == ThpMode::kAlways || zone->dense());
+  // Decided on the zone as it is before the section joins it. Under auto,
+  // a section onlined for a sparse block stays on base pages: the blocks
+  // that fill it first are of its kind.
+  bool huge = zone->thp_enabled() && (pa->thp_ == ThpMode::kAlways || (huge_ok && zone->dense()));
   std::size_t pfn, n;
   if (pa->arena_.online_section(zone->nid(), &pfn, &n) != 0) return false;
   std::size_t zpfn = pfn - pa->arena_.node(zone->nid()).pfn_start;
@@ -98,7 +100,8 @@ int PageAllocator::local_node() const {
 Page* PageAllocator::alloc_from(unsigned nid, int cpu, unsigned order, unsigned gfp) {
   if (pcp_ && order < kPcpOrders && !(gfp & kGfpZero))
     if (Page* p = pcp(static_cast<unsigned>(cpu), nid)->alloc(zones_[nid], order)) return p;
-  return zones_[nid].alloc(order, gfp & kGfpZero);
+  return zones_[nid].alloc(order, gfp & kGfpZero,
+                           (gfp & kGfpSparse) ? Placement::kSparse : Placement::kDense);
 }
 
 Page* PageAllocator::alloc_pages(int nid, unsigned order, unsigned gfp) {

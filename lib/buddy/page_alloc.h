@@ -29,6 +29,10 @@ namespace numaslub {
 enum Gfp : unsigned {
   kGfpZero = 1u << 0,      // the block must read as zero
   kGfpThisNode = 1u << 1,  // no fallback to other nodes
+  // The caller may touch few of the block's pages (a large block, a slab
+  // of objects bigger than a page): Placement::kSparse, kept out of huge
+  // ranges where it can be.
+  kGfpSparse = 1u << 2,
 };
 
 inline constexpr int kNumaNoNode = -1;
@@ -142,7 +146,7 @@ class PageAllocator {
   std::size_t zoneinfo(char* buf, std::size_t cap);
 
  private:
-  static bool grow_zone(void* self, Zone* zone);
+  static bool grow_zone(void* self, Zone* zone, bool huge_ok);
   Page* alloc_from(unsigned nid, int cpu, unsigned order, unsigned gfp);
   int this_cpu() const;
 

@@ -110,15 +110,56 @@ Page* Zone::take_block(unsigned order, bool want_clean, unsigned* got_order) {
   return nullptr;
 }
 
-Page* Zone::alloc_locked(unsigned order, bool want_clean, bool grow) {
+Page* Zone::take_unmarked_block(unsigned order, bool want_clean, unsigned* got_order) {
+  constexpr unsigned kCandidates = 8;  // per list, as take_block
+  for (unsigned o = order; o < kNrOrders; ++o) {
+    FreeArea& a = free_area[o];
+    if (!a.nr_free) continue;
+    Page* best = nullptr;
+    std::size_t best_free = ~std::size_t{0};
+    // As take_block: resident blocks first, clean ones first for zeroed memory.
+    ListNode* first = want_clean ? &a.clean : &a.dirty;
+    ListNode* second = want_clean ? &a.dirty : &a.clean;
+    for (ListNode* list : {first, second}) {
+      unsigned seen = 0;
+      for (ListNode* it = list->next; it != list && seen < kCandidates; it = it->next, ++seen) {
+        std::size_t pf = pfn(list_entry<Page>(it, offsetof(Page, lru)));
+        // An order-10 block spans two ranges; a partial release may have
+        // cleared the mark of one only.
+        if (range_huge(pf) || (o > kHugeOrder && range_huge(pf + kHugePages))) continue;
+        std::size_t f = range_free(pf);
+        if (f < best_free) {
+          best_free = f;
+          best = list_entry<Page>(it, offsetof(Page, lru));
+        }
+      }
+      if (best) break;
+    }
+    if (best) {
+      del_block(best, o);
+      *got_order = o;
+      return best;
+    }
+  }
+  return nullptr;
+}
+
+Page* Zone::alloc_locked(unsigned order, bool want_clean, bool grow, Placement where) {
   NS_CHECK(order <= kMaxOrder, "alloc of order %u", order);
   unsigned o;
-  Page* p = take_block(order, want_clean, &o);
+  // A sparse block takes a marked range's memory only when nothing else
+  // fits and the zone cannot grow (Placement says why).
+  bool sparse = huge_ && where == Placement::kSparse;
+  Page* p = sparse ? take_unmarked_block(order, want_clean, &o) : take_block(order, want_clean, &o);
   if (!p && grow && grow_) {
-    if (grow_(grow_ctx_, this)) {
+    if (grow_(grow_ctx_, this, !sparse)) {
       ++stats.grow;
-      p = take_block(order, want_clean, &o);
+      p = sparse ? take_unmarked_block(order, want_clean, &o) : take_block(order, want_clean, &o);
     }
+  }
+  if (!p && sparse) {
+    p = take_block(order, want_clean, &o);
+    if (p) ++stats.thp_sparse_fallback;
   }
   if (!p) {
     ++stats.grow_fail;
@@ -327,7 +368,7 @@ void Zone::fork_child_repair(std::uint32_t self) {
   }
 }
 
-Page* Zone::alloc(unsigned order, bool want_clean) {
+Page* Zone::alloc(unsigned order, bool want_clean, Placement where) {
   // Reclaim has blocks off the lists while it madvises them: they are free
   // memory of this zone, so wait for them rather than fail, fall back to
   // another node, or online a new section (the heap would grow while it is
@@ -343,7 +384,7 @@ Page* Zone::alloc(unsigned order, bool want_clean) {
     {
       LockGuard<Mutex> g(lock);
       bool hold = !expired && isolated_pages >= (std::size_t{1} << order);
-      p = alloc_locked(order, want_clean, !hold);
+      p = alloc_locked(order, want_clean, !hold, where);
       wait = !p && !expired && isolated_pages > 0;
     }
     if (!wait) return p;

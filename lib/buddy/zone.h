@@ -91,18 +91,30 @@ struct ZoneStats {
   std::uint64_t grow_fail = 0;  // allocations that found no block and could not grow
   std::uint64_t released = 0;   // pages given back to the OS (madvise)
   // Huge pages (zone.h's header):
-  std::uint64_t thp_backed = 0;         // 2 MiB ranges advised huge and not split since
-  std::uint64_t thp_advised = 0;        // 2 MiB ranges ever advised
-  std::uint64_t thp_advise_fail = 0;    // sections whose MADV_HUGEPAGE the kernel refused
-  std::uint64_t thp_split = 0;          // releases of part of a marked range (it is split)
-  std::uint64_t thp_split_avoided = 0;  // blocks reclaim kept because releasing would split
+  std::uint64_t thp_backed = 0;           // 2 MiB ranges advised huge and not split since
+  std::uint64_t thp_advised = 0;          // 2 MiB ranges ever advised
+  std::uint64_t thp_advise_fail = 0;      // sections whose MADV_HUGEPAGE the kernel refused
+  std::uint64_t thp_split = 0;            // releases of part of a marked range (it is split)
+  std::uint64_t thp_split_avoided = 0;    // blocks reclaim kept because releasing would split
+  std::uint64_t thp_sparse_fallback = 0;  // sparse blocks put in a huge range: nothing else fit
 };
+
+// Where a block may go in a zone with huge ranges (thp on). Dense blocks
+// (slabs of classes up to a page: carving one writes every page of it) go
+// into ranges backed by huge pages first. Sparse blocks (large blocks and
+// slabs of bigger objects, of which a program may touch a few pages) go
+// outside them while a block fits there, or a new section can come online:
+// a touched byte of an advised 2 MiB range makes all of it resident, so a
+// sparse block there would cost up to 2 MiB of RSS for a few used pages.
+enum class Placement : std::uint8_t { kDense, kSparse };
 
 class Zone {
  public:
   // Brings more memory into the zone (with the zone lock held): calls
   // online_locked() and returns true, or returns false when none can be had.
-  using GrowFn = bool (*)(void* ctx, Zone* zone);
+  // `huge_ok`: the section may be advised for huge pages (false when it
+  // comes online for a sparse block).
+  using GrowFn = bool (*)(void* ctx, Zone* zone, bool huge_ok);
 
   // base: address of zone pfn 0, aligned to kMaxBlockSize; map: descriptors
   // for the zone's pfns [0, spanned). No memory is free until onlined.
@@ -111,12 +123,13 @@ class Zone {
 
   // Allocate / free one block (takes the lock). alloc returns the head page
   // with PG_clean set iff the block reads as zero, or nullptr.
-  Page* alloc(unsigned order, bool want_clean = false);
+  Page* alloc(unsigned order, bool want_clean = false, Placement where = Placement::kDense);
   void free(Page* page, unsigned order, bool clean = false);
 
   // The same with the lock already held; `grow` = false: never online a
   // new section, fail instead.
-  Page* alloc_locked(unsigned order, bool want_clean, bool grow = true);
+  Page* alloc_locked(unsigned order, bool want_clean, bool grow = true,
+                     Placement where = Placement::kDense);
   void free_locked(Page* page, unsigned order, bool clean);
   // Frees the run of `pages` pages at page (any count, any start) as the
   // naturally aligned blocks it is made of, dirty unless `clean` (the
@@ -234,6 +247,9 @@ class Zone {
 
  private:
   Page* take_block(unsigned order, bool want_clean, unsigned* got_order);
+  // A sparse block's: of order >= `order`, outside every marked range, the
+  // one in the fullest range of the first few of each list; or null.
+  Page* take_unmarked_block(unsigned order, bool want_clean, unsigned* got_order);
   // state: 0 (dirty), PG_clean or PG_lazy.
   void add_block(Page* p, unsigned order, std::uint32_t state, std::uint64_t stamp);
   void del_block(Page* p, unsigned order);

@@ -36,7 +36,9 @@ void* large_alloc(std::size_t size, std::size_t align, int nid, bool zero) {
   // next request of its class from the CPU's run list (pcp.h).
   std::size_t pages = run_round_pages(size ? align_up(size, kPageSize) >> kPageShift : 1);
   unsigned min_order = align > kPageSize ? ilog2(align) - kPageShift : 0;
-  Page* head = g_kmem.pa->alloc_pages_exact(nid, pages, min_order, zero ? unsigned{kGfpZero} : 0u);
+  // Sparse: a program may touch few of a large block's pages (page_alloc.h).
+  unsigned gfp = kGfpSparse | (zero ? unsigned{kGfpZero} : 0u);
+  Page* head = g_kmem.pa->alloc_pages_exact(nid, pages, min_order, gfp);
   if (!head) return nullptr;
   head->flags = PG_head | PG_large;
   head->slab_class = 0;

@@ -81,7 +81,7 @@ std::size_t vmstat(char* buf, std::size_t cap) {
   PageAllocator* pa = g_kmem.pa;
   if (!pa) return w.size();
   std::uint64_t alloc[kNrOrders] = {}, hit = 0, miss = 0, fail = 0, released = 0;
-  std::uint64_t thp[5] = {};  // backed, advised, advise_fail, split, split_avoided
+  std::uint64_t thp[6] = {};  // backed, advised, advise_fail, split, split_avoided, sparse_fallback
   for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
     Zone& z = pa->zone(n);
     {
@@ -93,6 +93,7 @@ std::size_t vmstat(char* buf, std::size_t cap) {
       thp[2] += z.stats.thp_advise_fail;
       thp[3] += z.stats.thp_split;
       thp[4] += z.stats.thp_split_avoided;
+      thp[5] += z.stats.thp_sparse_fallback;
     }
     hit += pa->node_stats(n).alloc_local;
     miss += pa->node_stats(n).alloc_fallback;
@@ -104,11 +105,13 @@ std::size_t vmstat(char* buf, std::size_t cap) {
            static_cast<unsigned long>(hit), static_cast<unsigned long>(miss),
            static_cast<unsigned long>(fail), static_cast<unsigned long>(released));
   // 2 MiB ranges advised huge (still whole / ever), refused advice, releases
-  // that split a range and blocks kept so as not to (lib/buddy/zone.h).
+  // that split a range, blocks kept so as not to, and sparse blocks that
+  // had to go into a huge range (lib/buddy/zone.h).
   w.printf("thp_backed %lu\nthp_advised %lu\nthp_advise_fail %lu\nthp_split %lu\n",
            static_cast<unsigned long>(thp[0]), static_cast<unsigned long>(thp[1]),
            static_cast<unsigned long>(thp[2]), static_cast<unsigned long>(thp[3]));
-  w.printf("thp_split_avoided %lu\n", static_cast<unsigned long>(thp[4]));
+  w.printf("thp_split_avoided %lu\nthp_sparse_fallback %lu\n", static_cast<unsigned long>(thp[4]),
+           static_cast<unsigned long>(thp[5]));
   std::uint64_t slabs_alloc = 0, slabs_freed = 0, remote = 0, refills = 0, flushes = 0;
   std::uint64_t barn[4] = {};  // hits, misses, overflows, grows
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
