@@ -200,6 +200,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.debug_continue, b.debug_continue);
   EXPECT_EQ(a.quarantine, b.quarantine);
   EXPECT_EQ(a.debug, b.debug);
+  EXPECT_EQ(a.slab_random, b.slab_random);
   EXPECT_EQ(a.fake_numa, b.fake_numa);
   EXPECT_EQ(a.arena_size, b.arena_size);
   EXPECT_EQ(a.section_size, b.section_size);
@@ -241,9 +242,53 @@ TEST(BaseConfig, TableDefaultsMatchStruct) {
   std::strcpy(s.debug_log, "/x");
   s.debug_continue = true;
   s.quarantine = 77;
+  s.slab_random = !want.slab_random;
   s.verbose = !want.verbose;
   EXPECT_EQ(config_parse_defaults(&s), 0);
   expect_same(s, want);
+}
+
+// numaslub-info --config-help (and the README table made from it): one
+// line per option, each with its whole help text, however long.
+TEST(BaseConfig, HelpHasOneWholeLinePerOption) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  config_print_help(fds[1]);
+  close(fds[1]);
+  std::string out = "\n";  // so that every line, the first too, follows a newline
+  char buf[4096];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;)
+    out.append(buf, static_cast<std::size_t>(n));
+  close(fds[0]);
+  std::vector<std::string> lines;
+  for (std::size_t at = 1, nl; (nl = out.find('\n', at)) != std::string::npos; at = nl + 1)
+    lines.push_back(out.substr(at, nl - at));
+  ASSERT_GT(lines.size(), 10u);
+  EXPECT_EQ(out.back(), '\n');
+  for (const std::string& l : lines) {
+    // Each line: the name, type, default and help; no name twice (a line
+    // that lost its newline runs into the next and hides it).
+    std::string key = "\n";
+    key += l.substr(0, l.find(' '));
+    key += ' ';
+    ASSERT_GT(key.size(), 2u) << l;
+    EXPECT_EQ(out.find(key), out.rfind(key)) << key << " twice";
+    EXPECT_GT(l.size(), 30u) << l;
+  }
+  for (const char* name : {"fake_numa", "debug", "verbose", "thp", "slab_random"}) {
+    std::string key = "\n";
+    key += name;
+    key += ' ';
+    EXPECT_NE(out.find(key), std::string::npos) << name;
+  }
+  // A help text longer than any line buffer arrives whole.
+  bool found = false;
+  for (const std::string& l : lines)
+    if (l.rfind("slab_random ", 0) == 0) {
+      found = true;
+      EXPECT_NE(l.find("(faster where objects go from thread to thread)"), std::string::npos) << l;
+    }
+  EXPECT_TRUE(found);
 }
 
 }  // namespace

@@ -93,6 +93,11 @@ constexpr Option kOptions[] = {
            "how often the published views are updated, at most, in ms (from the allocator's slow "
            "paths and kswapd; a reader can ask for a fresh one); the file appears at the first "
            "slow path 1 s after start (or publish_ms, if longer)"),
+    NS_OPT(slab_random, Type::kBool, "1",
+           "new slabs hand out their objects in a random order (the kernel's "
+           "SLAB_FREELIST_RANDOM: neighbours of an object are hard to predict); 0 hands them out "
+           "in address order, which hardware prefetchers follow (faster where objects go from "
+           "thread to thread)"),
     NS_OPT(debug, Type::kBool, "0",
            "check every sized free (free_sized, sized delete) against the block's size and "
            "abort naming the address on a mismatch"),
@@ -407,8 +412,12 @@ void config_print_help(int fd) {
                        : o.type == Type::kPath      ? "path"
                        : o.type == Type::kSlubDebug ? "text"
                                                     : "enum";
-    std::size_t n = format(line, sizeof line, "%-16s %-5s %-6s %s\n", o.name, type, o.def, o.help);
+    // The help text is written as it is: through the line buffer, a long
+    // one would lose its end and its newline (and run into the next option).
+    std::size_t n = format(line, sizeof line, "%-16s %-5s %-6s ", o.name, type, o.def);
     write_all(fd, line, n);
+    write_all(fd, o.help, std::strlen(o.help));
+    write_all(fd, "\n", 1);
   }
 }
 

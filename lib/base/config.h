@@ -89,6 +89,7 @@ struct Config {
   std::uint32_t psi_threshold = 10;           // memory "some avg10" % that counts as pressure
   bool publish = true;                        // views in $TMPDIR/numaslub-<uid>/<pid>
   std::uint32_t publish_ms = 50;              // how often the published views are updated
+  bool slab_random = true;                    // new slabs' freelists in random order
   bool debug = false;                         // check sized frees against the block
   // slub_debug: "FLAGS[:cache...][;FLAGS[:cache...]]", kept as text and
   // resolved by lib/slub at set-up ("" = off; FZPU letters as the kernel's).

@@ -73,7 +73,7 @@ unsigned KmemCache::take_free(Slab* s, void** out, unsigned n) {
   return got;
 }
 
-bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s) {
+bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s, bool random) {
   pa = alloc;
   cls = c;
   size = kClassSize[c];
@@ -102,10 +102,11 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s) {
     node[n].full.init();
   }
   // SLAB_FREELIST_RANDOM: one random permutation per cache; each new slab
-  // starts it at a random point.
+  // starts it at a random point. Without it, address order from the start.
   std::uint64_t st = secret ^ (0x9E3779B97F4A7C15ULL * (c + 1));
+  random_start = random;
   for (std::uint32_t i = 0; i < objects; ++i) random_seq[i] = static_cast<std::uint16_t>(i);
-  for (std::uint32_t i = objects; i > 1; --i) {
+  for (std::uint32_t i = objects; random && i > 1; --i) {
     std::uint32_t j = static_cast<std::uint32_t>(next_rand(&st) % i);
     std::uint16_t t = random_seq[i - 1];
     random_seq[i - 1] = random_seq[j];
@@ -137,7 +138,7 @@ Slab* KmemCache::new_slab(unsigned nid) {
   NS_CHECK((pa->arena().page_to_pfn(head) & (pages - 1)) == 0, "slab %p of %s is not aligned",
            static_cast<void*>(base), name);
   std::uint64_t st = secret ^ reinterpret_cast<std::uintptr_t>(base);
-  std::uint32_t start = static_cast<std::uint32_t>(next_rand(&st) % objects);
+  std::uint32_t start = random_start ? static_cast<std::uint32_t>(next_rand(&st) % objects) : 0;
   void* next = nullptr;
   // Link in reverse so the freelist runs in permutation order from `start`:
   // random_seq[start..objects-1], then random_seq[0..start-1] (two loops,

@@ -84,12 +84,14 @@ struct KmemCache {
   std::uint8_t debug = 0;
   std::uint64_t secret = 0;             // freelist pointer mangling
   std::uint16_t* random_seq = nullptr;  // SLAB_FREELIST_RANDOM permutation
+  bool random_start = true;             // new slabs start it at a random point
   KmemCacheNode* node = nullptr;        // [nr_nodes]
   PageAllocator* pa = nullptr;
 
-  // Sets up the cache for class `cls`. Returns false when metadata cannot
-  // be allocated.
-  bool init(unsigned cls, PageAllocator* pa, std::uint64_t secret);
+  // Sets up the cache for class `cls`; `random`: slab_random (else the
+  // permutation is the identity, started at 0). Returns false when metadata
+  // cannot be allocated.
+  bool init(unsigned cls, PageAllocator* pa, std::uint64_t secret, bool random = true);
 
   // Takes up to n objects from node nid's slabs (growing the cache as
   // needed). Returns how many were stored in out.

@@ -368,7 +368,7 @@ static bool slub_init_locked() {
   if (!g_caches_ready) {
     // A secret per cache: one leaked opens one cache's freelists at most.
     for (unsigned c = 0; c < kNrClasses; ++c)
-      if (!g_kmem.caches[c].init(c, pa, random_secret())) return false;
+      if (!g_kmem.caches[c].init(c, pa, random_secret(), config().slab_random)) return false;
     debug_setup(g_kmem.caches, kNrClasses);
     g_caches_ready = true;
   }
