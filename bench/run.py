@@ -371,7 +371,7 @@ unset multiplot
         return written
 
 
-# ---------------------------------------------------------------- main
+# ---------------------------------------------------------------- options
 
 
 def parse_args():
@@ -457,71 +457,73 @@ def resolve_allocators(args):
     return out
 
 
-def main():
-    args = parse_args()
-    if args.list:
-        for name, binary, desc, _ in WORKLOADS:
-            log("%-20s %-14s %s" % (name, binary, desc))
-        log("allocators: " + ", ".join(DEFAULT_ALLOCATORS))
-        return 0
-    args.build_dir = os.path.abspath(args.build_dir)
-    args.numaslub_path = os.path.abspath(args.numaslub or os.path.join(args.build_dir,
-                                                                       "libnumaslub.so"))
-    bin_dir = os.path.abspath(args.bin_dir or os.path.join(args.build_dir, "bench", "workloads"))
+def wants_numaslub(args):
+    """Whether -a names this tree's numaslub (a NAME=PATH.so entry does not count)."""
+    return any(x.strip() == "numaslub" for x in args.allocators.split(","))
 
-    if args.workloads == "all":
-        workloads = WORKLOADS
-    else:
-        wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
-        known = {w[0]: w for w in WORKLOADS}
-        bad = [w for w in wanted if w not in known]
-        if bad:
-            sys.exit("run.py: unknown workload(s) %s (known: %s)" % (", ".join(bad),
-                                                                     ", ".join(known)))
-        workloads = [known[w] for w in wanted]
 
-    want_numaslub = any(x.strip() == "numaslub" for x in args.allocators.split(","))
-    if not args.no_build:
-        build(args, need_lib=want_numaslub and not args.numaslub,
-              need_bins=not args.bin_dir)
+def list_workloads():
+    for name, binary, desc, _ in WORKLOADS:
+        log("%-20s %-14s %s" % (name, binary, desc))
+    log("allocators: " + ", ".join(DEFAULT_ALLOCATORS))
+
+
+def select_workloads(spec):
+    """The WORKLOADS entries named by -w (a comma list, or "all"), in its order."""
+    if spec == "all":
+        return WORKLOADS
+    wanted = [w.strip() for w in spec.split(",") if w.strip()]
+    known = {w[0]: w for w in WORKLOADS}
+    bad = [w for w in wanted if w not in known]
+    if bad:
+        sys.exit("run.py: unknown workload(s) %s (known: %s)" % (", ".join(bad),
+                                                                 ", ".join(known)))
+    return [known[w] for w in wanted]
+
+
+def check_programs(args, bin_dir, workloads, want_numaslub):
+    """Exits unless the library (when numaslub runs), spawn and every workload exist."""
     if want_numaslub and not os.path.exists(args.numaslub_path):
         sys.exit("run.py: %s not found (build the target numaslub, or pass --numaslub)" %
                  args.numaslub_path)
-    spawn = os.path.join(bin_dir, "spawn")
     for binary in ["spawn"] + [w[1] for w in workloads]:
         if not os.access(os.path.join(bin_dir, binary), os.X_OK):
             sys.exit("run.py: %s not found (cmake --build BUILD --target bench_workloads, "
                      "or pass --bin-dir)" % os.path.join(bin_dir, binary))
 
-    allocs = resolve_allocators(args)
+
+def check_preloads(allocs):
     for name, path in allocs:
         if path:
             ok, err = preload_works(path)
             if not ok:
                 sys.exit("run.py: %s (%s) does not load as LD_PRELOAD: %s" % (name, path, err))
-    names = [n for n, _ in allocs]
-    baseline = BASELINE if BASELINE in names else None
-    if not baseline:
-        log("note: jemalloc not among the allocators: ratios are not computed")
 
+
+def announce(args, workloads, allocs):
     log("mode %s: %d runs, %d threads, workloads %s" %
         (args.mode, args.runs, args.threads, ", ".join(w[0] for w in workloads)))
     for name, path in allocs:
         log("  %-10s %s%s" % (name, path or "(no preload: glibc malloc)",
                               "".join(" %s=%s" % kv for kv in ALLOC_ENV.get(name, {}).items())))
 
-    revision = git_describe()  # now: the tree may move while the runs go on
-    # results[(workload, alloc)] = [run dict, ...]
+
+def run_all(args, bin_dir, workloads, allocs):
+    """Every run, interleaved (A B C A B C ...), one progress line per round.
+
+    Returns results[(workload, allocator)] = [run dict, ...] and the failed
+    runs as (workload, allocator, run dict).
+    """
+    spawn = os.path.join(bin_dir, "spawn")
     results = {}
     failures = []
-    t_start = time.monotonic()
     for wname, binary, _, argspec in workloads:
         argv = shlex.split(argspec[args.mode].format(t=args.threads)) + \
             ["-L", str(args.timeout)]
         exe = os.path.join(bin_dir, binary)
         for r in range(args.runs):
             line = []
-            for name, path in allocs:  # interleaved: A B C A B C ...
+            for name, path in allocs:
                 res = run_once(spawn, exe, argv, path, args.timeout + 10, ALLOC_ENV.get(name))
                 results.setdefault((wname, name), []).append(res)
                 if res["status"] == "ok":
@@ -530,9 +532,15 @@ def main():
                     line.append("%s FAILED" % name)
                     failures.append((wname, name, res))
             log("  %-19s run %d/%d  %s" % (wname, r + 1, args.runs, "  ".join(line)))
+    return results, failures
 
-    # Checksums depend only on the arguments: every run of a workload must agree.
-    for wname, _, _, _ in workloads:
+
+def check_checksums(wnames, names, results, failures):
+    """Marks and adds to failures each run whose checksum is not the workload's usual one.
+
+    Checksums depend only on the arguments: every run of a workload must agree.
+    """
+    for wname in wnames:
         sums = [res["checksum"] for n in names for res in results[(wname, n)]
                 if res["status"] == "ok"]
         if not sums:
@@ -543,201 +551,286 @@ def main():
                 if res["status"] == "ok" and res["checksum"] != ref:
                     res["status"] = "wrong checksum %s (others %s)" % (res["checksum"], ref)
                     failures.append((wname, n, res))
+
+
+class Summary:
+    """The runs' medians per (workload, allocator) and their ratios to the baseline."""
+
+    def __init__(self, wnames, names, results, baseline):
+        self.wnames, self.names, self.baseline = wnames, names, baseline
+        self.med = {}  # (w, a) -> dict
+        for w in wnames:
+            for n in names:
+                ok = [x for x in results[(w, n)] if x["status"] == "ok"]
+                if ok:
+                    self.med[(w, n)] = medians(ok, len(results[(w, n)]))
+        self.ratio_t, self.ratio_r, self.gm_t, self.gm_r = {}, {}, {}, {}
+        if not baseline:
+            return
+        for w in wnames:
+            b = self.med.get((w, baseline))
+            for n in names:
+                m = self.med.get((w, n))
+                if b and m:
+                    self.ratio_t[(w, n)] = m["time"] / b["time"]
+                    self.ratio_r[(w, n)] = m["rss"] / b["rss"]
+        for n in names:
+            self.gm_t[n] = geomean([self.ratio_t.get((w, n)) for w in wnames])
+            self.gm_r[n] = geomean([self.ratio_r.get((w, n)) for w in wnames])
+
+
+def medians(ok, runs):
+    """Median, min and max time, median peak RSS (and memreturn's RSS figures) of the ok runs."""
+    d = {"runs_ok": len(ok), "runs": runs,
+         "time": statistics.median(x["elapsed_s"] for x in ok),
+         "time_min": min(x["elapsed_s"] for x in ok),
+         "time_max": max(x["elapsed_s"] for x in ok),
+         "rss": statistics.median(x["maxrss_kib"] for x in ok)}
+    for key in ("rss_free_kib", "rss_1s_kib", "rss_end_kib"):
+        vals = [int(x["extra"][key]) for x in ok if key in x["extra"]]
+        if vals:
+            d[key] = statistics.median(vals)
+    return d
+
+
+# ---------------------------------------------------------------- tables
+
+
+def ratio_table(s, title, key, unit, scale, ratios, gms):
+    """One table: the baseline's figure in its unit, the others as ratios to it."""
+    others = [n for n in s.names if n != s.baseline]
+    col = max(9, max(len(n) for n in s.names) + 1)
+    text = [title]
+    head = "%-20s %12s" % ("workload", "%s %s" % (s.baseline, unit) if s.baseline else "")
+    text.append(head + "".join("%*s" % (col, n) for n in others))
+    for w in s.wnames:
+        b = s.med.get((w, s.baseline)) if s.baseline else None
+        cells = []
+        for n in others:
+            if (w, n) in ratios:
+                cells.append(fmt_ratio(ratios[(w, n)]))
+            elif (w, n) in s.med:
+                cells.append("%.3g" % (s.med[(w, n)][key] * scale))
+            else:
+                cells.append("FAIL")
+        text.append("%-20s %12s" % (w, "%.3f" % (b[key] * scale) if b else
+                                    "FAIL" if s.baseline else "")
+                    + "".join("%*s" % (col, c) for c in cells))
+    if s.baseline:
+        text.append("%-20s %12s" % ("geomean", "1.00") +
+                    "".join("%*s" % (col, fmt_ratio(gms.get(n, float("nan")))) for n in others))
+    text.append("")
+    return text
+
+
+def memreturn_table(s):
+    text = ["memory return after the memreturn burst (MiB, median): does RSS fall without "
+            "malloc_trim?",
+            "%-10s %10s %12s %12s %12s" % ("allocator", "peak", "after free", "after 1 s",
+                                           "1 s / peak")]
+    for n in s.names:
+        m = s.med.get(("memreturn", n))
+        if not m or "rss_1s_kib" not in m:
+            text.append("%-10s %10s" % (n, "FAIL"))
+            continue
+        text.append("%-10s %10.0f %12.0f %12.0f %11.0f%%" % (
+            n, m["rss"] / 1024, m["rss_free_kib"] / 1024, m["rss_1s_kib"] / 1024,
+            100.0 * m["rss_1s_kib"] / m["rss"]))
+    text.append("")
+    return text
+
+
+def targets_table(s):
+    """numaslub's geometric means against TARGETS."""
+    text = ["targets (issue 6), numaslub geometric means:"]
+    for metric, vs, limit in TARGETS:
+        if vs not in s.names:
+            text.append("  %-9s vs %-9s   -      (target <= %.2fx)  %s not run" %
+                        (metric, vs, limit, vs))
+            continue
+        table_ = s.ratio_t if metric == "time" else s.ratio_r
+        rel = geomean([table_[(w, "numaslub")] / table_[(w, vs)] for w in s.wnames
+                       if (w, "numaslub") in table_ and (w, vs) in table_])
+        verdict = "met" if rel <= limit else "NOT MET"
+        text.append("  %-9s vs %-9s %5.2fx  (target <= %.2fx)  %s" %
+                    (metric, vs, rel, limit, verdict))
+    text.append("")
+    return text
+
+
+def failures_table(failures):
+    """Each distinct failure once, with a reproducer and the tail of its stderr."""
+    text = ["FAILED RUNS (%d): a crash, hang, corruption or wrong checksum is an allocator bug "
+            "(or a workload bug): reproduce with" % len(failures)]
+    seen = set()
+    for w, n, res in failures:
+        key = (w, n, res["status"])
+        if key in seen:
+            continue
+        seen.add(key)
+        text.append("  %s under %s: %s" % (w, n, res["status"]))
+        text.append("    %s" % repro(res))
+        tail = res["stderr"].strip().splitlines()[-3:]
+        for t in tail:
+            text.append("    | " + t)
+    text.append("")
+    return text
+
+
+def report_text(args, s, failures, elapsed_total):
+    """The printed report (also the Markdown summary's Results), as lines."""
+    text = ["Allocator throughput, %s mode: median of %d runs, %d threads; ratio to %s "
+            "(lower is better)" % (args.mode, args.runs, args.threads, s.baseline or "-"), ""]
+    text += ratio_table(s, "elapsed time (jemalloc column in s; others x jemalloc)", "time",
+                        "s", 1.0, s.ratio_t, s.gm_t)
+    text += ratio_table(s, "peak RSS, ru_maxrss (jemalloc column in MiB; others x jemalloc)",
+                        "rss", "MiB", 1 / 1024, s.ratio_r, s.gm_r)
+    if "memreturn" in s.wnames:
+        text += memreturn_table(s)
+    if "numaslub" in s.names and s.baseline:
+        text += targets_table(s)
+    if failures:
+        text += failures_table(failures)
+    text.append("wall time of the runs: %.0f s" % elapsed_total)
+    return text
+
+
+# ---------------------------------------------------------------- files
+
+
+def write_csv(path, s, results):
+    """One row per workload and allocator (medians, ratios), then the geomeans."""
+    with open(path, "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(["workload", "allocator", "runs_ok", "runs", "time_median_s", "time_min_s",
+                     "time_max_s", "time_ratio_jemalloc", "peak_rss_median_kib",
+                     "peak_rss_ratio_jemalloc", "rss_after_free_kib", "rss_after_1s_kib"])
+        for w in s.wnames:
+            for n in s.names:
+                m = s.med.get((w, n))
+                nr = len(results[(w, n)])
+                if not m:
+                    wr.writerow([w, n, 0, nr] + [""] * 8)
+                    continue
+                wr.writerow([w, n, m["runs_ok"], m["runs"], "%.6f" % m["time"],
+                             "%.6f" % m["time_min"], "%.6f" % m["time_max"],
+                             "%.4f" % s.ratio_t[(w, n)] if (w, n) in s.ratio_t else "",
+                             "%d" % m["rss"],
+                             "%.4f" % s.ratio_r[(w, n)] if (w, n) in s.ratio_r else "",
+                             "%d" % m["rss_free_kib"] if "rss_free_kib" in m else "",
+                             "%d" % m["rss_1s_kib"] if "rss_1s_kib" in m else ""])
+        for n in s.names:
+            if n in s.gm_t:
+                wr.writerow(["geomean", n, "", "", "", "", "", "%.4f" % s.gm_t[n], "",
+                             "%.4f" % s.gm_r[n], "", ""])
+
+
+def write_runs_csv(path, s, results):
+    """Every run, failed ones included."""
+    with open(path, "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(["workload", "allocator", "run", "status", "elapsed_s", "wall_s",
+                     "maxrss_kib", "checksum", "extra"])
+        for w in s.wnames:
+            for n in s.names:
+                for i, res in enumerate(results[(w, n)]):
+                    wr.writerow([w, n, i + 1, res["status"],
+                                 "%.6f" % res["elapsed_s"] if "elapsed_s" in res else "",
+                                 "%.3f" % res["wall_s"], res["maxrss_kib"],
+                                 res.get("checksum", ""),
+                                 " ".join("%s=%s" % kv for kv in
+                                          sorted(res.get("extra", {}).items()))])
+
+
+def write_summary(path, args, mach, revision, allocs, workloads, text, charts):
+    """The Markdown summary: machine, allocators, workloads, the report, the chart."""
+    with open(path, "w") as f:
+        f.write("# Allocator throughput, %s mode\n\n" % args.mode)
+        f.write("Written by `python3 bench/run.py %s`. How to read it: "
+                "[README.md](README.md).\n\n" % " ".join(sys.argv[1:]))
+        f.write("## Machine\n\n| | |\n|---|---|\n")
+        for k in ("date", "nproc", "cpu", "memory", "kernel", "thp", "os", "libc",
+                  "loadavg"):
+            f.write("| %s | %s |\n" % (k, mach[k]))
+        f.write("| numaslub | %s (git %s) |\n" % (
+            os.path.relpath(args.numaslub_path, ROOT) if wants_numaslub(args) else "-",
+            revision))
+        f.write("\n## Allocators\n\n| name | preload | package |\n|---|---|---|\n")
+        for n, p in allocs:
+            shown_p = os.path.relpath(p, ROOT) if p and p.startswith(ROOT + os.sep) else p
+            f.write("| %s | %s | %s |\n" % (n, shown_p or "none (glibc malloc)",
+                                            package_version(p) if p and n != "numaslub"
+                                            else ("libc6 " + platform.libc_ver()[1]
+                                                  if not p else "this tree")))
+        f.write("\n## Workloads (%d threads)\n\n| workload | what | arguments |\n"
+                "|---|---|---|\n" % args.threads)
+        for name, binary, desc, argspec in workloads:
+            f.write("| %s | %s | `%s %s` |\n" % (name, desc, binary,
+                                                 argspec[args.mode].format(t=args.threads)))
+        f.write("\n## Results\n\n```\n" + "\n".join(text) + "\n```\n")
+        for c in charts:
+            if c.endswith(".svg"):
+                f.write("\n![chart](%s)\n" % os.path.basename(c))
+
+
+def write_outputs(args, s, results, revision, allocs, workloads, text):
+    """CSV of the medians and of every run, the chart and the summary, under --out-dir."""
+    os.makedirs(args.out_dir, exist_ok=True)
+    base = os.path.join(args.out_dir, args.name or "throughput-" + args.mode)
+    mach = machine_description()
+    write_csv(base + ".csv", s, results)
+    write_runs_csv(base + "-runs.csv", s, results)
+    title = "numaslub %s vs other allocators, %s mode, %s, %s CPUs" % (
+        revision, args.mode, mach["cpu"], mach["nproc"])
+    charts = plot(base, s.wnames, s.names, s.ratio_t, s.ratio_r, s.gm_t, s.gm_r, title) \
+        if s.baseline else []
+    write_summary(base + ".md", args, mach, revision, allocs, workloads, text, charts)
+    log("wrote %s" % ", ".join(os.path.relpath(p, os.getcwd()) for p in
+                               [base + ".csv", base + "-runs.csv", base + ".md"] + charts))
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    args = parse_args()
+    if args.list:
+        list_workloads()
+        return 0
+    args.build_dir = os.path.abspath(args.build_dir)
+    args.numaslub_path = os.path.abspath(args.numaslub or os.path.join(args.build_dir,
+                                                                       "libnumaslub.so"))
+    bin_dir = os.path.abspath(args.bin_dir or os.path.join(args.build_dir, "bench", "workloads"))
+    workloads = select_workloads(args.workloads)
+
+    want_numaslub = wants_numaslub(args)
+    if not args.no_build:
+        build(args, need_lib=want_numaslub and not args.numaslub,
+              need_bins=not args.bin_dir)
+    check_programs(args, bin_dir, workloads, want_numaslub)
+
+    allocs = resolve_allocators(args)
+    check_preloads(allocs)
+    names = [n for n, _ in allocs]
+    baseline = BASELINE if BASELINE in names else None
+    if not baseline:
+        log("note: jemalloc not among the allocators: ratios are not computed")
+    announce(args, workloads, allocs)
+
+    revision = git_describe()  # now: the tree may move while the runs go on
+    wnames = [w[0] for w in workloads]
+    t_start = time.monotonic()
+    results, failures = run_all(args, bin_dir, workloads, allocs)
+    check_checksums(wnames, names, results, failures)
     elapsed_total = time.monotonic() - t_start
 
-    # Medians.
-    med = {}  # (w, a) -> dict
-    for wname, _, _, _ in workloads:
-        for n in names:
-            ok = [x for x in results[(wname, n)] if x["status"] == "ok"]
-            if not ok:
-                continue
-            d = {"runs_ok": len(ok), "runs": len(results[(wname, n)]),
-                 "time": statistics.median(x["elapsed_s"] for x in ok),
-                 "time_min": min(x["elapsed_s"] for x in ok),
-                 "time_max": max(x["elapsed_s"] for x in ok),
-                 "rss": statistics.median(x["maxrss_kib"] for x in ok)}
-            for key in ("rss_free_kib", "rss_1s_kib", "rss_end_kib"):
-                vals = [int(x["extra"][key]) for x in ok if key in x["extra"]]
-                if vals:
-                    d[key] = statistics.median(vals)
-            med[(wname, n)] = d
-
-    wnames = [w[0] for w in workloads]
-    ratio_t, ratio_r, gm_t, gm_r = {}, {}, {}, {}
-    if baseline:
-        for w in wnames:
-            b = med.get((w, baseline))
-            for n in names:
-                m = med.get((w, n))
-                if b and m:
-                    ratio_t[(w, n)] = m["time"] / b["time"]
-                    ratio_r[(w, n)] = m["rss"] / b["rss"]
-        for n in names:
-            gm_t[n] = geomean([ratio_t.get((w, n)) for w in wnames])
-            gm_r[n] = geomean([ratio_r.get((w, n)) for w in wnames])
-
-    # ---- report
-    text = []
-
-    def out(s=""):
-        text.append(s)
-
-    others = [n for n in names if n != baseline]
-    col = max(9, max(len(n) for n in names) + 1)
-
-    def table(title, key, unit, scale, ratios, gms):
-        out(title)
-        head = "%-20s %12s" % ("workload", "%s %s" % (baseline, unit) if baseline else "")
-        out(head + "".join("%*s" % (col, n) for n in others))
-        for w in wnames:
-            b = med.get((w, baseline)) if baseline else None
-            cells = []
-            for n in others:
-                if (w, n) in ratios:
-                    cells.append(fmt_ratio(ratios[(w, n)]))
-                elif (w, n) in med:
-                    cells.append("%.3g" % (med[(w, n)][key] * scale))
-                else:
-                    cells.append("FAIL")
-            out("%-20s %12s" % (w, "%.3f" % (b[key] * scale) if b else "FAIL" if baseline else "")
-                + "".join("%*s" % (col, c) for c in cells))
-        if baseline:
-            out("%-20s %12s" % ("geomean", "1.00") +
-                "".join("%*s" % (col, fmt_ratio(gms.get(n, float("nan")))) for n in others))
-        out()
-
-    out("Allocator throughput, %s mode: median of %d runs, %d threads; ratio to %s "
-        "(lower is better)" % (args.mode, args.runs, args.threads, baseline or "-"))
-    out()
-    table("elapsed time (jemalloc column in s; others x jemalloc)", "time", "s", 1.0,
-          ratio_t, gm_t)
-    table("peak RSS, ru_maxrss (jemalloc column in MiB; others x jemalloc)", "rss", "MiB",
-          1 / 1024, ratio_r, gm_r)
-
-    if "memreturn" in wnames:
-        out("memory return after the memreturn burst (MiB, median): does RSS fall without "
-            "malloc_trim?")
-        out("%-10s %10s %12s %12s %12s" % ("allocator", "peak", "after free", "after 1 s",
-                                          "1 s / peak"))
-        for n in names:
-            m = med.get(("memreturn", n))
-            if not m or "rss_1s_kib" not in m:
-                out("%-10s %10s" % (n, "FAIL"))
-                continue
-            out("%-10s %10.0f %12.0f %12.0f %11.0f%%" % (
-                n, m["rss"] / 1024, m["rss_free_kib"] / 1024, m["rss_1s_kib"] / 1024,
-                100.0 * m["rss_1s_kib"] / m["rss"]))
-        out()
-
-    if "numaslub" in names and baseline:
-        out("targets (issue 6), numaslub geometric means:")
-        for metric, vs, limit in TARGETS:
-            if vs not in names:
-                out("  %-9s vs %-9s   -      (target <= %.2fx)  %s not run" %
-                    (metric, vs, limit, vs))
-                continue
-            table_ = ratio_t if metric == "time" else ratio_r
-            rel = geomean([table_[(w, "numaslub")] / table_[(w, vs)] for w in wnames
-                           if (w, "numaslub") in table_ and (w, vs) in table_])
-            verdict = "met" if rel <= limit else "NOT MET"
-            out("  %-9s vs %-9s %5.2fx  (target <= %.2fx)  %s" % (metric, vs, rel, limit, verdict))
-        out()
-
-    if failures:
-        out("FAILED RUNS (%d): a crash, hang, corruption or wrong checksum is an allocator bug "
-            "(or a workload bug): reproduce with" % len(failures))
-        seen = set()
-        for w, n, res in failures:
-            key = (w, n, res["status"])
-            if key in seen:
-                continue
-            seen.add(key)
-            out("  %s under %s: %s" % (w, n, res["status"]))
-            out("    %s" % repro(res))
-            tail = res["stderr"].strip().splitlines()[-3:]
-            for t in tail:
-                out("    | " + t)
-        out()
-    out("wall time of the runs: %.0f s" % elapsed_total)
-
+    s = Summary(wnames, names, results, baseline)
+    text = report_text(args, s, failures, elapsed_total)
     log()
-    for s in text:
-        log(s)
-
-    # ---- files
+    for line in text:
+        log(line)
     if not args.no_output:
-        os.makedirs(args.out_dir, exist_ok=True)
-        base = os.path.join(args.out_dir, args.name or "throughput-" + args.mode)
-        mach = machine_description()
-        with open(base + ".csv", "w", newline="") as f:
-            wr = csv.writer(f)
-            wr.writerow(["workload", "allocator", "runs_ok", "runs", "time_median_s", "time_min_s",
-                         "time_max_s", "time_ratio_jemalloc", "peak_rss_median_kib",
-                         "peak_rss_ratio_jemalloc", "rss_after_free_kib", "rss_after_1s_kib"])
-            for w in wnames:
-                for n in names:
-                    m = med.get((w, n))
-                    nr = len(results[(w, n)])
-                    if not m:
-                        wr.writerow([w, n, 0, nr] + [""] * 8)
-                        continue
-                    wr.writerow([w, n, m["runs_ok"], m["runs"], "%.6f" % m["time"],
-                                 "%.6f" % m["time_min"], "%.6f" % m["time_max"],
-                                 "%.4f" % ratio_t[(w, n)] if (w, n) in ratio_t else "",
-                                 "%d" % m["rss"],
-                                 "%.4f" % ratio_r[(w, n)] if (w, n) in ratio_r else "",
-                                 "%d" % m["rss_free_kib"] if "rss_free_kib" in m else "",
-                                 "%d" % m["rss_1s_kib"] if "rss_1s_kib" in m else ""])
-            for n in names:
-                if n in gm_t:
-                    wr.writerow(["geomean", n, "", "", "", "", "", "%.4f" % gm_t[n], "",
-                                 "%.4f" % gm_r[n], "", ""])
-        with open(base + "-runs.csv", "w", newline="") as f:
-            wr = csv.writer(f)
-            wr.writerow(["workload", "allocator", "run", "status", "elapsed_s", "wall_s",
-                         "maxrss_kib", "checksum", "extra"])
-            for w in wnames:
-                for n in names:
-                    for i, res in enumerate(results[(w, n)]):
-                        wr.writerow([w, n, i + 1, res["status"],
-                                     "%.6f" % res["elapsed_s"] if "elapsed_s" in res else "",
-                                     "%.3f" % res["wall_s"], res["maxrss_kib"],
-                                     res.get("checksum", ""),
-                                     " ".join("%s=%s" % kv for kv in
-                                              sorted(res.get("extra", {}).items()))])
-        title = "numaslub %s vs other allocators, %s mode, %s, %s CPUs" % (
-            revision, args.mode, mach["cpu"], mach["nproc"])
-        charts = plot(base, wnames, names, ratio_t, ratio_r, gm_t, gm_r, title) \
-            if baseline else []
-        with open(base + ".md", "w") as f:
-            f.write("# Allocator throughput, %s mode\n\n" % args.mode)
-            f.write("Written by `python3 bench/run.py %s`. How to read it: "
-                    "[README.md](README.md).\n\n" % " ".join(sys.argv[1:]))
-            f.write("## Machine\n\n| | |\n|---|---|\n")
-            for k in ("date", "nproc", "cpu", "memory", "kernel", "thp", "os", "libc",
-                      "loadavg"):
-                f.write("| %s | %s |\n" % (k, mach[k]))
-            f.write("| numaslub | %s (git %s) |\n" % (
-                os.path.relpath(args.numaslub_path, ROOT) if want_numaslub else "-", revision))
-            f.write("\n## Allocators\n\n| name | preload | package |\n|---|---|---|\n")
-            for n, p in allocs:
-                shown_p = os.path.relpath(p, ROOT) if p and p.startswith(ROOT + os.sep) else p
-                f.write("| %s | %s | %s |\n" % (n, shown_p or "none (glibc malloc)",
-                                                package_version(p) if p and n != "numaslub"
-                                                else ("libc6 " + platform.libc_ver()[1]
-                                                      if not p else "this tree")))
-            f.write("\n## Workloads (%d threads)\n\n| workload | what | arguments |\n"
-                    "|---|---|---|\n" % args.threads)
-            for name, binary, desc, argspec in workloads:
-                f.write("| %s | %s | `%s %s` |\n" % (name, desc, binary,
-                                                     argspec[args.mode].format(t=args.threads)))
-            f.write("\n## Results\n\n```\n" + "\n".join(text) + "\n```\n")
-            for c in charts:
-                if c.endswith(".svg"):
-                    f.write("\n![chart](%s)\n" % os.path.basename(c))
-        log("wrote %s" % ", ".join(os.path.relpath(p, os.getcwd()) for p in
-                                   [base + ".csv", base + "-runs.csv", base + ".md"] + charts))
+        write_outputs(args, s, results, revision, allocs, workloads, text)
     return 1 if failures else 0
 
 
