@@ -50,50 +50,9 @@ PUBLIC_PREFIX = "numaslub/"
 
 # (including file, included header): why the rule is broken there. Every
 # entry is debt: fix the include, then delete the line.
-_SLUB_OWNER = "lib/slub is being reworked in main; move to the umbrella headers with that work"
 _FAST_PATH = ("the malloc/new fast path; shim/malloc.cpp and shim/cxx_new.cpp are being "
               "reworked in main; move to lib/slub/slub.h and lib/base/base.h with that work")
 ALLOWED = {
-    # Page descriptors: a lower layer's header inside lib/numa.
-    ("lib/numa/page.h", "lib/base/list.h"):
-        "lib/numa/page.h is being reworked in main; move to lib/base/base.h with that work",
-    # The slub layer reaches into lower layers' headers directly.
-    ("lib/slub/fork_child.cpp", "lib/base/lock.h"): _SLUB_OWNER,
-    ("lib/slub/vmalloc.cpp", "lib/base/bitops.h"): _SLUB_OWNER,
-    ("lib/slub/vmalloc.cpp", "lib/base/clock.h"): _SLUB_OWNER,
-    ("lib/slub/vmalloc.cpp", "lib/base/lock.h"): _SLUB_OWNER,
-    ("lib/slub/vmalloc.cpp", "lib/base/syscall.h"): _SLUB_OWNER,
-    ("lib/slub/vmalloc.cpp", "lib/base/thread_ctx.h"): _SLUB_OWNER,
-    ("lib/slub/vmalloc.cpp", "lib/buddy/page_alloc.h"): _SLUB_OWNER,
-    ("lib/slub/vmalloc.cpp", "lib/numa/page.h"): _SLUB_OWNER,
-    ("lib/slub/kmalloc.cpp", "lib/base/bitops.h"): _SLUB_OWNER,
-    ("lib/slub/kmalloc.cpp", "lib/base/config.h"): _SLUB_OWNER,
-    ("lib/slub/kmalloc.cpp", "lib/base/log.h"): _SLUB_OWNER,
-    ("lib/slub/kmalloc.cpp", "lib/base/syscall.h"): _SLUB_OWNER,
-    ("lib/slub/kmalloc.h", "lib/base/compiler.h"): _SLUB_OWNER,
-    ("lib/slub/kmalloc.h", "lib/base/thread_ctx.h"): _SLUB_OWNER,
-    ("lib/slub/kmalloc.h", "lib/numa/page.h"): _SLUB_OWNER,
-    ("lib/slub/reentry.cpp", "lib/base/bitops.h"): _SLUB_OWNER,
-    ("lib/slub/reentry.cpp", "lib/base/syscall.h"): _SLUB_OWNER,
-    ("lib/slub/reentry.cpp", "lib/numa/page.h"): _SLUB_OWNER,
-    ("lib/slub/rseq_ops.h", "lib/base/compiler.h"): _SLUB_OWNER,
-    ("lib/slub/rseq_ops.h", "lib/base/rseq.h"): _SLUB_OWNER,
-    ("lib/slub/sheaf.h", "lib/base/lock.h"): _SLUB_OWNER,
-    ("lib/slub/size_class.h", "lib/base/compiler.h"): _SLUB_OWNER,
-    ("lib/slub/slab.cpp", "lib/base/boot_alloc.h"): _SLUB_OWNER,
-    ("lib/slub/slab.cpp", "lib/base/format.h"): _SLUB_OWNER,
-    ("lib/slub/slab.cpp", "lib/base/log.h"): _SLUB_OWNER,
-    ("lib/slub/slab.cpp", "lib/base/thread_ctx.h"): _SLUB_OWNER,
-    ("lib/slub/slab.h", "lib/buddy/page_alloc.h"): _SLUB_OWNER,
-    ("lib/slub/slabinfo.cpp", "lib/base/format.h"): _SLUB_OWNER,
-    ("lib/slub/slub.cpp", "lib/base/boot_alloc.h"): _SLUB_OWNER,
-    ("lib/slub/slub.cpp", "lib/base/clock.h"): _SLUB_OWNER,
-    ("lib/slub/slub.cpp", "lib/base/config.h"): _SLUB_OWNER,
-    ("lib/slub/slub.cpp", "lib/base/log.h"): _SLUB_OWNER,
-    ("lib/slub/slub.cpp", "lib/base/rseq.h"): _SLUB_OWNER,
-    ("lib/slub/slub.cpp", "lib/base/syscall.h"): _SLUB_OWNER,
-    ("lib/slub/slub_internal.h", "lib/base/stat.h"): _SLUB_OWNER,
-    ("lib/slub/slub_internal.h", "lib/buddy/page_alloc.h"): _SLUB_OWNER,
     # The exported API's fast path.
     ("shim/cxx_new.cpp", "lib/base/compiler.h"): _FAST_PATH,
     ("shim/cxx_new.cpp", "lib/slub/kmalloc.h"): _FAST_PATH,

@@ -17,9 +17,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/base/compiler.h"
-#include "lib/base/thread_ctx.h"
-#include "lib/numa/page.h"
+#include "lib/base/base.h"
+#include "lib/numa/numa.h"
 #include "lib/slub/obj_index.h"
 #include "lib/slub/rseq_ops.h"
 #include "lib/slub/sheaf.h"

@@ -1,7 +1,7 @@
 // /proc/slabinfo (version 2.1 layout) for the kmalloc caches. The
 // "tunables" columns show the sheaf capacity (limit and batchcount) and the
 // barn's full-sheaf limit (sharedfactor).
-#include "lib/base/format.h"
+#include "lib/base/base.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/reentry.h"

@@ -4,8 +4,8 @@
 #include <atomic>
 #include <cstdint>
 
-#include "lib/base/stat.h"
-#include "lib/buddy/page_alloc.h"
+#include "lib/base/base.h"
+#include "lib/buddy/buddy.h"
 #include "lib/slub/sheaf.h"
 #include "lib/slub/slab.h"
 
