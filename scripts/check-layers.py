@@ -50,16 +50,7 @@ PUBLIC_PREFIX = "numaslub/"
 
 # (including file, included header): why the rule is broken there. Every
 # entry is debt: fix the include, then delete the line.
-_FAST_PATH = ("the malloc/new fast path; shim/malloc.cpp and shim/cxx_new.cpp are being "
-              "reworked in main; move to lib/slub/slub.h and lib/base/base.h with that work")
 ALLOWED = {
-    # The exported API's fast path.
-    ("shim/cxx_new.cpp", "lib/base/compiler.h"): _FAST_PATH,
-    ("shim/cxx_new.cpp", "lib/slub/kmalloc.h"): _FAST_PATH,
-    ("shim/malloc.cpp", "lib/base/bitops.h"): _FAST_PATH,
-    ("shim/malloc.cpp", "lib/base/compiler.h"): _FAST_PATH,
-    ("shim/malloc.cpp", "lib/numa/page.h"): _FAST_PATH,
-    ("shim/malloc.cpp", "lib/slub/kmalloc.h"): _FAST_PATH,
     # numaslub_node_stats() sums the per-node slab counters
     # (g_kmem.caches[].node[]), which only slub_internal.h declares. Fix:
     # a per-node counter accessor in lib/slub (e.g. beside heap_totals in
