@@ -370,6 +370,8 @@ void slub_fork_child(std::uint32_t self);
 
 // Sets up the allocator now (normally done by the first allocation).
 bool slub_init();
+// Whether the caches are set up; sets nothing up.
+bool slub_ready();
 
 // Per-CPU sheaf sets set up so far (rseq mode; 0 before set-up).
 unsigned slub_nr_cpu_sheaves();
