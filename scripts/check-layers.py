@@ -17,9 +17,9 @@ and may reach into any layer), each `#include "..."` must be:
 A folder after one's own is never included: a lower layer reaches a higher
 one only through a hook the higher layer installs.
 
-ALLOWED below lists the includes that break the rule today, each with why;
-an entry that no longer matches an include fails the check too, so the list
-only shrinks.
+ALLOWED below lists the includes that break the rule, each with why (none
+today); an entry that no longer matches an include fails the check too, so
+the list only shrinks.
 
   python3 scripts/check-layers.py          # exit 1 and one line per problem
 """
@@ -49,20 +49,9 @@ EXTRA_FOLDERS = {"tools": "shim"}
 PUBLIC_PREFIX = "numaslub/"
 
 # (including file, included header): why the rule is broken there. Every
-# entry is debt: fix the include, then delete the line.
-ALLOWED = {
-    # numaslub_node_stats() sums the per-node slab counters
-    # (g_kmem.caches[].node[]), which only slub_internal.h declares. Fix:
-    # a per-node counter accessor in lib/slub (e.g. beside heap_totals in
-    # slabinfo.cpp), exported through slub.h.
-    ("shim/numaslub_api.cpp", "lib/slub/slub_internal.h"):
-        "needs the per-node slab counters; lib/slub has no accessor for them yet",
-    # The published views' snapshot (lib/views/collect.cpp) reads every
-    # cache's per-node counters under their locks, as slabinfo does. Fix: the
-    # same accessor, filling a caller's array of per-node counts.
-    ("lib/views/collect.cpp", "lib/slub/slub_internal.h"):
-        "needs the per-node slab counters; lib/slub has no accessor for them yet",
-}
+# entry is debt: fix the include, then delete the line. Empty: every include
+# follows the rule; an exception added here needs its reason.
+ALLOWED = {}
 
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
 SOURCE_SUFFIXES = {".h", ".hpp", ".c", ".cc", ".cpp"}
