@@ -12,7 +12,8 @@ median peak RSS (the child's ru_maxrss from wait4, taken by the small
 bench/workloads/spawn launcher), as ratios to jemalloc,
 with their geometric means. Writes CSV, a chart (PNG and SVG, with gnuplot if
 it is installed) and a Markdown summary with the machine's description under
-docs/bench/. Python 3 standard library only. See docs/bench/README.md.
+docs/bench/. This file runs; bench/report.py turns the results into the
+tables and files. Python 3 standard library only. See docs/bench/README.md.
 
 Exit status: 0 when every run succeeded, 1 when a run crashed, hung, reported
 corruption or a wrong checksum (the reproducer is printed), 2 on bad usage or
@@ -20,14 +21,9 @@ when something required (the workloads, jemalloc) is missing.
 """
 
 import argparse
-import csv
-import datetime
-import math
 import os
-import platform
 import re
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
@@ -36,7 +32,8 @@ import sysconfig
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from report import ROOT, Summary, git_describe, log, report_text, sh, write_outputs
+
 MULTIARCH = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"
 LIBDIRS = ["/usr/lib/" + MULTIARCH, "/usr/lib64", "/usr/lib", "/usr/local/lib"]
 
@@ -105,16 +102,6 @@ MODES = {
     "full": {"runs": 5, "timeout": 300},
 }
 
-TARGETS = [  # (metric, versus, limit): numaslub's geometric mean ratio
-    ("time", "jemalloc", 0.9),
-    ("time", "mimalloc", 1.0),
-    ("peak RSS", "jemalloc", 1.0),
-]
-
-
-def log(msg=""):
-    print(msg, flush=True)
-
 
 def find_system_lib(names):
     for d in LIBDIRS:
@@ -123,10 +110,6 @@ def find_system_lib(names):
             if os.path.exists(p):
                 return p
     return None
-
-
-def sh(cmd, **kw):
-    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
 # ---------------------------------------------------------------- build
@@ -223,155 +206,7 @@ def run_once(spawn, binary, argv, preload, timeout, extra_env=None):
     return res
 
 
-def repro(res):
-    envs = dict(os.environ, **res.get("env", {}))
-    env = "".join("%s=%s " % (k, shlex.quote(v)) for k, v in sorted(envs.items())
-                  if k.startswith(("NUMASLUB_", "MALLOC_", "JE_", "MIMALLOC_", "TCMALLOC_")))
-    env += "LD_PRELOAD=%s " % shlex.quote(res["preload"]) if res["preload"] else ""
-    return env + " ".join(shlex.quote(c) for c in res["cmd"])
-
-
-# ---------------------------------------------------------------- statistics
-
-
-def geomean(xs):
-    xs = [x for x in xs if x and x > 0 and math.isfinite(x)]
-    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
-
-
-def fmt_ratio(x):
-    return "%.2f" % x if x == x else "-"
-
-
-def machine_description():
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        with open("/proc/meminfo") as f:
-            kib = int(f.readline().split()[1])
-            mem = "%.1f GiB" % (kib / 1048576)
-    except (OSError, ValueError, IndexError):
-        pass
-    thp = ""
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
-            thp = re.search(r"\[(\w+)\]", f.read()).group(1)
-    except (OSError, AttributeError):
-        pass
-    return {
-        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "nproc": str(os.cpu_count()),
-        "cpu": cpu,
-        "memory": mem,
-        "kernel": platform.release(),
-        "thp": thp,
-        "libc": " ".join(platform.libc_ver()),
-        "os": platform.freedesktop_os_release().get("PRETTY_NAME", "")
-        if hasattr(platform, "freedesktop_os_release") else "",
-        "loadavg": " ".join("%.2f" % x for x in os.getloadavg()),
-    }
-
-
-def git_describe():
-    r = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
-    if r.returncode != 0:
-        return "unknown"
-    rev = r.stdout.strip()
-    d = sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
-    return rev + ("+dirty" if d.stdout.strip() else "")
-
-
-def package_version(path):
-    if not path:
-        return ""
-    r = sh(["dpkg", "-S", os.path.realpath(path)])
-    if r.returncode != 0:
-        r = sh(["dpkg", "-S", path])
-    if r.returncode != 0:
-        return ""
-    pkg = r.stdout.split(":")[0].strip()
-    v = sh(["dpkg-query", "-W", "-f=${Version}", pkg])
-    return "%s %s" % (pkg, v.stdout.strip()) if v.returncode == 0 else pkg
-
-
-# ---------------------------------------------------------------- chart
-
-
-def plot(out_base, workloads, allocs, ratios_t, ratios_r, gm_t, gm_r, title):
-    """Grouped bars of the time and peak-RSS ratios; PNG and SVG via gnuplot."""
-    gp = shutil.which("gnuplot")
-    if not gp:
-        log("note: gnuplot not found (Debian package gnuplot-nox): no chart written")
-        return []
-    shown = [a for a in allocs if a != BASELINE]
-    if not shown:
-        return []
-    labels = workloads + ["geomean"]
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, table, gm in (("time", ratios_t, gm_t), ("rss", ratios_r, gm_r)):
-            with open(os.path.join(tmp, name + ".dat"), "w") as f:
-                f.write("workload " + " ".join(shown) + "\n")
-                for w in labels:
-                    vals = [gm.get(a) if w == "geomean" else table.get((w, a)) for a in shown]
-                    f.write(w + " " + " ".join(
-                        "%.4f" % v if v is not None and v == v and v > 0 else "NaN" for v in vals)
-                        + "\n")
-        n = len(shown)
-        # y range: powers of two around the data, 1/64 .. 64 at most.
-        vals = [v for t in (ratios_t, ratios_r) for (w, a), v in t.items() if a in shown and v > 0]
-        lo = max(-6, min([-2] + [math.floor(math.log2(v)) for v in vals]))
-        hi = min(6, max([2] + [math.ceil(math.log2(v)) for v in vals]))
-        ytics = ", ".join("'%s' %s" % ("1/%d" % 2 ** -e if e < 0 else str(2 ** e), repr(2.0 ** e))
-                          for e in range(lo, hi + 1))
-        cols = " , ".join(
-            "'%s' using %d:xtic(1) title columnheader(%d) fs solid 0.85 lc %d" %
-            ("{DAT}", i + 2, i + 2, i + 1) for i in range(n))
-        body = """
-set datafile missing 'NaN'
-set style data histograms
-set style histogram clustered gap 1
-set boxwidth 0.9
-set logscale y 2
-set yrange [%s:%s]
-set ytics (%s)
-set grid ytics
-set xtics rotate by -30 noenhanced
-set key outside right top noenhanced
-set multiplot layout 2,1 title '%s' noenhanced
-set title 'elapsed time / jemalloc (median; lower is better)'
-set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead lw 2 dt 2 lc rgb 'black' front
-plot %s
-set title 'peak RSS / jemalloc (median ru\\_maxrss; lower is better)'
-plot %s
-unset multiplot
-""" % (repr(2.0 ** lo), repr(2.0 ** hi), ytics, title.replace("'", ""), cols.replace("{DAT}", os.path.join(tmp, "time.dat")),
-       cols.replace("{DAT}", os.path.join(tmp, "rss.dat")))
-        # Bars outside 1/64 .. 64 are clipped: the table has the number.
-        written = []
-        term_probe = sh([gp, "-e", "set terminal pngcairo"])
-        png_term = "pngcairo size 1400,1000 font 'sans,10'" if term_probe.returncode == 0 \
-            else "png size 1400,1000"
-        for ext, term in (("png", png_term), ("svg", "svg size 1400,1000 dynamic font 'sans,10'")):
-            path = out_base + "." + ext
-            script = "set terminal %s\nset output '%s'\n%s" % (term, path, body)
-            r = subprocess.run([gp], input=script, text=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-            if r.returncode == 0 and os.path.exists(path):
-                written.append(path)
-            else:
-                log("note: gnuplot failed for %s: %s" % (ext, r.stderr.strip()[-500:]))
-        return written
-
-
-# ---------------------------------------------------------------- main
+# ---------------------------------------------------------------- options
 
 
 def parse_args():
@@ -457,71 +292,73 @@ def resolve_allocators(args):
     return out
 
 
-def main():
-    args = parse_args()
-    if args.list:
-        for name, binary, desc, _ in WORKLOADS:
-            log("%-20s %-14s %s" % (name, binary, desc))
-        log("allocators: " + ", ".join(DEFAULT_ALLOCATORS))
-        return 0
-    args.build_dir = os.path.abspath(args.build_dir)
-    args.numaslub_path = os.path.abspath(args.numaslub or os.path.join(args.build_dir,
-                                                                       "libnumaslub.so"))
-    bin_dir = os.path.abspath(args.bin_dir or os.path.join(args.build_dir, "bench", "workloads"))
+def wants_numaslub(args):
+    """Whether -a names this tree's numaslub (a NAME=PATH.so entry does not count)."""
+    return any(x.strip() == "numaslub" for x in args.allocators.split(","))
 
-    if args.workloads == "all":
-        workloads = WORKLOADS
-    else:
-        wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
-        known = {w[0]: w for w in WORKLOADS}
-        bad = [w for w in wanted if w not in known]
-        if bad:
-            sys.exit("run.py: unknown workload(s) %s (known: %s)" % (", ".join(bad),
-                                                                     ", ".join(known)))
-        workloads = [known[w] for w in wanted]
 
-    want_numaslub = any(x.strip() == "numaslub" for x in args.allocators.split(","))
-    if not args.no_build:
-        build(args, need_lib=want_numaslub and not args.numaslub,
-              need_bins=not args.bin_dir)
+def list_workloads():
+    for name, binary, desc, _ in WORKLOADS:
+        log("%-20s %-14s %s" % (name, binary, desc))
+    log("allocators: " + ", ".join(DEFAULT_ALLOCATORS))
+
+
+def select_workloads(spec):
+    """The WORKLOADS entries named by -w (a comma list, or "all"), in its order."""
+    if spec == "all":
+        return WORKLOADS
+    wanted = [w.strip() for w in spec.split(",") if w.strip()]
+    known = {w[0]: w for w in WORKLOADS}
+    bad = [w for w in wanted if w not in known]
+    if bad:
+        sys.exit("run.py: unknown workload(s) %s (known: %s)" % (", ".join(bad),
+                                                                 ", ".join(known)))
+    return [known[w] for w in wanted]
+
+
+def check_programs(args, bin_dir, workloads, want_numaslub):
+    """Exits unless the library (when numaslub runs), spawn and every workload exist."""
     if want_numaslub and not os.path.exists(args.numaslub_path):
         sys.exit("run.py: %s not found (build the target numaslub, or pass --numaslub)" %
                  args.numaslub_path)
-    spawn = os.path.join(bin_dir, "spawn")
     for binary in ["spawn"] + [w[1] for w in workloads]:
         if not os.access(os.path.join(bin_dir, binary), os.X_OK):
             sys.exit("run.py: %s not found (cmake --build BUILD --target bench_workloads, "
                      "or pass --bin-dir)" % os.path.join(bin_dir, binary))
 
-    allocs = resolve_allocators(args)
+
+def check_preloads(allocs):
     for name, path in allocs:
         if path:
             ok, err = preload_works(path)
             if not ok:
                 sys.exit("run.py: %s (%s) does not load as LD_PRELOAD: %s" % (name, path, err))
-    names = [n for n, _ in allocs]
-    baseline = BASELINE if BASELINE in names else None
-    if not baseline:
-        log("note: jemalloc not among the allocators: ratios are not computed")
 
+
+def announce(args, workloads, allocs):
     log("mode %s: %d runs, %d threads, workloads %s" %
         (args.mode, args.runs, args.threads, ", ".join(w[0] for w in workloads)))
     for name, path in allocs:
         log("  %-10s %s%s" % (name, path or "(no preload: glibc malloc)",
                               "".join(" %s=%s" % kv for kv in ALLOC_ENV.get(name, {}).items())))
 
-    revision = git_describe()  # now: the tree may move while the runs go on
-    # results[(workload, alloc)] = [run dict, ...]
+
+def run_all(args, bin_dir, workloads, allocs):
+    """Every run, interleaved (A B C A B C ...), one progress line per round.
+
+    Returns results[(workload, allocator)] = [run dict, ...] and the failed
+    runs as (workload, allocator, run dict).
+    """
+    spawn = os.path.join(bin_dir, "spawn")
     results = {}
     failures = []
-    t_start = time.monotonic()
     for wname, binary, _, argspec in workloads:
         argv = shlex.split(argspec[args.mode].format(t=args.threads)) + \
             ["-L", str(args.timeout)]
         exe = os.path.join(bin_dir, binary)
         for r in range(args.runs):
             line = []
-            for name, path in allocs:  # interleaved: A B C A B C ...
+            for name, path in allocs:
                 res = run_once(spawn, exe, argv, path, args.timeout + 10, ALLOC_ENV.get(name))
                 results.setdefault((wname, name), []).append(res)
                 if res["status"] == "ok":
@@ -530,9 +367,15 @@ def main():
                     line.append("%s FAILED" % name)
                     failures.append((wname, name, res))
             log("  %-19s run %d/%d  %s" % (wname, r + 1, args.runs, "  ".join(line)))
+    return results, failures
 
-    # Checksums depend only on the arguments: every run of a workload must agree.
-    for wname, _, _, _ in workloads:
+
+def check_checksums(wnames, names, results, failures):
+    """Marks and adds to failures each run whose checksum is not the workload's usual one.
+
+    Checksums depend only on the arguments: every run of a workload must agree.
+    """
+    for wname in wnames:
         sums = [res["checksum"] for n in names for res in results[(wname, n)]
                 if res["status"] == "ok"]
         if not sums:
@@ -543,201 +386,50 @@ def main():
                 if res["status"] == "ok" and res["checksum"] != ref:
                     res["status"] = "wrong checksum %s (others %s)" % (res["checksum"], ref)
                     failures.append((wname, n, res))
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    args = parse_args()
+    if args.list:
+        list_workloads()
+        return 0
+    args.build_dir = os.path.abspath(args.build_dir)
+    args.numaslub_path = os.path.abspath(args.numaslub or os.path.join(args.build_dir,
+                                                                       "libnumaslub.so"))
+    bin_dir = os.path.abspath(args.bin_dir or os.path.join(args.build_dir, "bench", "workloads"))
+    workloads = select_workloads(args.workloads)
+
+    want_numaslub = wants_numaslub(args)
+    if not args.no_build:
+        build(args, need_lib=want_numaslub and not args.numaslub,
+              need_bins=not args.bin_dir)
+    check_programs(args, bin_dir, workloads, want_numaslub)
+
+    allocs = resolve_allocators(args)
+    check_preloads(allocs)
+    names = [n for n, _ in allocs]
+    baseline = BASELINE if BASELINE in names else None
+    if not baseline:
+        log("note: jemalloc not among the allocators: ratios are not computed")
+    announce(args, workloads, allocs)
+
+    revision = git_describe()  # now: the tree may move while the runs go on
+    wnames = [w[0] for w in workloads]
+    t_start = time.monotonic()
+    results, failures = run_all(args, bin_dir, workloads, allocs)
+    check_checksums(wnames, names, results, failures)
     elapsed_total = time.monotonic() - t_start
 
-    # Medians.
-    med = {}  # (w, a) -> dict
-    for wname, _, _, _ in workloads:
-        for n in names:
-            ok = [x for x in results[(wname, n)] if x["status"] == "ok"]
-            if not ok:
-                continue
-            d = {"runs_ok": len(ok), "runs": len(results[(wname, n)]),
-                 "time": statistics.median(x["elapsed_s"] for x in ok),
-                 "time_min": min(x["elapsed_s"] for x in ok),
-                 "time_max": max(x["elapsed_s"] for x in ok),
-                 "rss": statistics.median(x["maxrss_kib"] for x in ok)}
-            for key in ("rss_free_kib", "rss_1s_kib", "rss_end_kib"):
-                vals = [int(x["extra"][key]) for x in ok if key in x["extra"]]
-                if vals:
-                    d[key] = statistics.median(vals)
-            med[(wname, n)] = d
-
-    wnames = [w[0] for w in workloads]
-    ratio_t, ratio_r, gm_t, gm_r = {}, {}, {}, {}
-    if baseline:
-        for w in wnames:
-            b = med.get((w, baseline))
-            for n in names:
-                m = med.get((w, n))
-                if b and m:
-                    ratio_t[(w, n)] = m["time"] / b["time"]
-                    ratio_r[(w, n)] = m["rss"] / b["rss"]
-        for n in names:
-            gm_t[n] = geomean([ratio_t.get((w, n)) for w in wnames])
-            gm_r[n] = geomean([ratio_r.get((w, n)) for w in wnames])
-
-    # ---- report
-    text = []
-
-    def out(s=""):
-        text.append(s)
-
-    others = [n for n in names if n != baseline]
-    col = max(9, max(len(n) for n in names) + 1)
-
-    def table(title, key, unit, scale, ratios, gms):
-        out(title)
-        head = "%-20s %12s" % ("workload", "%s %s" % (baseline, unit) if baseline else "")
-        out(head + "".join("%*s" % (col, n) for n in others))
-        for w in wnames:
-            b = med.get((w, baseline)) if baseline else None
-            cells = []
-            for n in others:
-                if (w, n) in ratios:
-                    cells.append(fmt_ratio(ratios[(w, n)]))
-                elif (w, n) in med:
-                    cells.append("%.3g" % (med[(w, n)][key] * scale))
-                else:
-                    cells.append("FAIL")
-            out("%-20s %12s" % (w, "%.3f" % (b[key] * scale) if b else "FAIL" if baseline else "")
-                + "".join("%*s" % (col, c) for c in cells))
-        if baseline:
-            out("%-20s %12s" % ("geomean", "1.00") +
-                "".join("%*s" % (col, fmt_ratio(gms.get(n, float("nan")))) for n in others))
-        out()
-
-    out("Allocator throughput, %s mode: median of %d runs, %d threads; ratio to %s "
-        "(lower is better)" % (args.mode, args.runs, args.threads, baseline or "-"))
-    out()
-    table("elapsed time (jemalloc column in s; others x jemalloc)", "time", "s", 1.0,
-          ratio_t, gm_t)
-    table("peak RSS, ru_maxrss (jemalloc column in MiB; others x jemalloc)", "rss", "MiB",
-          1 / 1024, ratio_r, gm_r)
-
-    if "memreturn" in wnames:
-        out("memory return after the memreturn burst (MiB, median): does RSS fall without "
-            "malloc_trim?")
-        out("%-10s %10s %12s %12s %12s" % ("allocator", "peak", "after free", "after 1 s",
-                                          "1 s / peak"))
-        for n in names:
-            m = med.get(("memreturn", n))
-            if not m or "rss_1s_kib" not in m:
-                out("%-10s %10s" % (n, "FAIL"))
-                continue
-            out("%-10s %10.0f %12.0f %12.0f %11.0f%%" % (
-                n, m["rss"] / 1024, m["rss_free_kib"] / 1024, m["rss_1s_kib"] / 1024,
-                100.0 * m["rss_1s_kib"] / m["rss"]))
-        out()
-
-    if "numaslub" in names and baseline:
-        out("targets (issue 6), numaslub geometric means:")
-        for metric, vs, limit in TARGETS:
-            if vs not in names:
-                out("  %-9s vs %-9s   -      (target <= %.2fx)  %s not run" %
-                    (metric, vs, limit, vs))
-                continue
-            table_ = ratio_t if metric == "time" else ratio_r
-            rel = geomean([table_[(w, "numaslub")] / table_[(w, vs)] for w in wnames
-                           if (w, "numaslub") in table_ and (w, vs) in table_])
-            verdict = "met" if rel <= limit else "NOT MET"
-            out("  %-9s vs %-9s %5.2fx  (target <= %.2fx)  %s" % (metric, vs, rel, limit, verdict))
-        out()
-
-    if failures:
-        out("FAILED RUNS (%d): a crash, hang, corruption or wrong checksum is an allocator bug "
-            "(or a workload bug): reproduce with" % len(failures))
-        seen = set()
-        for w, n, res in failures:
-            key = (w, n, res["status"])
-            if key in seen:
-                continue
-            seen.add(key)
-            out("  %s under %s: %s" % (w, n, res["status"]))
-            out("    %s" % repro(res))
-            tail = res["stderr"].strip().splitlines()[-3:]
-            for t in tail:
-                out("    | " + t)
-        out()
-    out("wall time of the runs: %.0f s" % elapsed_total)
-
+    s = Summary(wnames, names, results, baseline)
+    text = report_text(args, s, failures, elapsed_total)
     log()
-    for s in text:
-        log(s)
-
-    # ---- files
+    for line in text:
+        log(line)
     if not args.no_output:
-        os.makedirs(args.out_dir, exist_ok=True)
-        base = os.path.join(args.out_dir, args.name or "throughput-" + args.mode)
-        mach = machine_description()
-        with open(base + ".csv", "w", newline="") as f:
-            wr = csv.writer(f)
-            wr.writerow(["workload", "allocator", "runs_ok", "runs", "time_median_s", "time_min_s",
-                         "time_max_s", "time_ratio_jemalloc", "peak_rss_median_kib",
-                         "peak_rss_ratio_jemalloc", "rss_after_free_kib", "rss_after_1s_kib"])
-            for w in wnames:
-                for n in names:
-                    m = med.get((w, n))
-                    nr = len(results[(w, n)])
-                    if not m:
-                        wr.writerow([w, n, 0, nr] + [""] * 8)
-                        continue
-                    wr.writerow([w, n, m["runs_ok"], m["runs"], "%.6f" % m["time"],
-                                 "%.6f" % m["time_min"], "%.6f" % m["time_max"],
-                                 "%.4f" % ratio_t[(w, n)] if (w, n) in ratio_t else "",
-                                 "%d" % m["rss"],
-                                 "%.4f" % ratio_r[(w, n)] if (w, n) in ratio_r else "",
-                                 "%d" % m["rss_free_kib"] if "rss_free_kib" in m else "",
-                                 "%d" % m["rss_1s_kib"] if "rss_1s_kib" in m else ""])
-            for n in names:
-                if n in gm_t:
-                    wr.writerow(["geomean", n, "", "", "", "", "", "%.4f" % gm_t[n], "",
-                                 "%.4f" % gm_r[n], "", ""])
-        with open(base + "-runs.csv", "w", newline="") as f:
-            wr = csv.writer(f)
-            wr.writerow(["workload", "allocator", "run", "status", "elapsed_s", "wall_s",
-                         "maxrss_kib", "checksum", "extra"])
-            for w in wnames:
-                for n in names:
-                    for i, res in enumerate(results[(w, n)]):
-                        wr.writerow([w, n, i + 1, res["status"],
-                                     "%.6f" % res["elapsed_s"] if "elapsed_s" in res else "",
-                                     "%.3f" % res["wall_s"], res["maxrss_kib"],
-                                     res.get("checksum", ""),
-                                     " ".join("%s=%s" % kv for kv in
-                                              sorted(res.get("extra", {}).items()))])
-        title = "numaslub %s vs other allocators, %s mode, %s, %s CPUs" % (
-            revision, args.mode, mach["cpu"], mach["nproc"])
-        charts = plot(base, wnames, names, ratio_t, ratio_r, gm_t, gm_r, title) \
-            if baseline else []
-        with open(base + ".md", "w") as f:
-            f.write("# Allocator throughput, %s mode\n\n" % args.mode)
-            f.write("Written by `python3 bench/run.py %s`. How to read it: "
-                    "[README.md](README.md).\n\n" % " ".join(sys.argv[1:]))
-            f.write("## Machine\n\n| | |\n|---|---|\n")
-            for k in ("date", "nproc", "cpu", "memory", "kernel", "thp", "os", "libc",
-                      "loadavg"):
-                f.write("| %s | %s |\n" % (k, mach[k]))
-            f.write("| numaslub | %s (git %s) |\n" % (
-                os.path.relpath(args.numaslub_path, ROOT) if want_numaslub else "-", revision))
-            f.write("\n## Allocators\n\n| name | preload | package |\n|---|---|---|\n")
-            for n, p in allocs:
-                shown_p = os.path.relpath(p, ROOT) if p and p.startswith(ROOT + os.sep) else p
-                f.write("| %s | %s | %s |\n" % (n, shown_p or "none (glibc malloc)",
-                                                package_version(p) if p and n != "numaslub"
-                                                else ("libc6 " + platform.libc_ver()[1]
-                                                      if not p else "this tree")))
-            f.write("\n## Workloads (%d threads)\n\n| workload | what | arguments |\n"
-                    "|---|---|---|\n" % args.threads)
-            for name, binary, desc, argspec in workloads:
-                f.write("| %s | %s | `%s %s` |\n" % (name, desc, binary,
-                                                     argspec[args.mode].format(t=args.threads)))
-            f.write("\n## Results\n\n```\n" + "\n".join(text) + "\n```\n")
-            for c in charts:
-                if c.endswith(".svg"):
-                    f.write("\n![chart](%s)\n" % os.path.basename(c))
-        log("wrote %s" % ", ".join(os.path.relpath(p, os.getcwd()) for p in
-                                   [base + ".csv", base + "-runs.csv", base + ".md"] + charts))
+        write_outputs(args, s, results, revision, allocs, workloads, text, want_numaslub)
     return 1 if failures else 0
 
 

@@ -4,8 +4,8 @@
 // and throw std::bad_alloc when there is none.
 #include <new>
 
-#include "lib/base/compiler.h"
-#include "lib/slub/kmalloc.h"
+#include "lib/base/base.h"
+#include "lib/slub/slub.h"  // the inline fast paths (kmalloc.h)
 
 using numaslub::kfree;
 using numaslub::kfree_sized;

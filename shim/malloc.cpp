@@ -8,10 +8,9 @@
 #include <cstdint>
 #include <cstring>
 
-#include "lib/base/bitops.h"
-#include "lib/base/compiler.h"
-#include "lib/numa/page.h"
-#include "lib/slub/kmalloc.h"
+#include "lib/base/base.h"
+#include "lib/numa/numa.h"
+#include "lib/slub/slub.h"  // the inline fast paths (kmalloc.h)
 #include "shim/shim.h"
 
 using namespace numaslub;

@@ -8,9 +8,6 @@
 #include "lib/buddy/buddy.h"
 #include "lib/slub/slub.h"
 #include "lib/views/views.h"
-// Per-node slab counters live in the caches' node structures; this view
-// reads them (and only reads them) like slabinfo does.
-#include "lib/slub/slub_internal.h"
 
 using namespace numaslub;
 
@@ -49,11 +46,10 @@ NS_EXPORT int numaslub_node_stats(int node, struct numaslub_node_stat* out, size
   st.numa_miss = ns.alloc_fallback;
   st.numa_fail = ns.alloc_fail;
   st.pages_remote_freed = ns.remote_free.load(std::memory_order_relaxed);
-  for (unsigned cls = 0; cls < kNrClasses; ++cls) {
-    KmemCacheNode& kn = g_kmem.caches[cls].node[nid];
-    st.objects_remote_freed += kn.remote_frees.load(std::memory_order_relaxed);
-    LockGuard<Mutex> g(kn.list_lock);
-    st.slab_objects += kn.inuse;
+  CacheNodeCounts k;
+  for (unsigned cls = 0; kmem_cache_node_counts(cls, nid, &k); ++cls) {
+    st.objects_remote_freed += k.remote_frees;
+    st.slab_objects += k.inuse;
   }
   std::memcpy(out, &st, size < sizeof st ? size : sizeof st);
   return 0;

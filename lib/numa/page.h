@@ -24,7 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/base/list.h"
+#include "lib/base/base.h"
 
 namespace numaslub {
 

@@ -19,7 +19,7 @@
 // The free tags (kmalloc.h) stay valid: they are descriptor addresses, the
 // same in the child. The caches' freelist secrets stay: every free object's next pointer is encoded
 // with them, and re-encoding would copy-on-write the heap's free memory into every child.
-#include "lib/base/lock.h"
+#include "lib/base/base.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/slab.h"

@@ -9,11 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "lib/base/base.h"  // views_hook.h
-#include "lib/base/bitops.h"
-#include "lib/base/config.h"
-#include "lib/base/log.h"
-#include "lib/base/syscall.h"
+#include "lib/base/base.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/prof.h"

@@ -17,9 +17,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/base/compiler.h"
-#include "lib/base/thread_ctx.h"
-#include "lib/numa/page.h"
+#include "lib/base/base.h"
+#include "lib/numa/numa.h"
 #include "lib/slub/obj_index.h"
 #include "lib/slub/rseq_ops.h"
 #include "lib/slub/sheaf.h"
@@ -371,6 +370,8 @@ void slub_fork_child(std::uint32_t self);
 
 // Sets up the allocator now (normally done by the first allocation).
 bool slub_init();
+// Whether the caches are set up; sets nothing up.
+bool slub_ready();
 
 // Per-CPU sheaf sets set up so far (rseq mode; 0 before set-up).
 unsigned slub_nr_cpu_sheaves();

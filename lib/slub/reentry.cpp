@@ -18,9 +18,8 @@
 #include <atomic>
 #include <cstdint>
 
-#include "lib/base/bitops.h"
-#include "lib/base/syscall.h"
-#include "lib/numa/page.h"
+#include "lib/base/base.h"
+#include "lib/numa/numa.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
 

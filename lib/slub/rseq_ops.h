@@ -22,8 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/base/compiler.h"
-#include "lib/base/rseq.h"
+#include "lib/base/base.h"
 #include "lib/slub/sheaf.h"
 
 #if defined(__x86_64__)

@@ -39,7 +39,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/base/lock.h"
+#include "lib/base/base.h"
 #include "lib/slub/size_class.h"
 
 namespace numaslub {

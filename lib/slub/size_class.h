@@ -15,7 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/base/compiler.h"
+#include "lib/base/base.h"
 
 namespace numaslub {
 

@@ -2,10 +2,7 @@
 
 #include <new>
 
-#include "lib/base/boot_alloc.h"
-#include "lib/base/format.h"
-#include "lib/base/log.h"
-#include "lib/base/thread_ctx.h"
+#include "lib/base/base.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/debug_internal.h"
 #include "lib/slub/obj_index.h"

@@ -27,7 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/buddy/page_alloc.h"
+#include "lib/buddy/buddy.h"
 #include "lib/slub/sheaf.h"
 #include "lib/slub/size_class.h"
 

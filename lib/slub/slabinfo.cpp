@@ -1,7 +1,9 @@
 // /proc/slabinfo (version 2.1 layout) for the kmalloc caches. The
 // "tunables" columns show the sheaf capacity (limit and batchcount) and the
-// barn's full-sheaf limit (sharedfactor).
-#include "lib/base/format.h"
+// barn's full-sheaf limit (sharedfactor). Also the caches' figures for other
+// layers (cache_stats.h), heap_totals, vmstat and kmem_trim.
+#include "lib/base/base.h"
+#include "lib/slub/cache_stats.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/reentry.h"
@@ -23,16 +25,12 @@ std::size_t slabinfo(char* buf, std::size_t cap) {
   for (unsigned cls = kNrClasses; cls-- > 0;) {
     KmemCache& c = g_kmem.caches[cls];
     std::size_t inuse = 0, slabs = 0, partial = 0, full_sheaves = 0;
-    for (unsigned nid = 0; nid < g_kmem.pa->nr_nodes(); ++nid) {
-      KmemCacheNode& n = c.node[nid];
-      {
-        LockGuard<Mutex> g(n.list_lock);
-        inuse += n.inuse;
-        slabs += n.nr_slabs;
-        partial += n.nr_partial;
-      }
-      LockGuard<Mutex> g(n.barn.lock);
-      full_sheaves += n.barn.nr_full;
+    CacheNodeCounts k;
+    for (unsigned nid = 0; kmem_cache_node_counts(cls, nid, &k); ++nid) {
+      inuse += k.inuse;
+      slabs += k.slabs;
+      partial += k.partial;
+      full_sheaves += k.full_sheaves;
     }
     w.printf("%-17s %6zu %6zu %6u %4u %4u : tunables %4u %4u %4u : slabdata %6zu %6zu %6zu\n",
              c.name, inuse, slabs * c.objects, c.size, c.objects, 1u << c.order, c.sheaf_capacity,
@@ -56,6 +54,39 @@ std::size_t kmem_trim() {
   std::size_t freed = kmem_shrink_all() + vmalloc_cache_release(~0ULL);
   if (!g_kmem.pa) return freed;
   return freed + g_kmem.pa->release_free();
+}
+
+bool kmem_cache_info(unsigned cls, CacheInfo* out) {
+  if (!slub_ready() || cls >= kNrClasses) return false;
+  const KmemCache& c = g_kmem.caches[cls];
+  out->name = c.name;
+  out->size = c.size;
+  out->objects = c.objects;
+  out->order = c.order;
+  out->sheaf_capacity = c.sheaf_capacity;
+  out->barn_max_full = c.barn_max_full;
+  out->min_partial = c.min_partial;
+  out->refills = g_kmem.stats[cls].refills;
+  out->flushes = g_kmem.stats[cls].flushes;
+  return true;
+}
+
+bool kmem_cache_node_counts(unsigned cls, unsigned nid, CacheNodeCounts* out) {
+  // slub_ready, not g_kmem.pa: pa is set before the caches are.
+  if (!slub_ready() || cls >= kNrClasses || nid >= g_kmem.pa->nr_nodes()) return false;
+  KmemCacheNode& n = g_kmem.caches[cls].node[nid];
+  {
+    LockGuard<Mutex> g(n.list_lock);
+    out->inuse = n.inuse;
+    out->slabs = n.nr_slabs;
+    out->partial = n.nr_partial;
+    out->slabs_allocated = n.slabs_allocated;
+    out->slabs_freed = n.slabs_freed;
+  }
+  out->remote_frees = n.remote_frees.load(std::memory_order_relaxed);
+  LockGuard<Mutex> g(n.barn.lock);  // never together with list_lock (slab.h)
+  out->full_sheaves = n.barn.nr_full;
+  return true;
 }
 
 HeapTotals heap_totals() {

@@ -10,12 +10,7 @@
 #include <cstring>
 #include <new>
 
-#include "lib/base/boot_alloc.h"
-#include "lib/base/clock.h"
-#include "lib/base/config.h"
-#include "lib/base/log.h"
-#include "lib/base/rseq.h"
-#include "lib/base/syscall.h"
+#include "lib/base/base.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/prof.h"

@@ -4,8 +4,8 @@
 #include <atomic>
 #include <cstdint>
 
-#include "lib/base/stat.h"
-#include "lib/buddy/page_alloc.h"
+#include "lib/base/base.h"
+#include "lib/buddy/buddy.h"
 #include "lib/slub/sheaf.h"
 #include "lib/slub/slab.h"
 
@@ -50,7 +50,6 @@ bool remote_drain_available();
 void drain_all_by_migration();
 void release_slots(PercpuSheaves* cs, bool keep_full);
 PercpuSheaves* cpu_sheaves(unsigned cpu);  // rseq mode: CPU cpu's sheaf set
-bool slub_ready();
 // 64 random bits (getrandom; the clock where it fails), odd.
 std::uint64_t random_secret();
 Mutex& slub_init_lock();

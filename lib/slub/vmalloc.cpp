@@ -4,13 +4,9 @@
 
 #include <cstdint>
 
-#include "lib/base/bitops.h"
-#include "lib/base/clock.h"
-#include "lib/base/lock.h"
-#include "lib/base/syscall.h"
-#include "lib/base/thread_ctx.h"
-#include "lib/buddy/page_alloc.h"
-#include "lib/numa/page.h"
+#include "lib/base/base.h"
+#include "lib/buddy/buddy.h"
+#include "lib/numa/numa.h"
 
 namespace numaslub {
 namespace {

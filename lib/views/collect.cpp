@@ -3,9 +3,8 @@
 // (lib/slub/slabinfo.cpp) and the vmstat lines, read under the same locks
 // as those views take, one lock at a time.
 //
-// The slab caches' per-node counters are the slub layer's own state; this
-// file reads them (and only reads them) through slub_internal.h, as
-// slabinfo does and as shim/numaslub_api.cpp does for its node statistics.
+// The caches' figures come through lib/slub's accessors (cache_stats.h),
+// which take those locks.
 #include "lib/views/collect.h"
 
 #include <cstring>
@@ -14,7 +13,6 @@
 #include "lib/buddy/buddy.h"
 #include "lib/reclaim/reclaim.h"
 #include "lib/slub/slub.h"
-#include "lib/slub/slub_internal.h"
 
 namespace numaslub {
 
@@ -112,34 +110,29 @@ void collect_zone(PageAllocator* pa, unsigned n, std::uint32_t nr_cpus, pub::Zon
 }
 
 void collect_cache(unsigned cls, unsigned nr_nodes, pub::CacheSnap* cs, pub::CacheNodeSnap* parts) {
-  KmemCache& c = g_kmem.caches[cls];
-  std::memcpy(cs->name, c.name, sizeof cs->name < sizeof c.name ? sizeof cs->name : sizeof c.name);
-  cs->name[sizeof cs->name - 1] = '\0';
+  CacheInfo c;
+  if (!kmem_cache_info(cls, &c)) return;
+  // collect_snapshot zeroed the copy: the name stays terminated.
+  std::memcpy(cs->name, c.name, strnlen(c.name, sizeof cs->name - 1));
   cs->size = c.size;
   cs->objects = c.objects;
   cs->order = c.order;
   cs->sheaf_capacity = c.sheaf_capacity;
   cs->barn_max_full = c.barn_max_full;
   cs->min_partial = c.min_partial;
-  cs->refills = g_kmem.stats[cls].refills;
-  cs->flushes = g_kmem.stats[cls].flushes;
+  cs->refills = c.refills;
+  cs->flushes = c.flushes;
   pub::CacheNodeSnap& t = cs->total;
-  for (unsigned nid = 0; nid < nr_nodes; ++nid) {
-    KmemCacheNode& kn = c.node[nid];
+  CacheNodeCounts k;
+  for (unsigned nid = 0; nid < nr_nodes && kmem_cache_node_counts(cls, nid, &k); ++nid) {
     pub::CacheNodeSnap& s = parts[nid];
-    {
-      LockGuard<Mutex> g(kn.list_lock);
-      s.inuse = kn.inuse;
-      s.slabs = kn.nr_slabs;
-      s.partial = kn.nr_partial;
-      s.slabs_allocated = kn.slabs_allocated;
-      s.slabs_freed = kn.slabs_freed;
-    }
-    s.remote_frees = kn.remote_frees.load(std::memory_order_relaxed);
-    {
-      LockGuard<Mutex> g(kn.barn.lock);
-      s.full_sheaves = kn.barn.nr_full;
-    }
+    s.inuse = k.inuse;
+    s.slabs = k.slabs;
+    s.partial = k.partial;
+    s.slabs_allocated = k.slabs_allocated;
+    s.slabs_freed = k.slabs_freed;
+    s.remote_frees = k.remote_frees;
+    s.full_sheaves = k.full_sheaves;
     // The totals are the sums of the parts written here: a reader that
     // finds otherwise has read a torn copy.
     pub::add_part(t, s);

@@ -20,13 +20,13 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <numaslub/numaslub.h>
 
 extern "C" {
 // C23, not yet in glibc 2.36's headers.
 void free_sized(void* p, size_t size);
 void free_aligned_sized(void* p, size_t align, size_t size);
 void cfree(void* p);  // removed from glibc's headers, still exported
-int numaslub_nr_nodes(void);
 }
 
 #if NS_LINKED
@@ -226,6 +226,35 @@ TEST(Api, MallinfoTrimMallopt) {
   void* p = g_malloc(100);  // still works after a trim
   std::memset(p, 1, 100);
   free(p);
+}
+
+// numaslub_node_stats' slab_objects: the node's slab objects in use or
+// cached, which objects asked of that node raise and their frees (after a
+// trim empties the caches) lower again.
+TEST(Api, NodeStatsCountTheNodesSlabObjects) {
+  using StatsFn = int (*)(int, numaslub_node_stat*, size_t);
+  using MallocNodeFn = void* (*)(size_t, int);
+  using TrimFn = size_t (*)();
+  auto stats = api<StatsFn>(NS_LINKED_FN(numaslub_node_stats), "numaslub_node_stats");
+  auto malloc_node = api<MallocNodeFn>(NS_LINKED_FN(numaslub_malloc_node), "numaslub_malloc_node");
+  auto trim = api<TrimFn>(NS_LINKED_FN(numaslub_trim), "numaslub_trim");
+  ASSERT_TRUE(stats && malloc_node && trim) << "numaslub is not linked or preloaded";
+  constexpr unsigned long long kN = 2000;
+  std::vector<void*> v;
+  v.reserve(kN);
+  trim();  // nothing cached: slab_objects counts the live objects
+  numaslub_node_stat before = {}, during = {}, after = {};
+  ASSERT_EQ(stats(0, &before, sizeof before), 0);
+  for (unsigned long long i = 0; i < kN; ++i) v.push_back(malloc_node(64, 0));
+  ASSERT_EQ(stats(0, &during, sizeof during), 0);
+  for (void* p : v) free(p);
+  trim();
+  ASSERT_EQ(stats(0, &after, sizeof after), 0);
+  EXPECT_GE(during.slab_objects, before.slab_objects + kN);
+  EXPECT_LE(after.slab_objects + kN, during.slab_objects);
+  errno = 0;
+  EXPECT_EQ(stats(-1, &after, sizeof after), -1);
+  EXPECT_EQ(errno, EINVAL);
 }
 
 TEST(Api, CxxForms) {
