@@ -24,11 +24,17 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 
-TARGETS = [  # (metric, versus, limit): numaslub's geometric mean ratio
-    ("time", "jemalloc", 0.9),
+TARGETS = [  # (metric, versus, limit): numaslub's geometric mean ratio (issue 14)
+    ("time", "jemalloc", 0.75),
     ("time", "mimalloc", 1.0),
-    ("peak RSS", "jemalloc", 1.0),
+    ("peak RSS", "jemalloc", 0.85),
 ]
+# Per workload (issue 14): time <= 1.0x jemalloc and <= 1.3x the best peer,
+# peak RSS <= 1.2x jemalloc; xmalloc's time <= 1.5x mimalloc's.
+WORKLOAD_TIME_VS_JEMALLOC = 1.0
+WORKLOAD_TIME_VS_BEST = 1.3
+WORKLOAD_RSS_VS_JEMALLOC = 1.2
+WORKLOAD_VS_MIMALLOC = {"xmalloc": 1.5}
 
 
 def log(msg=""):
@@ -138,9 +144,46 @@ def memreturn_table(s):
     return text
 
 
+def workload_targets_table(s):
+    """Each workload's ratios against the per-workload limits, and which it misses."""
+    # The other allocators, not variants of numaslub added with -a NAME=PATH.
+    peers = [n for n in s.names if n in ("jemalloc", "mimalloc", "tcmalloc", "glibc")]
+    if "numaslub" not in s.names or "jemalloc" not in s.names:
+        return []
+    text = ["per-workload targets (time <= %.1fx jemalloc and <= %.1fx the best peer; "
+            "peak RSS <= %.1fx jemalloc):" % (WORKLOAD_TIME_VS_JEMALLOC, WORKLOAD_TIME_VS_BEST,
+                                              WORKLOAD_RSS_VS_JEMALLOC),
+            "%-20s %8s %14s %8s   %s" % ("workload", "time/je", "time/best", "rss/je", "missed")]
+    for w in s.wnames:
+        t = s.ratio_t.get((w, "numaslub"))
+        r = s.ratio_r.get((w, "numaslub"))
+        if t is None:
+            continue
+        best = min(((s.ratio_t[(w, n)], n) for n in peers if (w, n) in s.ratio_t),
+                   default=(float("nan"), "-"))
+        vs_best = t / best[0] if best[0] == best[0] and best[0] > 0 else float("nan")
+        missed = []
+        if t > WORKLOAD_TIME_VS_JEMALLOC:
+            missed.append("time vs jemalloc")
+        if vs_best > WORKLOAD_TIME_VS_BEST:
+            missed.append("time vs " + best[1])
+        if r is not None and r > WORKLOAD_RSS_VS_JEMALLOC:
+            missed.append("RSS")
+        limit = WORKLOAD_VS_MIMALLOC.get(w)
+        if limit and (w, "mimalloc") in s.ratio_t:
+            vs_mi = t / s.ratio_t[(w, "mimalloc")]
+            if vs_mi > limit:
+                missed.append("time %.2fx mimalloc (limit %.1fx)" % (vs_mi, limit))
+        text.append("%-20s %8s %8s %-5s %8s   %s" % (
+            w, fmt_ratio(t), fmt_ratio(vs_best), best[1][:5], fmt_ratio(r) if r else "-",
+            ", ".join(missed) if missed else "-"))
+    text.append("")
+    return text
+
+
 def targets_table(s):
     """numaslub's geometric means against TARGETS."""
-    text = ["targets (issue 6), numaslub geometric means:"]
+    text = ["targets (issue 14), numaslub geometric means:"]
     for metric, vs, limit in TARGETS:
         if vs not in s.names:
             text.append("  %-9s vs %-9s   -      (target <= %.2fx)  %s not run" %
@@ -195,6 +238,7 @@ def report_text(args, s, failures, elapsed_total):
         text += memreturn_table(s)
     if "numaslub" in s.names and s.baseline:
         text += targets_table(s)
+        text += workload_targets_table(s)
     if failures:
         text += failures_table(failures)
     text.append("wall time of the runs: %.0f s" % elapsed_total)
