@@ -6,6 +6,10 @@
 // NUMASLUB_CONF; ctest runs this binary in four configurations (see
 // tests/CMakeLists.txt): as is (rseq), "percpu=thread", "fake_numa=2" and
 // both.
+#include <sys/wait.h>
+
+#include "lib/slub/slab.h"
+#include "lib/slub/slub_internal.h"
 #include "tests/slub_test_util.h"
 
 namespace numaslub {
@@ -184,6 +188,60 @@ TEST(SlubOwnership, ForeignFreeHook) {
   EXPECT_EQ(g_foreign_seen.load(), nullptr);
   set_foreign_free(nullptr);
   munmap(m, 4096);
+}
+
+// A fork child (its slub_fork_child, which the shim's atfork handler calls)
+// draws a new freelist secret per cache for the slabs it cuts; the slabs
+// it inherits keep theirs, so the parent's objects still come and go, and
+// the parent's secrets are untouched.
+TEST(SlubHardening, ForkChildRenewsFreelistSecretsForNewSlabs) {
+  constexpr std::size_t kSize = 1400;  // kmalloc-1536, which no other test here fills
+  KmemCache& c = g_kmem.caches[size_to_class(kSize)];
+  std::vector<void*> old;
+  for (int i = 0; i < 500; ++i) old.push_back(kmalloc(kSize));
+  for (void* p : old) ASSERT_NE(p, nullptr);
+  const std::uint32_t gen = c.secret_gen;
+  const std::uint64_t secret = c.secrets[gen];
+  auto slab_of = [](const void* p) {
+    Page* pg = g_kmem.pa->virt_to_page(const_cast<void*>(p));
+    return reinterpret_cast<Slab*>(pg - pg->head_off);
+  };
+  pid_t pid = fork();
+  if (pid == 0) {
+    slub_fork_child(t_ctx.tid);
+    if (c.secret_gen != gen + 1) _exit(1);
+    if (c.secrets[c.secret_gen] == secret || c.secrets[gen] != secret) _exit(2);
+    const KmemCache& c0 = g_kmem.caches[0];
+    if (c0.secrets[c0.secret_gen] == c.secrets[c.secret_gen]) _exit(3);  // one per cache
+    std::vector<void*> fresh;
+    for (int i = 0; i < 3000; ++i) fresh.push_back(kmalloc(kSize));
+    bool new_slab = false, old_slab = false;
+    for (void* p : fresh) {
+      if (!p) _exit(4);
+      (slab_of(p)->secret_gen == gen + 1 ? new_slab : old_slab) = true;
+    }
+    for (void* p : old) old_slab |= slab_of(p)->secret_gen == gen;
+    if (!new_slab || !old_slab) _exit(5);
+    // Both generations' freelists are walked (every next pointer checked):
+    // freed back to their slabs, shrunk, cut and filled again.
+    for (void* p : old) kfree(p);
+    for (void* p : fresh) kfree(p);
+    kmem_shrink_all();
+    for (int round = 0; round < 3; ++round) {
+      std::vector<void*> v;
+      for (int i = 0; i < 3500; ++i) v.push_back(kmalloc(kSize));
+      for (void* p : v) kfree(p);
+    }
+    _exit(0);
+  }
+  ASSERT_GT(pid, 0);
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st)) << "child killed by signal " << WTERMSIG(st);
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  EXPECT_EQ(c.secret_gen, gen);
+  EXPECT_EQ(c.secrets[gen], secret);
+  for (void* p : old) kfree(p);
 }
 
 }  // namespace

@@ -298,7 +298,7 @@ struct Ops : SlubDebug {
   // False (reported) when it is neither.
   static bool next_free(const KmemCache& c, const Slab* s, void* obj, void** next) {
     void** w = fp_word(c, obj);
-    *next = decode(c, *w, w);
+    *next = decode(c, s, *w, w);
     if (!*next || index(c, s, *next) >= 0) return true;
     long idx = index(c, s, obj);
     DebugReport r(c, "Freepointer corrupt");
@@ -319,7 +319,7 @@ struct Ops : SlubDebug {
       if (m->state[i] != kObjFree) continue;
       char* obj = object(c, s, i);
       void** w = fp_word(c, obj);
-      *w = encode(c, head, w);
+      *w = encode(c, s, head, w);
       head = obj;
       ++nfree;
     }
@@ -358,7 +358,7 @@ struct Ops : SlubDebug {
         break;
       }
       void** w = fp_word(c, o);
-      void* next = decode(c, *w, w);
+      void* next = decode(c, s, *w, w);
       if (next && index(c, s, next) < 0) {
         why = "has a free object whose free pointer is corrupt:";
         bad = o;
@@ -412,6 +412,7 @@ struct Ops : SlubDebug {
     s->order = static_cast<std::uint8_t>(c.order);
     s->cache = &c;
     s->remote.store(0, std::memory_order_relaxed);
+    s->secret_gen = c.secret_gen;
     s->inuse = 0;
     s->objects = static_cast<std::uint16_t>(c.objects);
     s->on_partial = 0;
@@ -432,7 +433,7 @@ struct Ops : SlubDebug {
       char* obj = object(c, s, i);
       init_free(c, obj);
       void** w = fp_word(c, obj);
-      *w = encode(c, next, w);
+      *w = encode(c, s, next, w);
       next = obj;
     }
     s->freelist = next;
@@ -482,7 +483,7 @@ struct Ops : SlubDebug {
   static void release(KmemCache& c, KmemCacheNode& nd, Slab* s, unsigned idx) {
     char* obj = object(c, s, idx);
     void** w = fp_word(c, obj);
-    *w = encode(c, s->freelist, w);
+    *w = encode(c, s, s->freelist, w);
     s->freelist = obj;
     meta(s)->state[idx] = kObjFree;
     --s->inuse;

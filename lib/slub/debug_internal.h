@@ -66,9 +66,11 @@ struct SlubDebug {
   static void release_meta(KmemCache& c, Slab* s);
 
   // KmemCache's private parts that the debug caches use.
-  static void* encode(const KmemCache& c, void* ptr, void** where) { return c.encode(ptr, where); }
-  static void* decode(const KmemCache& c, void* stored, void** where) {
-    return c.decode(stored, where);
+  static void* encode(const KmemCache& c, const Slab* s, void* ptr, void** where) {
+    return c.encode(s, ptr, where);
+  }
+  static void* decode(const KmemCache& c, const Slab* s, void* stored, void** where) {
+    return c.decode(s, stored, where);
   }
   static void discard(KmemCache& c, KmemCacheNode& n, Slab* s) { c.discard_slab(n, s); }
   static KmemCacheNode* list_new(KmemCache& c, Slab* s) { return c.list_new_slab(s); }

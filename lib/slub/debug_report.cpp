@@ -165,7 +165,7 @@ void DebugReport::object(const Slab* s, unsigned idx) {
   void* fp = nullptr;
   if (m->state[idx] == kObjFree) {
     void** w = SlubDebug::fp_word(*c_, obj);
-    fp = SlubDebug::decode(*c_, *w, w);
+    fp = SlubDebug::decode(*c_, s, *w, w);
   }
   line("INFO: Object %p @offset=%zu size=%u asked=%u state=%s fp=%p", static_cast<void*>(obj),
        static_cast<std::size_t>(obj - lay(*c_).red_left - SlubDebug::slab_base(*c_, s)), c_->size,

@@ -17,8 +17,12 @@
 // - the set-up and thread-pool locks: the pool list is valid after any
 //   prefix, and a half-done set-up was never published (g_ready).
 // The free tags (kmalloc.h) stay valid: they are descriptor addresses, the
-// same in the child. The caches' freelist secrets stay: every free object's next pointer is encoded
-// with them, and re-encoding would copy-on-write the heap's free memory into every child.
+// same in the child. Each cache draws a new freelist secret for the slabs
+// the child cuts from now on (KmemCache::renew_secret), so a secret leaked
+// by the parent, or by a sibling, does not open the child's new slabs. The
+// parent's slabs keep theirs: every free object's next pointer is encoded
+// with it, and re-encoding would copy-on-write the heap's free memory into
+// the child. (After 15 generations of forks, new slabs keep the last one.)
 #include "lib/base/base.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/kmalloc.h"
@@ -68,6 +72,17 @@ void slub_fork_child(std::uint32_t self) {
       if (cs->lock.reset_if_orphaned(self))
         for (SheafSlot& sl : cs->slots) sl.spare = nullptr;
     }
+  // Only this thread runs here: no slab is being cut while the generation
+  // moves. One getrandom per fork, not one per cache: the caches' secrets
+  // are a splitmix64 sequence from it (independent enough, and none tells
+  // the seed or a sibling cache's secret without inverting the mixer).
+  std::uint64_t seed = random_secret();
+  for (KmemCache& c : g_kmem.caches) {
+    std::uint64_t z = (seed += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    c.renew_secret((z ^ (z >> 31)) | 1);
+  }
   unsigned nodes = g_kmem.pa->nr_nodes();
   for (unsigned nid = 0; nid < nodes; ++nid) {
     bool marked[kNrClasses] = {};

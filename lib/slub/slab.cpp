@@ -23,12 +23,19 @@ std::uint64_t next_rand(std::uint64_t* s) {
 
 }  // namespace
 
-void* KmemCache::encode(void* ptr, void** where) const {
-  return reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(ptr) ^ secret ^
+void* KmemCache::encode(const Slab* s, void* ptr, void** where) const {
+  return reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(ptr) ^ secrets[s->secret_gen] ^
                                  __builtin_bswap64(reinterpret_cast<std::uintptr_t>(where)));
 }
-void* KmemCache::decode(void* stored, void** where) const {
-  return encode(stored, where);
+void* KmemCache::decode(const Slab* s, void* stored, void** where) const {
+  return encode(s, stored, where);
+}
+
+bool KmemCache::renew_secret(std::uint64_t fresh) {
+  if (secret_gen + 1 >= kSecretGens) return false;
+  secrets[secret_gen + 1] = fresh;
+  ++secret_gen;
+  return true;
 }
 
 void KmemCache::bad_next(const Slab* s, void** obj, void* next) const {
@@ -39,7 +46,7 @@ void KmemCache::bad_next(const Slab* s, void** obj, void* next) const {
 }
 
 void* KmemCache::next_free(const Slab* s, void** obj) const {
-  void* next = decode(*obj, obj);
+  void* next = decode(s, *obj, obj);
   if (next) {
     std::uintptr_t off =
         reinterpret_cast<std::uintptr_t>(next) - reinterpret_cast<std::uintptr_t>(slab_base(s));
@@ -59,7 +66,7 @@ unsigned KmemCache::take_free(Slab* s, void** out, unsigned n) {
   auto** obj = static_cast<void**>(s->freelist);
   unsigned got = 0;
   while (got < n && obj) {
-    void* next = decode(*obj, obj);
+    void* next = decode(s, *obj, obj);
     std::uintptr_t off = reinterpret_cast<std::uintptr_t>(next) - base;
     if (NS_UNLIKELY(next && (off >= span || !obj_start(oi, off)))) bad_next(s, obj, next);
     out[got++] = obj;
@@ -82,7 +89,8 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s, bool ran
   barn_max_full = 8;
   std::size_t cap_full = kBarnMaxBytes / (std::size_t{sheaf_capacity} * size);
   barn_cap_full = cap_full > barn_max_full ? static_cast<std::uint32_t>(cap_full) : barn_max_full;
-  secret = s;
+  secret_gen = 0;
+  secrets[0] = s;
   format(name, sizeof name, "kmalloc-%u", size);
   NS_CHECK(objects == obj_index_entry(kObjIndex, class_slot_offset(c)).objects,
            "slab geometry of %s disagrees with obj_index.h", name);
@@ -100,7 +108,7 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s, bool ran
   }
   // SLAB_FREELIST_RANDOM: one random permutation per cache; each new slab
   // starts it at a random point. Without it, address order from the start.
-  std::uint64_t st = secret ^ (0x9E3779B97F4A7C15ULL * (c + 1));
+  std::uint64_t st = secrets[0] ^ (0x9E3779B97F4A7C15ULL * (c + 1));
   random_start = random;
   for (std::uint32_t i = 0; i < objects; ++i) random_seq[i] = static_cast<std::uint16_t>(i);
   for (std::uint32_t i = objects; random && i > 1; --i) {
@@ -126,6 +134,7 @@ Slab* KmemCache::new_slab(unsigned nid) {
   s->order = static_cast<std::uint8_t>(order);
   s->cache = this;
   s->remote.store(0, std::memory_order_relaxed);
+  s->secret_gen = secret_gen;
   s->inuse = 0;
   s->objects = static_cast<std::uint16_t>(objects);
   s->on_partial = 0;
@@ -134,7 +143,7 @@ Slab* KmemCache::new_slab(unsigned nid) {
   // obj_index.h finds an object's slab offset by masking its heap offset.
   NS_CHECK((pa->arena().page_to_pfn(head) & (pages - 1)) == 0, "slab %p of %s is not aligned",
            static_cast<void*>(base), name);
-  std::uint64_t st = secret ^ reinterpret_cast<std::uintptr_t>(base);
+  std::uint64_t st = secrets[secret_gen] ^ reinterpret_cast<std::uintptr_t>(base);
   std::uint32_t start = random_start ? static_cast<std::uint32_t>(next_rand(&st) % objects) : 0;
   void* next = nullptr;
   // Link in reverse so the freelist runs in permutation order from `start`:
@@ -143,7 +152,7 @@ Slab* KmemCache::new_slab(unsigned nid) {
   auto link = [&](std::uint32_t from, std::uint32_t to) {
     for (std::uint32_t k = to; k-- > from;) {
       auto** obj = reinterpret_cast<void**>(base + std::size_t{random_seq[k]} * size);
-      *obj = encode(next, obj);
+      *obj = encode(s, next, obj);
       next = obj;
     }
   };
@@ -192,7 +201,7 @@ unsigned KmemCache::collect_remote(Slab* s) {
   auto* obj = reinterpret_cast<void**>(v & ~kSlabFull);
   while (obj) {
     auto** next = static_cast<void**>(next_free(s, obj));
-    *obj = encode(s->freelist, obj);
+    *obj = encode(s, s->freelist, obj);
     s->freelist = obj;
     obj = next;
     ++got;
@@ -238,7 +247,7 @@ void KmemCache::free_run_locked(KmemCacheNode& n, Slab* s, void* const* objs, un
   for (unsigned i = 0; i < k; ++i) {
     auto** o = static_cast<void**>(objs[i]);
     NS_CHECK(o != head, "double free of %p (cache %s)", static_cast<void*>(o), name);
-    *o = encode(head, o);
+    *o = encode(s, head, o);
     head = o;
   }
   s->freelist = head;
@@ -291,7 +300,7 @@ void KmemCache::free_remote(Slab* s, void* obj) {
   do {
     NS_CHECK(reinterpret_cast<void*>(old & ~kSlabFull) != obj, "double free of %p (cache %s)", obj,
              name);
-    *o = encode(reinterpret_cast<void*>(old & ~kSlabFull), o);
+    *o = encode(s, reinterpret_cast<void*>(old & ~kSlabFull), o);
   } while (!s->remote.compare_exchange_weak(old, reinterpret_cast<std::uintptr_t>(obj),
                                             std::memory_order_release, std::memory_order_relaxed));
   nd.remote_frees.fetch_add(1, std::memory_order_relaxed);
@@ -324,7 +333,7 @@ void KmemCache::fork_adopt_slab(unsigned nid, Slab* s) {
     std::uintptr_t off =
         reinterpret_cast<std::uintptr_t>(o) - reinterpret_cast<std::uintptr_t>(base);
     if (off >= span || off % size != 0 || ++free_objs > objects) ok = false;
-    if (ok) o = static_cast<void**>(decode(*o, o));
+    if (ok) o = static_cast<void**>(decode(s, *o, o));
   }
   if (!ok) {
     s->freelist = nullptr;

@@ -5,7 +5,9 @@
 // Page, as in the kernel), never in object memory. A slab has two free lists:
 // - freelist: protected by its node's list_lock; next pointers are stored
 //   inside free objects, mangled (SLAB_FREELIST_HARDENED): stored value =
-//   next ^ secret ^ bswap(address of the stored word).
+//   next ^ secret ^ bswap(address of the stored word), with the secret of
+//   the slab's generation (KmemCache::secrets: a fork child draws a new one
+//   for the slabs it cuts; the parent's slabs keep theirs).
 // - remote: a lock-free stack (one CAS per push) for frees that bypass the
 //   sheaves (objects freed on another node's CPU, kmalloc_node frees). It is
 //   emptied into freelist under list_lock.
@@ -36,15 +38,15 @@ namespace numaslub {
 struct KmemCache;
 
 struct Slab {
-  ListNode slab_list;       // Page::lru: the node's partial list
-  std::uint32_t flags;      // Page::flags: PG_head | PG_slab
-  std::uint8_t order;       // Page::order
-  std::uint8_t slab_class;  // Page::slab_class
-  std::uint16_t sheaf_off;  // Page::sheaf_off
-  std::uint32_t head_off;   // 0: this is the head
-  std::uint32_t reserved32;
-  KmemCache* cache;                    // priv[0]
-  void* freelist;                      // priv[1]
+  ListNode slab_list;        // Page::lru: the node's partial list
+  std::uint32_t flags;       // Page::flags: PG_head | PG_slab
+  std::uint8_t order;        // Page::order
+  std::uint8_t slab_class;   // Page::slab_class
+  std::uint16_t sheaf_off;   // Page::sheaf_off
+  std::uint32_t head_off;    // 0: this is the head
+  std::uint32_t secret_gen;  // Page::reserved32: the cache's secret this slab's freelist uses
+  KmemCache* cache;          // priv[0]
+  void* freelist;            // priv[1]
   std::atomic<std::uintptr_t> remote;  // priv[2]
   std::uint32_t inuse;                 // priv[3]
   std::uint16_t objects;
@@ -82,7 +84,13 @@ struct KmemCache {
   // slub_debug's letters (debug.h); 0 for a plain cache. A debug cache's
   // order and objects are its debug slabs', whose layout debug.cpp keeps.
   std::uint8_t debug = 0;
-  std::uint64_t secret = 0;             // freelist pointer mangling
+  // Freelist pointer mangling: secrets[g] encodes the freelists of the
+  // slabs cut in fork generation g; new slabs take secret_gen, which a fork
+  // child advances (fork_child.cpp) while a generation is left. Written
+  // only before threads can see them (set-up, the fork child).
+  static constexpr unsigned kSecretGens = 16;
+  std::uint64_t secrets[kSecretGens] = {};
+  std::uint32_t secret_gen = 0;
   std::uint16_t* random_seq = nullptr;  // SLAB_FREELIST_RANDOM permutation
   bool random_start = true;             // new slabs start it at a random point
   KmemCacheNode* node = nullptr;        // [nr_nodes]
@@ -122,6 +130,10 @@ struct KmemCache {
     return pa->page_address(reinterpret_cast<const Page*>(s));
   }
 
+  // A fork child's: new slabs use a fresh secret (false when every
+  // generation is taken: they keep the last).
+  bool renew_secret(std::uint64_t fresh);
+
  private:
   friend struct SlubDebug;  // debug.cpp
   Slab* new_slab(unsigned nid);
@@ -133,7 +145,7 @@ struct KmemCache {
   unsigned collect_remote(Slab* s);
   // Frees k objects, all of slab s, onto its freelist (list_lock of n held).
   void free_run_locked(KmemCacheNode& n, Slab* s, void* const* objs, unsigned k);
-  void* decode(void* stored, void** where) const;
+  void* decode(const Slab* s, void* stored, void** where) const;
   // The next pointer stored in free object obj of slab s, checked before
   // anyone follows it: null or the start of an object of s; anything else
   // (a write after free, an overflow from the object before) aborts with a
@@ -143,7 +155,7 @@ struct KmemCache {
   // Pops up to n objects off s's freelist into out (list_lock held), each
   // next pointer checked as next_free does; counts them in s->inuse.
   unsigned take_free(Slab* s, void** out, unsigned n);
-  void* encode(void* ptr, void** where) const;
+  void* encode(const Slab* s, void* ptr, void** where) const;
 };
 
 }  // namespace numaslub
