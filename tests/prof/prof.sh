@@ -182,8 +182,12 @@ case $CASE in
   sigfork)
     need_pprof
     mkdir "$WORK/p"
-    run "prof=1,prof_sample=4k,prof_final=$WORK/p/%p.heap" "$SIGFORK" || fail "exit status $?"
-    parent=$(ls "$WORK/p" | sort -n | head -1)
+    run "prof=1,prof_sample=4k,prof_final=$WORK/p/%p.heap" "$SIGFORK" > "$WORK/sigfork.out" ||
+      fail "exit status $?"
+    cat "$WORK/sigfork.out"
+    # The parent says its pid (pids wrap around: it need not be the smallest).
+    parent=$(sed -n 's/.* parent \([0-9][0-9]*\)$/\1/p' "$WORK/sigfork.out").heap
+    [ -f "$WORK/p/$parent" ] || fail "no profile $parent of the parent"
     n=$(ls "$WORK/p" | wc -l)
     [ "$n" -ge 21 ] || fail "$n profiles, not the parent's and 20 children's"
     google-pprof --text "$SIGFORK" "$WORK/p/$parent" > "$WORK/parent" 2> /dev/null
@@ -191,7 +195,7 @@ case $CASE in
     grep -q ' parent_site$' "$WORK/parent" || fail "parent_site missing in the parent"
     grep -q ' sig_site$' "$WORK/parent" || fail "no sample taken in the signal handler"
     grep -q ' child_site$' "$WORK/parent" && fail "child_site in the parent's profile"
-    for f in $(ls "$WORK/p" | sort -n | tail -n +2); do
+    for f in $(ls "$WORK/p" | grep -vx "$parent"); do
       google-pprof --text "$SIGFORK" "$WORK/p/$f" > "$WORK/child" 2> /dev/null
       grep -q ' child_site$' "$WORK/child" || fail "child_site missing in child $f"
       grep -q ' parent_site$' "$WORK/child" || fail "inherited parent_site missing in child $f"

@@ -127,6 +127,8 @@ int main(void) {
   g_stop = 1;
   pthread_join(t, NULL);
   g_sink = kept;
-  printf("signals %d failed %d\n", (int)g_signals, failed);
+  // The parent's pid names its profile: with pids wrapping around (a busy
+  // machine, pid_max 32768), a child's may be the smaller one.
+  printf("signals %d failed %d parent %d\n", (int)g_signals, failed, (int)getpid());
   return failed ? 1 : 0;
 }
