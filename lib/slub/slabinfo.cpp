@@ -149,6 +149,11 @@ std::size_t vmstat(char* buf, std::size_t cap) {
   vmalloc_stats(&hc, &hb);
   w.printf("vmalloc_mappings %zu\nvmalloc_bytes %zu\nvmalloc_cached_bytes %zu\n", hc, hb,
            vmalloc_cache_bytes());
+  std::uint64_t thp_maps;
+  unsigned written;
+  vmalloc_thp_stats(&thp_maps, &written);
+  w.printf("vmalloc_thp %lu\nvmalloc_written_pct %u\n", static_cast<unsigned long>(thp_maps),
+           written);
   return w.size();
 }
 
