@@ -1,8 +1,9 @@
 // Tests for what the slub layer keeps resident: the pages a freed direct
 // mapping held go back at its free (lib/slub/vmalloc.cpp), a cached
-// mapping reused reads as zero; thp=auto advises new mappings
-// MADV_HUGEPAGE once the freed ones were densely written, and stops when
-// they were not.
+// mapping reused reads as zero; slabs account the pages they touch at
+// birth (Zone::touched_pages, the density thp=auto weighs); thp=auto
+// advises new mappings MADV_HUGEPAGE once the freed ones were densely
+// written, and stops when they were not.
 //
 // ctest runs this binary in the four configurations of slub_test (rseq,
 // percpu=thread, fake_numa=2, both): see tests/CMakeLists.txt.
@@ -92,6 +93,58 @@ TEST(SlubRss, FreedMappingGivesItsPagesBack) {
   vmalloc_cache_release(~std::uint64_t{0});
   EXPECT_EQ(vmalloc_cache_bytes(), 0u);
   vmalloc_set_wake_hook(nullptr);
+}
+
+// Pages holding an object's start are written by new_slab: all of a slab of
+// objects up to 2 KiB, one per object above a page.
+TEST(SlubRss, SlabsKnowTheirTouchedPages) {
+  kfree(kmalloc(64));  // the caches are set up
+  for (unsigned c = 0; c < kNrClasses; ++c) {
+    const KmemCache& k = g_kmem.caches[c];
+    if (k.debug) continue;
+    std::size_t pages = std::size_t{1} << k.order;
+    if (k.size <= 2048) {
+      EXPECT_EQ(k.touched_pages, pages) << k.name;
+    }
+    if (k.size >= kPageSize) {
+      EXPECT_EQ(k.touched_pages, k.objects) << k.name;
+    }
+    EXPECT_LE(k.touched_pages, pages) << k.name;
+    EXPECT_GE(k.touched_pages, 1u) << k.name;
+  }
+}
+
+// The zones' touched pages are the slabs' (nothing else counts): after a
+// burst of slabs is made, and after they are freed and shrunk away.
+TEST(SlubRss, ZonesCountTheTouchedPagesOfLiveSlabs) {
+  auto zones = [] {
+    std::size_t n = 0;
+    for (unsigned nid = 0; nid < g_kmem.pa->nr_nodes(); ++nid)
+      n += g_kmem.pa->zone(nid).touched_pages.load();
+    return n;
+  };
+  auto slabs = [] {
+    std::size_t n = 0;
+    for (unsigned c = 0; c < kNrClasses; ++c) {
+      KmemCache& k = g_kmem.caches[c];
+      for (unsigned nid = 0; nid < g_kmem.pa->nr_nodes(); ++nid) {
+        LockGuard<Mutex> g(k.node[nid].list_lock);
+        n += k.node[nid].nr_slabs * k.touched_pages;
+      }
+    }
+    return n;
+  };
+  std::vector<void*> v;
+  for (int i = 0; i < 20000; ++i) v.push_back(kmalloc(64));
+  for (int i = 0; i < 300; ++i) v.push_back(kmalloc(16 * KiB));
+  for (void* p : v) ASSERT_NE(p, nullptr);
+  std::size_t busy = zones();
+  EXPECT_EQ(busy, slabs());
+  EXPECT_GE(busy, 20000 * 64 / kPageSize + 300 / 2);
+  for (void* p : v) kfree(p);
+  kmem_shrink_all();
+  EXPECT_EQ(zones(), slabs());
+  EXPECT_LT(zones(), busy);
 }
 
 // Whether the mapping holding p carries MADV_HUGEPAGE (smaps' VmFlags "hg").

@@ -466,8 +466,8 @@ void Zone::mark_huge_locked(std::size_t pfn, std::size_t n) {
 
 bool Zone::dense() const {
   if (!present_pages) return false;
-  std::size_t used = present_pages - free_pages - isolated_pages;
-  return used * 100 >= std::size_t{thp_dense_pct_} * present_pages;
+  std::size_t touched = touched_pages.load(std::memory_order_relaxed);
+  return touched * 100 >= std::size_t{thp_dense_pct_} * present_pages;
 }
 
 void Zone::account_range(std::size_t pfn, unsigned order, bool add) {

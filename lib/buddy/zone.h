@@ -55,6 +55,7 @@
 // node's hotplug lock.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -192,8 +193,14 @@ class Zone {
     return huge_ ? huge_[pfn >> kHugeOrder] & kRangeFreeMask : 0;
   }
   // Whether the zone is dense: at least thp_dense % of its onlined pages are
-  // in use (allocated, or on per-CPU lists). False before the first online.
+  // known to be touched (touched_pages). False before the first online.
   bool dense() const;
+  // Pages of allocated blocks that their owner has written, every one, the
+  // moment it took them (account_touched: slabs whose free pointers reach
+  // every page). Pages merely allocated do not count: a program may never
+  // touch most of a large block, and a huge page over it would make all of
+  // it resident. Atomic: owners update it without the zone lock.
+  std::atomic<std::size_t> touched_pages{0};
 
   std::size_t pfn(const Page* p) const { return static_cast<std::size_t>(p - map_); }
   Page* pfn_to_page(std::size_t pfn) const { return map_ + pfn; }

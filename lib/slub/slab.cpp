@@ -79,6 +79,12 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s) {
   size = kClassSize[c];
   order = slab_order_for(size);
   objects = static_cast<std::uint32_t>((kPageSize << order) / size);
+  touched_pages = 0;
+  for (std::uint32_t i = 0, last = ~0u; i < objects; ++i) {
+    std::uint32_t page = static_cast<std::uint32_t>((std::size_t{i} * size) >> kPageShift);
+    touched_pages += page != last;
+    last = page;
+  }
   std::uint32_t cap = static_cast<std::uint32_t>((64u << 10) / size);
   sheaf_capacity = cap < 8 ? 8 : cap > kSheafMaxCapacity ? kSheafMaxCapacity : cap;
   min_partial = 2;
@@ -152,6 +158,7 @@ Slab* KmemCache::new_slab(unsigned nid) {
   link(0, start);
   link(start, objects);
   s->freelist = next;
+  pa->account_touched(head, touched_pages);
   signal_fence();
   head->flags = PG_head | PG_slab;
   return s;
@@ -185,6 +192,7 @@ void KmemCache::discard_slab(KmemCacheNode& n, Slab* s) {
     head[i].slab_class = 0;
     head[i].sheaf_off = 0;
   }
+  pa->account_touched(head, -static_cast<std::ptrdiff_t>(touched_pages));
   pa->free_pages(head, order);
 }
 
