@@ -153,7 +153,14 @@ class PageAllocator {
 
  private:
   static bool grow_zone(void* self, Zone* zone);
+  // Releases up to the zone's release_debt of its coldest resident free
+  // blocks (not those that would split a huge range), isolated under the
+  // lock and madvised without it, as reclaim does; the debt is cleared.
+  void pay_release_debt(Zone& z);
   Page* alloc_from(unsigned nid, int cpu, unsigned order, unsigned gfp);
+  // alloc_pages without pay_release_debt (alloc_pages_exact pays once it
+  // has given back the tail it does not use).
+  Page* alloc_pages_unpaid(int nid, unsigned order, unsigned gfp);
   int this_cpu() const;
 
   Arena arena_;

@@ -82,12 +82,14 @@ std::size_t vmstat(char* buf, std::size_t cap) {
   if (!pa) return w.size();
   std::uint64_t alloc[kNrOrders] = {}, hit = 0, miss = 0, fail = 0, released = 0;
   std::uint64_t thp[5] = {};  // backed, advised, advise_fail, split, split_avoided
+  std::uint64_t traded = 0;
   for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
     Zone& z = pa->zone(n);
     {
       LockGuard<Mutex> g(z.lock);
       for (unsigned o = 0; o < kNrOrders; ++o) alloc[o] += z.stats.alloc[o];
       released += z.stats.released;
+      traded += z.stats.traded;
       thp[0] += z.stats.thp_backed;
       thp[1] += z.stats.thp_advised;
       thp[2] += z.stats.thp_advise_fail;
@@ -109,6 +111,9 @@ std::size_t vmstat(char* buf, std::size_t cap) {
            static_cast<unsigned long>(thp[0]), static_cast<unsigned long>(thp[1]),
            static_cast<unsigned long>(thp[2]), static_cast<unsigned long>(thp[3]));
   w.printf("thp_split_avoided %lu\n", static_cast<unsigned long>(thp[4]));
+  // Resident free pages released as clean ones were taken (zone.h:
+  // release_debt); pgreleased counts them too.
+  w.printf("pgreleased_traded %lu\n", static_cast<unsigned long>(traded));
   std::uint64_t slabs_alloc = 0, slabs_freed = 0, remote = 0, refills = 0, flushes = 0;
   std::uint64_t barn[4] = {};  // hits, misses, overflows, grows
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
