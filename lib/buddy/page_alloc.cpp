@@ -88,6 +88,9 @@ bool PageAllocator::grow_zone(void* self, Zone* zone) {
       ++zone->stats.thp_advise_fail;
   }
   zone->online_locked(zpfn, n);
+  // Every CPU's caches of this zone get their share of its new size.
+  for (unsigned c = 0; pa->pcp_ && c < pa->nr_cpus_; ++c)
+    pa->pcp(c, zone->nid())->set_cap(zone->present_pages, pa->nr_cpus_);
   return true;
 }
 
