@@ -1,9 +1,9 @@
 // Tests for what the slub layer keeps resident: the pages a freed direct
 // mapping held go back at its free (lib/slub/vmalloc.cpp), a cached
 // mapping reused reads as zero; slabs account the pages they touch at
-// birth (Zone::touched_pages, the density thp=auto weighs); thp=auto
-// advises new mappings MADV_HUGEPAGE once the freed ones were densely
-// written, and stops when they were not.
+// birth (Zone::touched_pages, the density thp=auto weighs); a sheaf holds
+// at most 32 KiB of objects; thp=auto advises new mappings MADV_HUGEPAGE
+// once the freed ones were densely written, and stops when they were not.
 //
 // ctest runs this binary in the four configurations of slub_test (rseq,
 // percpu=thread, fake_numa=2, both): see tests/CMakeLists.txt.
@@ -145,6 +145,18 @@ TEST(SlubRss, ZonesCountTheTouchedPagesOfLiveSlabs) {
   kmem_shrink_all();
   EXPECT_EQ(zones(), slabs());
   EXPECT_LT(zones(), busy);
+}
+
+TEST(SlubRss, SheafHoldsAtMost32KiB) {
+  kfree(kmalloc(64));  // the caches are set up
+  for (unsigned c = 0; c < kNrClasses; ++c) {
+    const KmemCache& k = g_kmem.caches[c];
+    if (k.debug) continue;
+    EXPECT_GE(k.sheaf_capacity, 2u) << k.name;
+    if (k.sheaf_capacity > 2) {
+      EXPECT_LE(k.sheaf_capacity * k.size, 32 * KiB) << k.name;
+    }
+  }
 }
 
 // Whether the mapping holding p carries MADV_HUGEPAGE (smaps' VmFlags "hg").
