@@ -37,7 +37,9 @@ TEST(BuddyRuns, FreedRunIsReusedWithoutTheZoneLock) {
   ASSERT_NE(pa, nullptr);
   PerCpuPages* pcp = pa->pcp(current_cpu(), 0);
   Zone& z = pa->zone(0);
-  for (std::size_t pages : {10ul, 16ul, 40ul, 256ul}) {
+  // Runs within the CPU's share of this one-section zone (pcp.h).
+  ASSERT_GE(pcp->cap_pages.load(), kPcpMinCap);
+  for (std::size_t pages : {10ul, 16ul, 40ul, kPcpMinCap}) {
     Page* a = pa->alloc_pages_exact(0, pages);
     ASSERT_NE(a, nullptr);
     std::memset(pa->page_address(a), 0x5a, pages << kPageShift);
@@ -130,6 +132,7 @@ TEST(BuddyRuns, RandomRunsNothingLostOrHandedTwice) {
       live.erase(it);
     }
     ASSERT_LE(pcp->run_pages, pcp->run_high);
+    ASSERT_LE(pcp->pages(), pcp->cap_pages.load());
     if (step % 64 == 0) {
       check_disjoint();
       LockGuard<Mutex> g(z.lock);
@@ -146,6 +149,64 @@ TEST(BuddyRuns, RandomRunsNothingLostOrHandedTwice) {
   EXPECT_EQ(pcp->run_pages, 0u);
   EXPECT_EQ(z.free_pages, z.present_pages);
   EXPECT_EQ(nr_free(z), only_max(z.present_pages >> kMaxOrder));
+}
+
+// A CPU's lists and runs hold at most its share of the zone
+// (1/kPcpZoneShare of it split among the CPUs), which grows with the zone:
+// a run larger than the share, or a free past it, goes back to the zone.
+TEST(BuddyRuns, CpuCachesHoldTheirShareOfTheZone) {
+  PinCpu pin;
+  ASSERT_TRUE(pin.ok);
+  PageAllocator* pa = make_heap(1);
+  ASSERT_NE(pa, nullptr);
+  PerCpuPages* pcp = pa->pcp(current_cpu(), 0);
+  Zone& z = pa->zone(0);
+  auto share = [&] {
+    std::size_t s = z.present_pages / (kPcpZoneShare * pa->nr_cpus());
+    return s < kPcpMinCap ? kPcpMinCap : s;
+  };
+  Page* first = pa->alloc_pages(0, 0);  // onlines the first section
+  ASSERT_NE(first, nullptr);
+  std::size_t cap = pcp->cap_pages.load();
+  EXPECT_EQ(cap, share());
+  // Blocks of every order and runs of every class, freed until well past
+  // the cap: the CPU never holds more.
+  std::vector<std::pair<Page*, std::size_t>> runs;
+  std::vector<std::pair<Page*, unsigned>> blocks;
+  for (unsigned c = 0; c < kRunClasses; ++c)
+    if (run_class_pages(c) <= cap)
+      for (int i = 0; i < 2; ++i)
+        runs.push_back({pa->alloc_pages_exact(0, run_class_pages(c)), run_class_pages(c)});
+  for (unsigned o = 0; o < kPcpOrders; ++o)
+    for (int i = 0; i < 24; ++i) blocks.push_back({pa->alloc_pages(0, o), o});
+  for (auto [p, n] : runs) {
+    ASSERT_NE(p, nullptr);
+    pa->free_pages_exact(p, n);
+    ASSERT_LE(pcp->pages(), cap);
+  }
+  for (auto [p, o] : blocks) {
+    ASSERT_NE(p, nullptr);
+    pa->free_pages(p, o);
+    ASSERT_LE(pcp->pages(), cap);
+  }
+  EXPECT_GT(pcp->pages(), cap / 2) << "the caches still work below the share";
+  // A run larger than the share is not cached.
+  if (kRunMaxPages > cap) {
+    Page* big = pa->alloc_pages_exact(0, kRunMaxPages);
+    ASSERT_NE(big, nullptr);
+    pa->free_pages_exact(big, kRunMaxPages);
+    EXPECT_FALSE(big->flags & PG_pcp);
+    EXPECT_TRUE(big->flags & PG_buddy);
+  }
+  // The share grows with the zone.
+  std::vector<Page*> fill;
+  while (pa->arena().node(0).sections_online < 4) fill.push_back(pa->alloc_pages(0, kMaxOrder));
+  EXPECT_EQ(pcp->cap_pages.load(), share());
+  EXPECT_GT(pcp->cap_pages.load(), cap);
+  for (Page* p : fill) pa->free_pages(p, kMaxOrder);
+  pa->free_pages(first, 0);
+  pa->drain_all_pcp();
+  EXPECT_EQ(z.free_pages, z.present_pages);
 }
 
 // pcp_runs=0 keeps no runs: every free goes to the zone at once.

@@ -208,6 +208,36 @@ TEST(BuddyZone, CleanAndDirty) {
   check_zone(z, {});
 }
 
+// A request takes resident (dirty) memory of any larger order before a
+// clean block of its own order: a clean block costs page faults and RSS.
+TEST(BuddyZone, ResidentBlocksOfAnyOrderGoFirst) {
+  PlainZone pz(16 * MiB);
+  Zone& z = pz.z;
+  Page* big = z.alloc(5);  // splits a clean order-10 block: clean 5..9 remain
+  Page* small = z.alloc(2);
+  ASSERT_NE(big, nullptr);
+  ASSERT_NE(small, nullptr);
+  ASSERT_GT(z.free_area[2].nr_clean + z.free_area[3].nr_clean + z.free_area[4].nr_clean, 0u);
+  z.free(big, 5);  // used: a dirty order-5 block
+  std::size_t clean = z.clean_pages;
+  Page* p = z.alloc(2);
+  ASSERT_NE(p, nullptr);
+  EXPECT_GE(p, big);
+  EXPECT_LT(p, big + 32) << "taken from the dirty block, not a clean order-2 one";
+  EXPECT_FALSE(p->flags & PG_clean);
+  EXPECT_EQ(z.clean_pages, clean);
+  EXPECT_EQ(z.release_debt.load(), 0u);
+  // Zeroed memory still prefers a clean block (zero for free).
+  Page* zc = z.alloc(2, true);
+  ASSERT_NE(zc, nullptr);
+  EXPECT_TRUE(zc->flags & PG_clean);
+  EXPECT_FALSE(zc >= big && zc < big + 32);
+  z.free(zc, 2, true);
+  z.free(p, 2);
+  z.free(small, 2);
+  check_zone(z, {});
+}
+
 TEST(BuddyDeathTest, DoubleFreeIsCaught) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   PlainZone pz(8 * MiB);
@@ -278,6 +308,70 @@ TEST(BuddyPcp, CountBoundedByHighAndDrainReturnsAll) {
     EXPECT_EQ(z.free_pages, z.present_pages);
     EXPECT_EQ(nr_free(z), only_max(z.present_pages >> kMaxOrder));
   }
+}
+
+std::size_t resident_pages(PageAllocator* pa, const Page* p, std::size_t pages) {
+  std::vector<unsigned char> vec(pages);
+  if (mincore(pa->page_address(p), pages << kPageShift, vec.data()) != 0) return ~std::size_t{0};
+  std::size_t n = 0;
+  for (unsigned char v : vec) n += v & 1;
+  return n;
+}
+
+// Resident free memory in pieces too small for a request: the clean pages
+// the request takes instead are traded for as many of those pieces,
+// released at once (zone.h, release_debt), down to the zone's reserve.
+TEST(BuddyAlloc, CleanPagesTakenWhileResidentPiecesWaitAreTraded) {
+  PageAllocator* pa = make_heap(1, false);
+  ASSERT_NE(pa, nullptr);
+  Zone& z = pa->zone(0);
+  // 2048 touched pages, every other one freed: 1024 resident order-0
+  // pieces that cannot merge.
+  std::vector<Page*> pages;
+  for (int i = 0; i < 2048; ++i) {
+    Page* p = pa->alloc_pages(0, 0);
+    ASSERT_NE(p, nullptr);
+    std::memset(pa->page_address(p), 1, kPageSize);
+    pages.push_back(p);
+  }
+  for (std::size_t i = 0; i < pages.size(); i += 2) pa->free_pages(pages[i], 0);
+  std::size_t reserve = z.dirty_reserve();
+  ASSERT_EQ(z.dirty_pages(), 1024u);
+  ASSERT_GT(z.dirty_pages(), reserve + 64);
+  std::uint64_t traded = z.stats.traded;
+  // 16 clean pages: 16 pieces go back.
+  Page* a = pa->alloc_pages(0, 4);
+  ASSERT_NE(a, nullptr);
+  EXPECT_TRUE(a->flags & PG_clean);
+  EXPECT_EQ(z.stats.traded, traded + 16);
+  EXPECT_EQ(z.dirty_pages(), 1024u - 16);
+  EXPECT_EQ(z.release_debt.load(), 0u);
+  std::size_t resident = 0;
+  for (std::size_t i = 0; i < pages.size(); i += 2) resident += resident_pages(pa, pages[i], 1);
+  EXPECT_EQ(resident, 1024u - 16);
+  // An exact run cut from a clean block owes only the pages it keeps: its
+  // tail goes back untouched.
+  Page* r = pa->alloc_pages_exact(0, 20);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(z.stats.traded, traded + 16 + 20);
+  // At the reserve, clean pages are taken without a trade.
+  std::vector<Page*> more;
+  while (z.dirty_pages() > reserve) {
+    more.push_back(pa->alloc_pages(0, 0));
+    ASSERT_NE(more.back(), nullptr);
+  }
+  std::uint64_t before = z.stats.traded;
+  Page* b = pa->alloc_pages(0, 4);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(z.stats.traded, before);
+  EXPECT_EQ(z.dirty_pages(), reserve);
+  pa->free_pages(b, 4);
+  for (Page* p : more) pa->free_pages(p, 0);
+  pa->free_pages_exact(r, 20);
+  pa->free_pages(a, 4);
+  for (std::size_t i = 1; i < pages.size(); i += 2) pa->free_pages(pages[i], 0);
+  EXPECT_EQ(z.free_pages, z.present_pages);
+  EXPECT_EQ(nr_free(z), only_max(z.present_pages >> kMaxOrder));
 }
 
 class BuddyNuma : public testing::TestWithParam<unsigned> {};

@@ -1,8 +1,9 @@
 // Tests for huge pages (thp=, lib/buddy/zone.h's huge ranges): the options
 // parse; with thp=always every section is advised (a recording OsMem) and,
 // where the kernel has THP, really mapped huge (smaps AnonHugePages);
-// thp=auto advises a node's sections once its heap is dense, never its
-// first; thp=never advises nothing and keeps no range words; a refused
+// thp=auto advises a node's sections once its heap is dense (pages its
+// owners say they wrote, not pages merely allocated), never its first;
+// thp=never advises nothing and keeps no range words; a refused
 // MADV_HUGEPAGE is harmless; reclaim releases a free 2 MiB block in one
 // call and keeps a dense huge range whole unless under pressure; allocation
 // fills the fullest huge range first; sparse blocks (kGfpSparse: large
@@ -138,26 +139,36 @@ TEST(Thp, NeverIssuesNoAdviceAndKeepsNoRangeWords) {
   for (Page* b : blocks) pa->free_pages(b, kMaxOrder);
 }
 
+// The blocks' owner says it wrote all of them (as new_slab does for a slab
+// of small objects): Zone::touched_pages.
+Page* alloc_touched(PageAllocator* pa, unsigned order) {
+  Page* p = pa->alloc_pages(0, order);
+  if (p) pa->account_touched(p, std::ptrdiff_t{1} << order);
+  return p;
+}
+
 TEST(Thp, AutoAdvisesOnlyOnceTheNodeIsDense) {
   PageAllocator* pa = make_heap("auto", recording_os());
   ASSERT_NE(pa, nullptr);
   const std::size_t per_section = pa->arena().section_pages() >> kMaxOrder;
   std::vector<Page*> blocks;
-  blocks.push_back(pa->alloc_pages(0, kMaxOrder));
+  blocks.push_back(alloc_touched(pa, kMaxOrder));
   EXPECT_TRUE(g_advised.empty()) << "a node's first section is never advised";
-  // Fill the first section: the zone is then 100% in use when it grows.
-  while (blocks.size() < per_section + 1) blocks.push_back(pa->alloc_pages(0, kMaxOrder));
+  // Fill the first section: the zone is then 100% touched when it grows.
+  while (blocks.size() < per_section + 1) blocks.push_back(alloc_touched(pa, kMaxOrder));
   for (Page* b : blocks) ASSERT_NE(b, nullptr);
   ASSERT_EQ(g_advised.size(), 1u);
   EXPECT_EQ(g_advised[0].addr, pa->arena().node(0).base + 16 * MiB);
   EXPECT_FALSE(pa->zone(0).range_huge(0));
   EXPECT_TRUE(pa->zone(0).range_huge(pa->arena().section_pages()));
-  while (blocks.size() < 2 * per_section) blocks.push_back(pa->alloc_pages(0, kMaxOrder));
+  while (blocks.size() < 2 * per_section) blocks.push_back(alloc_touched(pa, kMaxOrder));
   for (Page* b : blocks) ASSERT_NE(b, nullptr);
   // Keep one page of each 4 MiB block: the zone is then almost all free
   // but has no free 4 MiB block, so the next one grows it, sparse: no advice.
-  for (Page* blk : blocks)
+  for (Page* blk : blocks) {
     for (unsigned o = 0; o < kMaxOrder; ++o) pa->free_pages(blk + (std::size_t{1} << o), o);
+    pa->account_touched(blk, 1 - (std::ptrdiff_t{1} << kMaxOrder));
+  }
   EXPECT_FALSE(pa->zone(0).dense());
   Page* big = pa->alloc_pages(0, kMaxOrder);
   ASSERT_NE(big, nullptr);
@@ -165,7 +176,39 @@ TEST(Thp, AutoAdvisesOnlyOnceTheNodeIsDense) {
   EXPECT_EQ(g_advised.size(), 1u);
   EXPECT_FALSE(pa->zone(0).range_huge(2 * pa->arena().section_pages()));
   pa->free_pages(big, kMaxOrder);
-  for (Page* blk : blocks) pa->free_pages(blk, 0);
+  for (Page* blk : blocks) {
+    pa->account_touched(blk, -1);
+    pa->free_pages(blk, 0);
+  }
+  EXPECT_EQ(pa->zone(0).touched_pages.load(), 0u);
+}
+
+TEST(Thp, AutoIgnoresPagesAllocatedButNotTouched) {
+  // A heap of blocks nobody said it wrote (large blocks: a program may
+  // write two words of each, alloc-test's pattern) is full, not dense: a
+  // huge page over it would make every page of it resident.
+  PageAllocator* pa = make_heap("auto", recording_os());
+  ASSERT_NE(pa, nullptr);
+  const std::size_t per_section = pa->arena().section_pages() >> kMaxOrder;
+  std::vector<Page*> blocks;
+  while (blocks.size() < 2 * per_section + 1) blocks.push_back(pa->alloc_pages(0, kMaxOrder));
+  for (Page* b : blocks) ASSERT_NE(b, nullptr);
+  EXPECT_EQ(pa->arena().node(0).sections_online, 3u);
+  EXPECT_TRUE(g_advised.empty());
+  EXPECT_FALSE(pa->zone(0).dense());
+  // Touched pages at thp_dense (75%) of the heap make it dense: the next
+  // section is advised.
+  const std::size_t present = pa->zone(0).present_pages;
+  pa->account_touched(blocks[0], static_cast<std::ptrdiff_t>(present * 3 / 4 - 1));
+  EXPECT_FALSE(pa->zone(0).dense());
+  pa->account_touched(blocks[0], 1);
+  EXPECT_TRUE(pa->zone(0).dense());
+  while (blocks.size() < 3 * per_section + 1) blocks.push_back(pa->alloc_pages(0, kMaxOrder));
+  for (Page* b : blocks) ASSERT_NE(b, nullptr);
+  ASSERT_EQ(g_advised.size(), 1u);
+  EXPECT_EQ(g_advised[0].addr, pa->arena().node(0).base + 48 * MiB);
+  pa->account_touched(blocks[0], -static_cast<std::ptrdiff_t>(present * 3 / 4));
+  for (Page* b : blocks) pa->free_pages(b, kMaxOrder);
 }
 
 TEST(Thp, RefusedAdviceIsHarmless) {
@@ -291,11 +334,17 @@ PageAllocator* two_section_auto_heap(std::vector<Page*>* blocks) {
   PageAllocator* pa = make_heap("auto", recording_os());
   if (!pa) return nullptr;
   const std::size_t per_section = pa->arena().section_pages() >> kMaxOrder;
-  while (blocks->size() < 2 * per_section) blocks->push_back(pa->alloc_pages(0, kMaxOrder));
+  while (blocks->size() < 2 * per_section) blocks->push_back(alloc_touched(pa, kMaxOrder));
   for (Page* b : *blocks)
     if (!b) return nullptr;
   EXPECT_EQ(g_advised.size(), 1u);
   return pa;
+}
+
+// Frees a block of `order` that alloc_touched counted as written.
+void free_touched(PageAllocator* pa, Page* p, unsigned order) {
+  pa->account_touched(p, -(std::ptrdiff_t{1} << order));
+  pa->free_pages(p, order);
 }
 
 TEST(Thp, SparseBlocksStayOutOfHugeRanges) {
@@ -314,8 +363,8 @@ TEST(Thp, SparseBlocksStayOutOfHugeRanges) {
   Page* huge_blk = blocks[blocks.size() - 1];
   ASSERT_LT(zpfn(pa, base_blk), sp);
   ASSERT_GE(zpfn(pa, huge_blk), sp);
-  pa->free_pages(base_blk, kMaxOrder);
-  pa->free_pages(huge_blk, kMaxOrder);
+  free_touched(pa, base_blk, kMaxOrder);
+  free_touched(pa, huge_blk, kMaxOrder);
   Page* d = pa->alloc_pages(0, 4);
   ASSERT_NE(d, nullptr);
   EXPECT_GE(zpfn(pa, d), sp) << "a dense block should fill the huge range";
@@ -325,7 +374,7 @@ TEST(Thp, SparseBlocksStayOutOfHugeRanges) {
   EXPECT_EQ(z.stats.thp_sparse_fallback, 0u);
   pa->free_pages(s, 4);
   pa->free_pages(d, 4);
-  for (std::size_t i = 1; i + 1 < blocks.size(); ++i) pa->free_pages(blocks[i], kMaxOrder);
+  for (std::size_t i = 1; i + 1 < blocks.size(); ++i) free_touched(pa, blocks[i], kMaxOrder);
 }
 
 TEST(Thp, SparseBlockGrowsTheZoneOnBasePages) {
@@ -339,7 +388,7 @@ TEST(Thp, SparseBlockGrowsTheZoneOnBasePages) {
   // section online, without advice.
   Page* huge_blk = blocks.back();
   blocks.pop_back();
-  pa->free_pages(huge_blk, kMaxOrder);
+  free_touched(pa, huge_blk, kMaxOrder);
   ASSERT_TRUE(z.dense());
   Page* s = pa->alloc_pages(0, 2, kGfpSparse);
   ASSERT_NE(s, nullptr);
@@ -349,7 +398,7 @@ TEST(Thp, SparseBlockGrowsTheZoneOnBasePages) {
   EXPECT_FALSE(z.range_huge(2 * sp));
   EXPECT_EQ(z.stats.thp_sparse_fallback, 0u);
   pa->free_pages(s, 2);
-  for (Page* b : blocks) pa->free_pages(b, kMaxOrder);
+  for (Page* b : blocks) free_touched(pa, b, kMaxOrder);
 }
 
 TEST(Thp, SparseBlockTakesAHugeRangeOnlyWhenNothingElseFits) {

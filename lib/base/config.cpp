@@ -52,7 +52,7 @@ constexpr Option kOptions[] = {
     NS_OPT(pcp_batch, Type::kUint, "16", "blocks moved between a per-CPU list and its zone"),
     NS_OPT(pcp_runs, Type::kSize, "2M",
            "bytes of freed large blocks (36 KiB .. 1 MiB) a per-CPU page list keeps for reuse "
-           "without the zone lock (0: none)"),
+           "without the zone lock, within the CPU's share of the heap (0: none)"),
     NS_OPT(watermark_scale, Type::kUint, "1000",
            "gap between the min/low/high marks of cached free pages, in 1/10000 of the zone "
            "(1000: reclaim starts above 30% of the zone)"),
@@ -67,8 +67,8 @@ constexpr Option kOptions[] = {
     NS_OPT(reclaim, Type::kBool, "1",
            "background reclaim (ns-kswapd<N> threads); 0 keeps every free page cached"),
     NS_OPT(reclaim_start, Type::kSize, "32M",
-           "free resident memory of a node (with cached direct mappings) at which its reclaim "
-           "thread starts; below it the process stays single-threaded (0: at the first free)"),
+           "free resident memory of a node at which its reclaim thread starts; below it the "
+           "process stays single-threaded (0: at the first free)"),
     NS_OPT(decay_ms, Type::kUint, "500",
            "free resident pages not reused for this long are released to the OS"),
     NS_OPT(idle_drain_ms, Type::kUint, "1000",
@@ -79,11 +79,13 @@ constexpr Option kOptions[] = {
     NS_OPT(madv_free, Type::kBool, "0",
            "release with MADV_FREE (lazy, cheaper) instead of MADV_DONTNEED (zeroes pages)"),
     NS_CHOICE(thp, kThpChoices, "auto",
-              "2 MiB pages for the heap (MADV_HUGEPAGE): auto (a node's new sections once its "
-              "heap is thp_dense % in use), always (every section), never"),
+              "2 MiB pages (MADV_HUGEPAGE): auto (new sections once thp_dense % of the node's "
+              "heap is slab pages known written; new mappings once thp_dense % of freed ones' "
+              "pages were), always, never"),
     NS_OPT(thp_dense, Type::kUint, "75",
-           "percent in use that makes a node's heap dense enough for thp=auto, and a 2 MiB "
-           "range dense enough that reclaim keeps it whole unless under pressure"),
+           "percent of a node's heap known written that makes it dense enough for thp=auto, "
+           "and percent in use of a 2 MiB range that makes reclaim keep it whole unless under "
+           "pressure"),
     NS_OPT(psi_threshold, Type::kUint, "10",
            "memory pressure (PSI some avg10, percent) above which all cached memory is released"),
     NS_OPT(publish, Type::kBool, "1",

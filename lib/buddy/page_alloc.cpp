@@ -90,6 +90,9 @@ bool PageAllocator::grow_zone(void* self, Zone* zone, bool huge_ok) {
       ++zone->stats.thp_advise_fail;
   }
   zone->online_locked(zpfn, n);
+  // Every CPU's caches of this zone get their share of its new size.
+  for (unsigned c = 0; pa->pcp_ && c < pa->nr_cpus_; ++c)
+    pa->pcp(c, zone->nid())->set_cap(zone->present_pages, pa->nr_cpus_);
   return true;
 }
 
@@ -105,6 +108,12 @@ Page* PageAllocator::alloc_from(unsigned nid, int cpu, unsigned order, unsigned 
 }
 
 Page* PageAllocator::alloc_pages(int nid, unsigned order, unsigned gfp) {
+  Page* p = alloc_pages_unpaid(nid, order, gfp);
+  if (p) pay_release_debt(zones_[page_to_nid(p)]);
+  return p;
+}
+
+Page* PageAllocator::alloc_pages_unpaid(int nid, unsigned order, unsigned gfp) {
   if (order > kMaxOrder) return nullptr;
   int cpu = current_cpu();
   if (static_cast<unsigned>(cpu) >= nr_cpus_) cpu = 0;
@@ -133,6 +142,47 @@ Page* PageAllocator::alloc_pages(int nid, unsigned order, unsigned gfp) {
     p->flags |= PG_clean;
   }
   return p;
+}
+
+void PageAllocator::pay_release_debt(Zone& z) {
+  if (NS_LIKELY(z.release_debt.load(std::memory_order_relaxed) == 0)) return;
+  constexpr unsigned kMaxBlocks = 32;
+  Page* blocks[kMaxBlocks];
+  Page* bad[kMaxBlocks];
+  std::size_t want;
+  {
+    LockGuard<Mutex> g(z.lock);
+    want = z.release_debt.load(std::memory_order_relaxed);
+    z.release_debt.store(0, std::memory_order_relaxed);
+  }
+  // In rounds of at most kMaxBlocks blocks: the pieces that made the debt
+  // may be many small ones.
+  while (want > 0) {
+    std::size_t pages = 0;
+    unsigned n;
+    {
+      LockGuard<Mutex> g(z.lock);
+      std::size_t dirty = z.dirty_pages(), reserve = z.dirty_reserve();
+      if (dirty <= reserve) return;
+      if (want > dirty - reserve) want = dirty - reserve;
+      n = z.isolate_cold_locked(want, ~std::uint64_t{0}, blocks, kMaxBlocks, &pages,
+                                HugeSplit::kNone);
+    }
+    if (n == 0) return;
+    unsigned ok = 0, failed = 0;
+    for (unsigned i = 0; i < n; ++i) {
+      if (arena_.os().release(z.address(blocks[i]), kPageSize << blocks[i]->order) == 0)
+        blocks[ok++] = blocks[i];
+      else
+        bad[failed++] = blocks[i];
+    }
+    LockGuard<Mutex> g(z.lock);
+    z.putback_released_locked(blocks, ok, true);
+    for (unsigned i = 0; i < failed; ++i) z.unisolate_locked(bad[i]);
+    for (unsigned i = 0; i < ok; ++i) z.stats.traded += std::size_t{1} << blocks[i]->order;
+    if (failed) return;
+    want = pages < want ? want - pages : 0;
+  }
 }
 
 unsigned PageAllocator::policy_node(int nid, bool skip_full) {
@@ -184,17 +234,27 @@ Page* PageAllocator::alloc_pages_exact(int nid, std::size_t pages, unsigned min_
   }
   unsigned order = ilog2_ceil(pages);
   if (min_order > order) order = min_order;
-  Page* head = alloc_pages(nid, order, gfp);
-  if (!head || (std::size_t{1} << order) == pages) return head;
-  std::uint32_t keep = head->flags & PG_clean;  // the kGfpZero answer
+  Page* head = alloc_pages_unpaid(nid, order, gfp);
+  if (!head) return nullptr;
   Zone& z = zones_[page_to_nid(head)];
+  if ((std::size_t{1} << order) == pages) {
+    pay_release_debt(z);
+    return head;
+  }
+  std::uint32_t keep = head->flags & PG_clean;  // the kGfpZero answer
   {
     LockGuard<Mutex> g(z.lock);
     // The tail of a clean block stays clean: it was never handed out, and
     // reclaim must not count it as resident (nor madvise it).
     z.free_range_locked(head + pages, (std::size_t{1} << order) - pages, keep != 0);
+    // A clean block's tail goes back untouched: no debt for it.
+    std::size_t debt = z.release_debt.load(std::memory_order_relaxed);
+    std::size_t tail = (std::size_t{1} << order) - pages;
+    if (keep && debt)
+      z.release_debt.store(debt > tail ? debt - tail : 0, std::memory_order_relaxed);
   }
   head->flags = keep;
+  pay_release_debt(z);
   return head;
 }
 

@@ -42,11 +42,14 @@ inline constexpr int kNumaNoNode = -1;
 // touched (advice given later only helps through khugepaged's slow
 // collapsing; faults in an advised range map 2 MiB at once):
 // - auto: once the node's zone is dense (Zone::dense(): thp_dense % of its
-//   onlined pages in use) when it grows. A node's first section never is:
-//   a small program keeps the RSS of base pages, where a huge page mostly
-//   empty would cost up to 2 MiB per touched range. A heap that fills its
-//   sections before growing (the common case: the zone grows when no free
-//   block fits) gets huge pages from its second section on.
+//   onlined pages known to be touched, account_touched) when it grows. A
+//   node's first section never is: a small program keeps the RSS of base
+//   pages, where a huge page mostly empty would cost up to 2 MiB per
+//   touched range. Pages merely allocated do not count: a program that
+//   writes two words of each 60 KiB block (alloc-test) would have every
+//   page of its heap resident, and the kernel may stall each fault on
+//   compaction for the 2 MiB page. A heap of small objects that fills its
+//   sections before growing gets huge pages from its second section on.
 // - always: every section.
 // - never: no advice, no per-range words, nothing of zone.h's huge-page
 //   bookkeeping: the heap behaves as without this option.
@@ -76,6 +79,13 @@ class PageAllocator {
   // larger block (a large allocation's trimmed tail or its release) should
   // merge back at once rather than wait on a per-CPU list.
   void free_pages(Page* page, unsigned order, bool use_pcp = true);
+  // The owner of allocated block `block` says it has written `pages` of its
+  // pages (negative: gives that back before freeing it): Zone::touched_pages,
+  // which thp=auto weighs.
+  void account_touched(const Page* block, std::ptrdiff_t pages) {
+    zones_[page_to_nid(block)].touched_pages.fetch_add(static_cast<std::size_t>(pages),
+                                                       std::memory_order_relaxed);
+  }
 
   // The kernel's alloc_pages_exact: a run of exactly `pages` pages (any
   // count up to kMaxBlockPages), aligned to 2^min_order pages. A run of a
@@ -147,7 +157,14 @@ class PageAllocator {
 
  private:
   static bool grow_zone(void* self, Zone* zone, bool huge_ok);
+  // Releases up to the zone's release_debt of its coldest resident free
+  // blocks (not those that would split a huge range), isolated under the
+  // lock and madvised without it, as reclaim does; the debt is cleared.
+  void pay_release_debt(Zone& z);
   Page* alloc_from(unsigned nid, int cpu, unsigned order, unsigned gfp);
+  // alloc_pages without pay_release_debt (alloc_pages_exact pays once it
+  // has given back the tail it does not use).
+  Page* alloc_pages_unpaid(int nid, unsigned order, unsigned gfp);
   int this_cpu() const;
 
   Arena arena_;

@@ -10,9 +10,14 @@ Page* PerCpuPages::alloc(Zone& zone, unsigned order) {
   LockGuard<Mutex> g(lock);
   PcpList& l = lists[order];
   if (l.count == 0) {
-    // Refill half a batch deeper than needed at once, under one zone lock.
+    // Refill a batch at once, under one zone lock; no deeper than the
+    // CPU's share of the zone (one block at least: the one asked for).
+    std::size_t held = pages(), cap = cap_pages.load(std::memory_order_relaxed);
+    std::size_t room = held < cap ? (cap - held) >> order : 0;
+    std::uint32_t want = room < batch ? static_cast<std::uint32_t>(room) : batch;
+    if (want == 0) want = 1;
     LockGuard<Mutex> zg(zone.lock);
-    while (l.count < batch) {
+    while (l.count < want) {
       Page* p = zone.alloc_locked(order, false);
       if (!p) break;
       p->flags |= PG_pcp;
@@ -55,6 +60,50 @@ void PerCpuPages::free(Zone& zone, Page* page, unsigned order) {
   page->order = static_cast<std::uint8_t>(order);
   l.stack[l.count++] = page;
   if (l.count > high || l.count == kPcpCapacity) drain_bottom(zone, order, batch ? batch : 1);
+  if (pages() > cap_pages.load(std::memory_order_relaxed)) shrink_to_cap_locked(zone, kRunClasses);
+}
+
+void PerCpuPages::shrink_to_cap_locked(Zone& zone, unsigned keep) {
+  // Down to 3/4 of the cap, under one zone lock: a CPU that keeps freeing
+  // past its share pays for a shrink once per quarter of it, not per free.
+  std::size_t target = cap_pages.load(std::memory_order_relaxed) / 4 * 3;
+  std::size_t held = pages();
+  LockGuard<Mutex> zg(zone.lock);
+  for (unsigned k = kRunClasses; held > target && k-- > 0;) {
+    RunList& l = runs[k];
+    std::size_t size = run_class_pages(k);
+    unsigned n = 0;
+    while (k != keep && held > target && n < l.count) {
+      l.stack[n]->flags &= ~PG_pcp;
+      zone.free_range_locked(l.stack[n++], size);
+      held -= size;
+      run_pages -= static_cast<std::uint32_t>(size);
+    }
+    std::memmove(l.stack, l.stack + n, (l.count - n) * sizeof(Page*));
+    l.count -= n;
+  }
+  for (unsigned o = kPcpOrders; held > target && o-- > 0;) {
+    PcpList& l = lists[o];
+    unsigned n = 0;
+    while (held > target && n < l.count) {
+      Page* p = l.stack[n++];
+      bool clean = p->flags & PG_clean;
+      p->flags &= ~(PG_pcp | PG_clean);
+      zone.free_locked(p, o, clean);
+      held -= std::size_t{1} << o;
+    }
+    std::memmove(l.stack, l.stack + n, (l.count - n) * sizeof(Page*));
+    l.count -= n;
+  }
+  ++drains;
+}
+
+void PerCpuPages::set_cap(std::size_t present, unsigned cpus) {
+  std::size_t share = present / (kPcpZoneShare * (cpus ? cpus : 1));
+  if (share < kPcpMinCap) share = kPcpMinCap;
+  if (share > UINT32_MAX) share = UINT32_MAX;
+  if (share > cap_pages.load(std::memory_order_relaxed))
+    cap_pages.store(static_cast<std::uint32_t>(share), std::memory_order_relaxed);
 }
 
 Page* PerCpuPages::alloc_run(unsigned c) {
@@ -89,7 +138,7 @@ void PerCpuPages::drain_runs_locked(Zone& zone, unsigned c, unsigned n) {
 
 bool PerCpuPages::free_run(Zone& zone, Page* page, unsigned c, bool* first) {
   std::size_t pages = run_class_pages(c);
-  if (pages > run_high) return false;
+  if (pages > run_high || pages > cap_pages.load(std::memory_order_relaxed)) return false;
   NS_CHECK(!(page->flags & (PG_buddy | PG_pcp)), "double free of page run %p (%zu pages)",
            zone.address(page), pages);
   LockGuard<Mutex> g(lock);
@@ -107,6 +156,13 @@ bool PerCpuPages::free_run(Zone& zone, Page* page, unsigned c, bool* first) {
   for (unsigned k = kRunClasses; run_pages > run_high && k-- > 0;)
     while (k != c && run_pages > run_high && runs[k].count) drain_runs_locked(zone, k, 1);
   if (run_pages > run_high) drain_runs_locked(zone, c, l.count - 1);
+  // Past the zone's share: the other runs, then the lists' coldest blocks,
+  // and only then this class's older runs.
+  std::size_t cap = cap_pages.load(std::memory_order_relaxed);
+  if (this->pages() > cap) {
+    shrink_to_cap_locked(zone, c);
+    if (this->pages() > cap) drain_runs_locked(zone, c, l.count - 1);
+  }
   return true;
 }
 

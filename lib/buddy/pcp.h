@@ -29,8 +29,22 @@
 //   its own class's older ones, never the run it frees.
 // - Runs are never refilled from the zone in batches (an allocation that
 //   misses cuts one from a buddy block), and kGfpZero skips them.
+//
+// The zone's share (the kernel derives pcp->high from the zone's size
+// divided among its CPUs, zone_highsize): every CPU's lists and runs of a
+// zone together hold at most 1/kPcpZoneShare of its onlined pages, split
+// evenly, at least kPcpMinCap pages each; a free that passes it returns
+// runs (largest classes first, not the freed one's), then the coldest
+// blocks of the largest orders, down to 3/4 of it under one zone lock.
+// Invariant: pages() <= cap_pages after every operation (cap_pages only
+// grows, with the zone). Why: what a CPU holds is resident memory no other
+// CPU and no request of another size can use; at 2 MiB of runs and 64
+// blocks of each order it could hold 5.75 MiB, as much as a small
+// program's whole heap, which then touches clean memory for the requests
+// these caches cannot serve (realloc chains: peak RSS 1.6x jemalloc's).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "lib/base/base.h"
@@ -46,6 +60,8 @@ inline constexpr std::size_t kRunMinPages = 9;    // above the largest order on 
 inline constexpr std::size_t kRunMaxPages = 256;  // 1 MiB
 inline constexpr unsigned kRunClasses = 20;       // 8..256 pages: 5 doublings x 4
 inline constexpr unsigned kRunCapacity = 16;      // runs a class's stack holds
+inline constexpr std::size_t kPcpZoneShare = 16;  // all CPUs' caches: 1/16 of the zone
+inline constexpr std::size_t kPcpMinCap = 64;     // pages a CPU may always cache (256 KiB)
 
 // The class of a run of `pages` pages (kRunMinPages <= pages <=
 // kRunMaxPages): the smallest class at least that large.
@@ -88,6 +104,10 @@ struct alignas(64) PerCpuPages {
   std::uint64_t run_frees = 0;  // runs put on a run list
   std::uint32_t run_high = 0;   // pages the run lists may hold (0: no runs kept)
   std::uint32_t run_pages = 0;  // pages on the run lists
+  // The most pages the lists and runs may hold together: this CPU's share
+  // of the zone (set_cap). Atomic: the zone's growth updates it without
+  // this lock.
+  std::atomic<std::uint32_t> cap_pages{kPcpMinCap};
   PcpList lists[kPcpOrders];
   RunList runs[kRunClasses];
 
@@ -105,10 +125,16 @@ struct alignas(64) PerCpuPages {
   // Return every block and run to zone. Returns the number of pages moved.
   std::size_t drain(Zone& zone);
   std::size_t pages() const;  // pages held on all lists
+  // This CPU's share of a zone of `present` onlined pages cached by `cpus`
+  // CPUs (kPcpZoneShare); it never shrinks.
+  void set_cap(std::size_t present, unsigned cpus);
 
  private:
   void drain_bottom(Zone& zone, unsigned order, unsigned n);
   void drain_runs_locked(Zone& zone, unsigned c, unsigned n);
+  // Returns runs (largest classes first, never class `keep`), then the
+  // coldest blocks of the largest orders, until pages() <= 3/4 cap_pages.
+  void shrink_to_cap_locked(Zone& zone, unsigned keep);
 };
 
 }  // namespace numaslub

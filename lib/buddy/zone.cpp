@@ -77,37 +77,48 @@ void Zone::del_block(Page* p, unsigned order) {
 }
 
 Page* Zone::take_block(unsigned order, bool want_clean, unsigned* got_order) {
-  for (unsigned o = order; o < kNrOrders; ++o) {
-    FreeArea& a = free_area[o];
-    if (!a.nr_free) continue;
-    // Reuse resident memory first (no page faults), unless the caller wants
-    // zeroed memory, which a clean block gives for free.
-    ListNode* first = want_clean ? &a.clean : &a.dirty;
-    ListNode* second = want_clean ? &a.dirty : &a.clean;
-    ListNode* list = !first->empty() ? first : second;
-    ListNode* n = list->next;
-    if (huge_ && o < kHugeOrder) {
-      // Fill the fullest huge range first: of the first few blocks, the one
-      // in a marked range with the fewest free pages (unmarked ones last).
-      // Bounded, so the lock is held no longer than a few cache misses.
-      constexpr unsigned kCandidates = 8;
-      std::size_t best = ~std::size_t{0};
-      unsigned seen = 0;
-      for (ListNode* it = n; it != list && seen < kCandidates; it = it->next, ++seen) {
-        std::size_t pf = pfn(list_entry<Page>(it, offsetof(Page, lru)));
-        std::size_t score = range_free(pf) + (range_huge(pf) ? 0 : kHugePages + 1);
-        if (score < best) {
-          best = score;
-          n = it;
-        }
-      }
+  // Resident memory first, of any order that fits: a dirty block costs no
+  // page fault and no RSS, a clean one of the exact order costs both. So
+  // a request splits a larger dirty block before it touches a clean one
+  // (jemalloc's dirty extents likewise serve any size before retained
+  // memory is faulted in again): otherwise a heap whose frees left big
+  // dirty blocks grows its RSS by what it takes from clean ones, the dirty
+  // ones waiting for decay. A caller that wants zeroed memory looks at the
+  // clean lists first instead: a clean block is zero for free.
+  for (int pass = 0; pass < 2; ++pass) {
+    bool clean_pass = (pass == 0) == want_clean;
+    for (unsigned o = order; o < kNrOrders; ++o) {
+      FreeArea& a = free_area[o];
+      ListNode* list = clean_pass ? &a.clean : &a.dirty;
+      if (list->empty()) continue;
+      Page* p = pick_block(list, o);
+      del_block(p, o);
+      *got_order = o;
+      return p;
     }
-    Page* p = list_entry<Page>(n, offsetof(Page, lru));
-    del_block(p, o);
-    *got_order = o;
-    return p;
   }
   return nullptr;
+}
+
+Page* Zone::pick_block(ListNode* list, unsigned order) const {
+  ListNode* n = list->next;
+  if (huge_ && order < kHugeOrder) {
+    // Fill the fullest huge range first: of the first few blocks, the one
+    // in a marked range with the fewest free pages (unmarked ones last).
+    // Bounded, so the lock is held no longer than a few cache misses.
+    constexpr unsigned kCandidates = 8;
+    std::size_t best = ~std::size_t{0};
+    unsigned seen = 0;
+    for (ListNode* it = n; it != list && seen < kCandidates; it = it->next, ++seen) {
+      std::size_t pf = pfn(list_entry<Page>(it, offsetof(Page, lru)));
+      std::size_t score = range_free(pf) + (range_huge(pf) ? 0 : kHugePages + 1);
+      if (score < best) {
+        best = score;
+        n = it;
+      }
+    }
+  }
+  return list_entry<Page>(n, offsetof(Page, lru));
 }
 
 Page* Zone::take_unmarked_block(unsigned order, bool want_clean, unsigned* got_order) {
@@ -166,6 +177,9 @@ Page* Zone::alloc_locked(unsigned order, bool want_clean, bool grow, Placement w
     return nullptr;
   }
   bool clean = p->flags & PG_clean;
+  if (clean && !want_clean && dirty_pages() > dirty_reserve())
+    release_debt.store(release_debt.load(std::memory_order_relaxed) + (std::size_t{1} << order),
+                       std::memory_order_relaxed);
   std::uint32_t state = p->flags & (PG_clean | PG_lazy);
   std::uint64_t stamp = p->priv[1];
   // Split: keep the lower half, give the upper half back at each step.
@@ -507,8 +521,8 @@ void Zone::mark_huge_locked(std::size_t pfn, std::size_t n) {
 
 bool Zone::dense() const {
   if (!present_pages) return false;
-  std::size_t used = present_pages - free_pages - isolated_pages;
-  return used * 100 >= std::size_t{thp_dense_pct_} * present_pages;
+  std::size_t touched = touched_pages.load(std::memory_order_relaxed);
+  return touched * 100 >= std::size_t{thp_dense_pct_} * present_pages;
 }
 
 void Zone::account_range(std::size_t pfn, unsigned order, bool add) {

@@ -55,6 +55,7 @@
 // node's hotplug lock.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -97,6 +98,7 @@ struct ZoneStats {
   std::uint64_t thp_split = 0;            // releases of part of a marked range (it is split)
   std::uint64_t thp_split_avoided = 0;    // blocks reclaim kept because releasing would split
   std::uint64_t thp_sparse_fallback = 0;  // sparse blocks put in a huge range: nothing else fit
+  std::uint64_t traded = 0;               // pages released for clean pages taken (release_debt)
 };
 
 // Where a block may go in a zone with huge ranges (thp on). Dense blocks
@@ -185,6 +187,15 @@ class Zone {
 
   // Resident free pages: what reclaim may release.
   std::size_t dirty_pages() const { return free_pages - clean_pages - lazy_pages; }
+  // Resident free pages an allocation may leave when it has to take clean
+  // ones (release_debt): 1/kDirtyReserveShare of the zone, at least
+  // kDirtyReserveMin.
+  std::size_t dirty_reserve() const {
+    std::size_t r = present_pages / kDirtyReserveShare;
+    return r < kDirtyReserveMin ? kDirtyReserveMin : r;
+  }
+  static constexpr std::size_t kDirtyReserveShare = 32;
+  static constexpr std::size_t kDirtyReserveMin = 256;  // 1 MiB
 
   // Memory hotplug: hand zone pfns [pfn, pfn + n) to the buddy lists as
   // clean blocks, as large as their alignment allows.
@@ -205,8 +216,14 @@ class Zone {
     return huge_ ? huge_[pfn >> kHugeOrder] & kRangeFreeMask : 0;
   }
   // Whether the zone is dense: at least thp_dense % of its onlined pages are
-  // in use (allocated, or on per-CPU lists). False before the first online.
+  // known to be touched (touched_pages). False before the first online.
   bool dense() const;
+  // Pages of allocated blocks that their owner has written, every one, the
+  // moment it took them (account_touched: slabs whose free pointers reach
+  // every page). Pages merely allocated do not count: a program may never
+  // touch most of a large block, and a huge page over it would make all of
+  // it resident. Atomic: owners update it without the zone lock.
+  std::atomic<std::size_t> touched_pages{0};
 
   std::size_t pfn(const Page* p) const { return static_cast<std::size_t>(p - map_); }
   Page* pfn_to_page(std::size_t pfn) const { return map_ + pfn; }
@@ -240,6 +257,15 @@ class Zone {
   void* wake_ctx = nullptr;
   bool kswapd_armed = false;
   bool wake_pending = false;
+  // Pages handed out from the clean lists (the heap's RSS grows by them)
+  // while more than dirty_reserve() resident pages were free, in blocks too
+  // small for the request (take_block prefers resident ones of any order):
+  // the page allocator releases as many of those, coldest first, before it
+  // returns (PageAllocator::pay_release_debt), so a heap cut into pieces
+  // too small for its requests does not grow its RSS by what it cannot
+  // use. Written under the lock; read without it (relaxed) to see whether
+  // there is anything to pay.
+  std::atomic<std::size_t> release_debt{0};
   // Resident free pages the last full reclaim walk kept whole inside dense
   // huge ranges (a hint, 0 without thp): the wake-up and burst marks count
   // above them, so a process that keeps them is not woken for them.
@@ -250,6 +276,8 @@ class Zone {
   // A sparse block's: of order >= `order`, outside every marked range, the
   // one in the fullest range of the first few of each list; or null.
   Page* take_unmarked_block(unsigned order, bool want_clean, unsigned* got_order);
+  // The block of `list` (free_area[order]'s dirty or clean list) to take.
+  Page* pick_block(ListNode* list, unsigned order) const;
   // state: 0 (dirty), PG_clean or PG_lazy.
   void add_block(Page* p, unsigned order, std::uint32_t state, std::uint64_t stamp);
   void del_block(Page* p, unsigned order);

@@ -37,11 +37,11 @@ constinit Mutex g_init_lock;
 [[noreturn]] void kswapd_main(void* arg);
 
 // Whether node nid holds enough free resident memory to be worth a thread:
-// its zone's dirty free pages, and for node 0 the cached direct mappings,
-// reach `reclaim_start`. Zone lock held.
-bool worth_a_thread(unsigned nid, const Zone& z) {
+// its zone's dirty free pages reach `reclaim_start`. Cached direct mappings
+// do not count: their pages went back at their free (vmalloc.h), what is
+// left is address space. Zone lock held.
+bool worth_a_thread(unsigned, const Zone& z) {
   std::uint64_t bytes = std::uint64_t{z.dirty_pages()} << kPageShift;
-  if (nid == 0) bytes += vmalloc_cache_bytes_hint();
   return bytes >= config().reclaim_start;
 }
 

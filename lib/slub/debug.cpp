@@ -76,6 +76,9 @@ void set_geometry(KmemCache& c, std::uint8_t flags) {
     ++order;
   c.order = order;
   c.objects = static_cast<std::uint32_t>(((kPageSize << order) - l.slab_off) / l.stride);
+  // Debug slabs add nothing to Zone::touched_pages (nor take anything back
+  // when discard_slab frees them): thp=auto leaves them out.
+  c.touched_pages = 0;
 }
 
 DebugMeta* make_meta(const KmemCache& c) {

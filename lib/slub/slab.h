@@ -77,6 +77,11 @@ struct KmemCache {
   std::uint32_t cls = 0;      // class index
   std::uint32_t order = 0;    // slab order
   std::uint32_t objects = 0;  // objects per slab
+  // Pages of a slab that hold an object's start: new_slab writes a free
+  // pointer there, so they are resident from the slab's birth (all of them
+  // for objects up to 2 KiB; one in four of a 16 KiB object's). What the
+  // slab adds to Zone::touched_pages, the density thp=auto weighs.
+  std::uint32_t touched_pages = 0;
   std::uint32_t sheaf_capacity = 0;
   std::uint32_t min_partial = 0;    // empty slabs kept per node
   std::uint32_t barn_max_full = 0;  // each barn's limit on full sheaves at first and after a flush

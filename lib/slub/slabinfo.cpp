@@ -113,12 +113,14 @@ std::size_t vmstat(char* buf, std::size_t cap) {
   if (!pa) return w.size();
   std::uint64_t alloc[kNrOrders] = {}, hit = 0, miss = 0, fail = 0, released = 0;
   std::uint64_t thp[6] = {};  // backed, advised, advise_fail, split, split_avoided, sparse_fallback
+  std::uint64_t traded = 0;
   for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
     Zone& z = pa->zone(n);
     {
       LockGuard<Mutex> g(z.lock);
       for (unsigned o = 0; o < kNrOrders; ++o) alloc[o] += z.stats.alloc[o];
       released += z.stats.released;
+      traded += z.stats.traded;
       thp[0] += z.stats.thp_backed;
       thp[1] += z.stats.thp_advised;
       thp[2] += z.stats.thp_advise_fail;
@@ -143,6 +145,9 @@ std::size_t vmstat(char* buf, std::size_t cap) {
            static_cast<unsigned long>(thp[2]), static_cast<unsigned long>(thp[3]));
   w.printf("thp_split_avoided %lu\nthp_sparse_fallback %lu\n", static_cast<unsigned long>(thp[4]),
            static_cast<unsigned long>(thp[5]));
+  // Resident free pages released as clean ones were taken (zone.h:
+  // release_debt); pgreleased counts them too.
+  w.printf("pgreleased_traded %lu\n", static_cast<unsigned long>(traded));
   std::uint64_t slabs_alloc = 0, slabs_freed = 0, remote = 0, refills = 0, flushes = 0;
   std::uint64_t barn[4] = {};  // hits, misses, overflows, grows
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
@@ -183,6 +188,11 @@ std::size_t vmstat(char* buf, std::size_t cap) {
   vmalloc_stats(&hc, &hb);
   w.printf("vmalloc_mappings %zu\nvmalloc_bytes %zu\nvmalloc_cached_bytes %zu\n", hc, hb,
            vmalloc_cache_bytes());
+  std::uint64_t thp_maps;
+  unsigned written;
+  vmalloc_thp_stats(&thp_maps, &written);
+  w.printf("vmalloc_thp %lu\nvmalloc_written_pct %u\n", static_cast<unsigned long>(thp_maps),
+           written);
   return w.size();
 }
 

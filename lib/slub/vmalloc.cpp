@@ -14,7 +14,8 @@ namespace {
 struct Entry {
   std::uintptr_t addr;  // 0: empty; kTombstone: deleted
   std::size_t len;
-  int nid;  // the node asked for (kNumaNoNode: the CPU's), kept for reuse
+  int nid;    // the node asked for (kNumaNoNode: the CPU's), kept for reuse
+  bool huge;  // advised MADV_HUGEPAGE when made (its density tells nothing)
 };
 constexpr std::uintptr_t kTombstone = 1;
 
@@ -86,7 +87,7 @@ void forget_freed(std::uintptr_t a) {
     if (f == a) f = 0;
 }
 
-bool insert(std::uintptr_t a, std::size_t len, int nid) {
+bool insert(std::uintptr_t a, std::size_t len, int nid, bool huge) {
   if ((g_used + 1) * 2 > capacity() && !grow()) return false;
   forget_freed(a);
   std::size_t cap = capacity();
@@ -96,6 +97,7 @@ bool insert(std::uintptr_t a, std::size_t len, int nid) {
   if (t[i].addr == 0) ++g_used;
   t[i].len = len;
   t[i].nid = nid;
+  t[i].huge = huge;
   signal_fence();  // the address (what a lookup matches) last
   t[i].addr = a;
   ++g_live;
@@ -113,12 +115,18 @@ void erase(Entry* e) {
 
 // ---- the cache of freed mappings ---------------------------------------
 //
-// A freed mapping is kept, resident, for reuse by a request of about its
-// size (up to 25% larger than asked; 16 entries, 64 MiB), so a program that keeps allocating
-// and freeing blocks above 4 MiB (growing buffers, realloc chains) does not
-// pay for munmap, mmap and a page fault per page every time. Entries are
-// bounded in number and bytes; reclaim unmaps those idle for decay_ms
-// (vmalloc_cache_release), and everything under pressure or malloc_trim.
+// A freed mapping's pages go back to the OS at its free (MADV_DONTNEED, in
+// vfree); its address range is kept for reuse by a request of about its
+// size (up to 25% larger than asked; 16 entries, 64 MiB of address space),
+// so a program that keeps allocating and freeing blocks above 4 MiB
+// (growing buffers) saves the mmap, mbind and munmap calls, and a reused
+// mapping reads as zero (calloc needs no memset). Its pages are faulted in
+// again: jemalloc likewise purges its huge arena's blocks at free. Kept
+// resident, the cache held up to 64 MiB that no request of another size
+// could use, on top of the heap (the `large` workload's peak RSS was 1.6x
+// jemalloc's). Entries are bounded in number and bytes; reclaim unmaps
+// those idle for decay_ms (vmalloc_cache_release), and everything under
+// pressure or malloc_trim.
 
 namespace {
 
@@ -127,6 +135,7 @@ struct Cached {
   std::size_t len;
   std::uint64_t freed_ns;
   int nid;
+  bool huge;
 };
 constexpr unsigned kCacheSlots = 16;
 constexpr std::size_t kCacheMaxBytes = std::size_t{64} << 20;
@@ -139,7 +148,8 @@ constinit WakeFn g_wake = nullptr;
 
 // Takes a cached mapping of at least len bytes (at most len + len/4),
 // aligned to align, made for node nid. Lock held.
-std::uintptr_t cache_take(std::size_t len, std::size_t align, int nid, std::size_t* got) {
+std::uintptr_t cache_take(std::size_t len, std::size_t align, int nid, std::size_t* got,
+                          bool* huge) {
   unsigned best = kCacheSlots;
   for (unsigned i = 0; i < g_cached; ++i) {
     const Cached& c = g_cache[i];
@@ -149,12 +159,101 @@ std::uintptr_t cache_take(std::size_t len, std::size_t align, int nid, std::size
   if (best == kCacheSlots) return 0;
   std::uintptr_t a = g_cache[best].addr;
   *got = g_cache[best].len;
+  *huge = g_cache[best].huge;
   g_cached_bytes -= *got;
   g_cache[best] = g_cache[--g_cached];
   return a;
 }
 
 }  // namespace
+
+// ---- huge pages for direct mappings (thp=) -----------------------------
+//
+// A mapping is a block the program asked for whole, but whether it writes
+// all of it is the program's business: a huge page over a sparse one makes
+// all of it resident (the guide's rule: MADV_HUGEPAGE only where memory is
+// densely used). So thp=auto measures: a mapping made without advice is
+// sampled at its free (mincore: the pages the program wrote). Once
+// thp_dense % of the sampled pages (at least kSampleMinPages of them) were
+// written, new mappings start on a 2 MiB boundary and are advised
+// MADV_HUGEPAGE before any page is touched, except one in kProbeEvery,
+// made plain so that the measure goes on (an advised mapping's pages are
+// resident in 2 MiB units and tell nothing). The sample decays: it is
+// halved past kSampleMaxPages. thp=always advises every mapping, thp=never
+// none. Measured on `large` (blocks of 64 KiB..16 MiB, every page
+// written): 80k page faults down to 10k, 0.26 s down to 0.085 s (jemalloc,
+// no huge pages: 0.235 s), peak RSS the same.
+
+namespace {
+
+constexpr std::size_t kHugeBytes = kHugePages << kPageShift;  // 2 MiB
+constexpr unsigned kProbeEvery = 8;
+constexpr std::size_t kSampleMinPages = std::size_t{16} << (20 - kPageShift);  // 16 MiB
+constexpr std::size_t kSampleMaxPages = std::size_t{256} << (20 - kPageShift);
+constinit std::size_t g_sampled = 0;  // pages of plain mappings measured (g_lock)
+constinit std::size_t g_written = 0;  // of those, pages the program wrote (g_lock)
+constinit unsigned g_made_dense = 0;  // mappings made while dense, probes counted (g_lock)
+constinit std::uint64_t g_thp_advised = 0;
+
+ThpMode thp_mode() {
+  PageAllocator* pa = page_allocator_if_ready();
+  return pa ? pa->thp() : ThpMode::kNever;  // kNever also where advice is impossible
+}
+
+bool dense_locked() {
+  return g_sampled >= kSampleMinPages && g_written * 100 >= g_sampled * config().thp_dense;
+}
+
+// Whether a new mapping of len bytes gets huge pages. Lock held.
+bool want_huge_locked(std::size_t len) {
+  if (len < kHugeBytes) return false;
+  switch (thp_mode()) {
+    case ThpMode::kAlways:
+      return true;
+    case ThpMode::kNever:
+      return false;
+    case ThpMode::kAuto:
+      break;
+  }
+  return dense_locked() && ++g_made_dense % kProbeEvery != 0;
+}
+
+// Adds plain mapping [p, p + len)'s written pages to the sample (thp=auto).
+// mincore, a vector on the stack at a time; no lock held while it runs.
+void sample_density(void* p, std::size_t len) {
+  if (thp_mode() != ThpMode::kAuto) return;
+  unsigned char vec[1024];
+  std::size_t pages = len >> kPageShift, written = 0;
+  for (std::size_t done = 0; done < pages;) {
+    std::size_t n = pages - done < sizeof vec ? pages - done : sizeof vec;
+    if (sys::call(SYS_mincore, static_cast<char*>(p) + (done << kPageShift), n << kPageShift,
+                  vec) != 0)
+      return;
+    for (std::size_t i = 0; i < n; ++i) written += vec[i] & 1;
+    done += n;
+  }
+  LockGuard<Mutex> g(g_lock);
+  g_sampled += pages;
+  g_written += written;
+  while (g_sampled > kSampleMaxPages) {
+    g_sampled /= 2;
+    g_written /= 2;
+  }
+}
+
+}  // namespace
+
+void vmalloc_thp_stats(std::uint64_t* advised, unsigned* written_pct) {
+  LockGuard<Mutex> g(g_lock);
+  *advised = g_thp_advised;
+  *written_pct = g_sampled ? static_cast<unsigned>(g_written * 100 / g_sampled) : 0;
+}
+
+void vmalloc_thp_reset_for_test() {
+  LockGuard<Mutex> g(g_lock);
+  g_sampled = g_written = 0;
+  g_made_dense = 0;
+}
 
 void vmalloc_set_wake_hook(void (*wake)()) {
   g_wake = wake;
@@ -188,10 +287,6 @@ std::size_t vmalloc_cache_bytes() {
   return g_cached_bytes;
 }
 
-std::size_t vmalloc_cache_bytes_hint() {
-  return __atomic_load_n(&g_cached_bytes, __ATOMIC_RELAXED);
-}
-
 namespace {
 // Bytes of mapping for a request: at least one page, so a zero-byte block
 // still owns its address (a mapping of length 0 would be unmapped at once
@@ -209,11 +304,13 @@ void* vmalloc(std::size_t size, std::size_t align, int nid, bool* zeroed) {
   if (PageAllocator* pa = page_allocator_if_ready()) nid = static_cast<int>(pa->policy_node(nid));
   {
     std::size_t want = map_len(size), got = 0;
+    bool huge = false;
     LockGuard<Mutex> g(g_lock);
     if (g_cached && (g_used + 1) * 2 <= capacity()) {
-      if (std::uintptr_t a = cache_take(want, align > kPageSize ? align : kPageSize, nid, &got)) {
-        insert(a, got, nid);
-        if (zeroed) *zeroed = false;
+      if (std::uintptr_t a =
+              cache_take(want, align > kPageSize ? align : kPageSize, nid, &got, &huge)) {
+        insert(a, got, nid, huge);
+        if (zeroed) *zeroed = true;  // released at its free (vfree)
         return reinterpret_cast<void*>(a);
       }
     }
@@ -230,6 +327,13 @@ void* vmalloc(std::size_t size, std::size_t align, int nid, bool* zeroed) {
 void* vmalloc_map(std::size_t size, std::size_t align, int nid) {
   if (size > kMaxAllocSize || align > kMaxAllocSize) return nullptr;
   std::size_t len = map_len(size);
+  bool huge;
+  {
+    LockGuard<Mutex> g(g_lock);
+    huge = want_huge_locked(len);
+  }
+  // Huge pages map whole 2 MiB ranges: the mapping starts on one.
+  if (huge && align < kHugeBytes) align = kHugeBytes;
   std::size_t extra = align > kPageSize ? align : 0;
   void* m = sys::mmap(nullptr, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
                       0, nullptr);
@@ -246,8 +350,12 @@ void* vmalloc_map(std::size_t size, std::size_t align, int nid) {
     sys::munmap(reinterpret_cast<void*>(p), len);
     return nullptr;
   }
+  // Before any page is touched: its faults then map 2 MiB at once. A
+  // kernel without THP refuses the advice, and nothing else changes.
+  if (huge) huge = sys::madvise(reinterpret_cast<void*>(p), len, MADV_HUGEPAGE) == 0;
   LockGuard<Mutex> g(g_lock);
-  if (!insert(p, len, nid)) {
+  if (huge) ++g_thp_advised;
+  if (!insert(p, len, nid, huge)) {
     sys::munmap(reinterpret_cast<void*>(p), len);
     return nullptr;
   }
@@ -256,24 +364,36 @@ void* vmalloc_map(std::size_t size, std::size_t align, int nid) {
 
 bool vfree(void* p) {
   std::size_t len;
-  bool was_empty = false;
+  int nid;
+  bool cacheable, huge;
   {
     LockGuard<Mutex> g(g_lock);
     Entry* e = find(reinterpret_cast<std::uintptr_t>(p));
     if (!e) return false;
     len = e->len;
-    int nid = e->nid;
+    nid = e->nid;
+    huge = e->huge;
     erase(e);
     g_freed[g_freed_next++ % kFreedRing] = reinterpret_cast<std::uintptr_t>(p);
-    if (g_wake && len <= kCacheMaxEntry && g_cached < kCacheSlots &&
-        g_cached_bytes + len <= kCacheMaxBytes) {
+    cacheable = g_wake && len <= kCacheMaxEntry && g_cached < kCacheSlots &&
+                g_cached_bytes + len <= kCacheMaxBytes;
+  }
+  // Off the table and in no cache, the range is this thread's alone: how
+  // much of it the program wrote is measured (huge pages, below), its
+  // pages go back without the lock (the cache's header above says why),
+  // then it joins the cache if there is still room, else it is unmapped.
+  if (!huge) sample_density(p, len);
+  bool cached = false, was_empty = false;
+  if (cacheable && sys::madvise(p, len, MADV_DONTNEED) == 0) {
+    LockGuard<Mutex> g(g_lock);
+    if (g_cached < kCacheSlots && g_cached_bytes + len <= kCacheMaxBytes) {
       was_empty = g_cached == 0;
-      g_cache[g_cached++] = {reinterpret_cast<std::uintptr_t>(p), len, now_coarse_ns(), nid};
+      g_cache[g_cached++] = {reinterpret_cast<std::uintptr_t>(p), len, now_coarse_ns(), nid, huge};
       g_cached_bytes += len;
-      len = 0;
+      cached = true;
     }
   }
-  if (len) sys::munmap(p, len);
+  if (!cached) sys::munmap(p, len);
   if (was_empty) g_wake();  // reclaim ages the cache from now on
   return true;
 }
@@ -295,8 +415,9 @@ void* vrealloc(void* p, std::size_t new_size) {
   long r = sys::mremap(p, e->len, len, MREMAP_MAYMOVE, nullptr);
   if (sys::failed(r)) return nullptr;
   int nid = e->nid;
+  bool huge = e->huge;  // mremap keeps the advice
   erase(e);
-  insert(static_cast<std::uintptr_t>(r), len, nid);  // cannot fail: room was made above
+  insert(static_cast<std::uintptr_t>(r), len, nid, huge);  // cannot fail: room was made above
   return reinterpret_cast<void*>(r);
 }
 

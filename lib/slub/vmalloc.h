@@ -19,21 +19,24 @@ namespace numaslub {
 inline constexpr std::size_t kMaxAllocSize = std::size_t{1} << 46;
 
 // At least size bytes (one page for size 0) aligned to align (a power of
-// two), from the cache of freed mappings or a new mapping; null on failure,
+// two), from the cache of freed mappings or a new mapping (2 MiB-aligned
+// and advised MADV_HUGEPAGE where thp= says so: vmalloc.cpp); null on failure,
 // and always for size or align above kMaxAllocSize. *zeroed (if given) says
-// whether the memory reads as zero (a new mapping) or not (a reused one).
+// whether the memory reads as zero: always, a new mapping's and a cached
+// one's alike (vfree released its pages before caching it).
 void* vmalloc(std::size_t size, std::size_t align, int nid, bool* zeroed = nullptr);
 // A new mapping, bypassing the cache.
 void* vmalloc_map(std::size_t size, std::size_t align, int nid);
 // Unmaps cached mappings freed before before_ns (~0: all); returns pages.
 std::size_t vmalloc_cache_release(std::uint64_t before_ns);
+// Bytes of address space the cache holds (its pages are not resident).
 std::size_t vmalloc_cache_bytes();
-// The same without the lock: a racy read, for the reclaim thread's start rule.
-std::size_t vmalloc_cache_bytes_hint();
 // Reclaim's wake-up, called when the cache stops being empty. Freed
 // mappings are cached only once a hook is set (someone ages them).
 void vmalloc_set_wake_hook(void (*wake)());
-// Unmaps p if it is a recorded mapping; false otherwise.
+// Frees p if it is a recorded mapping (false otherwise): its pages go back
+// to the OS at once (MADV_DONTNEED), then its address range is cached for
+// reuse or unmapped.
 bool vfree(void* p);
 // For a pointer that is not a mapping's start (vfree said false): what
 // misuse it is, if it was ours. kFreed: a mapping freed lately (the last
@@ -57,6 +60,12 @@ std::size_t vmalloc_list(std::uintptr_t* out, std::size_t max);
 
 // Live mappings and their bytes (stats).
 void vmalloc_stats(std::size_t* count, std::size_t* bytes);
+// Huge pages for mappings (vmalloc.cpp, thp=): mappings advised
+// MADV_HUGEPAGE so far, and the percentage of the sampled plain mappings'
+// pages the program wrote (thp=auto's measure).
+void vmalloc_thp_stats(std::uint64_t* advised, unsigned* written_pct);
+// Tests: forgets the sample (thp=auto starts over, not dense).
+void vmalloc_thp_reset_for_test();
 
 // Tests: the calling thread takes (hold) or releases (!hold) the table's
 // lock without counting it as held (so its own calls do not take the nested

@@ -1,0 +1,244 @@
+// Tests for what the slub layer keeps resident: the pages a freed direct
+// mapping held go back at its free (lib/slub/vmalloc.cpp), a cached
+// mapping reused reads as zero; slabs account the pages they touch at
+// birth (Zone::touched_pages, the density thp=auto weighs); a sheaf holds
+// at most 32 KiB of objects; thp=auto advises new mappings MADV_HUGEPAGE
+// once the freed ones were densely written, and stops when they were not.
+//
+// ctest runs this binary in the four configurations of slub_test (rseq,
+// percpu=thread, fake_numa=2, both): see tests/CMakeLists.txt.
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "lib/buddy/page_alloc.h"
+#include "lib/slub/kmalloc.h"
+#include "lib/slub/size_class.h"
+#include "lib/slub/slub_internal.h"
+#include "lib/slub/vmalloc.h"
+
+namespace numaslub {
+namespace {
+
+constexpr std::size_t KiB = 1024;
+constexpr std::size_t MiB = 1024 * 1024;
+
+// Resident pages of [p, p + len), or ~0 when any of it is unmapped.
+std::size_t resident_pages(void* p, std::size_t len) {
+  std::vector<unsigned char> vec((len + 4095) / 4096);
+  if (mincore(p, len, vec.data()) != 0) return ~std::size_t{0};
+  std::size_t n = 0;
+  for (unsigned char v : vec) n += v & 1;
+  return n;
+}
+
+std::uintptr_t addr_of(const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p);
+}
+
+bool all_zero(const void* p, std::size_t len) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  for (std::size_t i = 0; i < len; i += 512)
+    if (b[i] != 0) return false;
+  return b[len - 1] == 0;
+}
+
+// The cache of freed mappings works only once someone ages it (reclaim's
+// hook); here a hook that does nothing stands in for it.
+void no_wake() {}
+
+TEST(SlubRss, FreedMappingGivesItsPagesBack) {
+  vmalloc_set_wake_hook(no_wake);
+  vmalloc_cache_release(~std::uint64_t{0});
+  constexpr std::size_t n = 8 * MiB;
+  auto* p = static_cast<unsigned char*>(kmalloc(n));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 0x5a, n);
+  EXPECT_EQ(resident_pages(p, n), n / 4096);
+  kfree(p);
+  // Cached for reuse, but no longer resident.
+  EXPECT_EQ(vmalloc_cache_bytes(), n);
+  EXPECT_EQ(resident_pages(p, n), 0u);
+  // Reused by a request of about its size: it reads as zero, so calloc
+  // needs no memset either.
+  auto* q = static_cast<unsigned char*>(kmalloc(n - 100 * KiB));
+  EXPECT_EQ(q, p);
+  EXPECT_TRUE(all_zero(q, n - 100 * KiB));
+  EXPECT_EQ(vmalloc_cache_bytes(), 0u);
+  std::memset(q, 0x77, n - 100 * KiB);
+  kfree(q);
+  auto* z = static_cast<unsigned char*>(kcalloc(1, n));
+  EXPECT_EQ(z, p);
+  EXPECT_TRUE(all_zero(z, n));
+  kfree(z);
+  // Past the cache's room (64 MiB): unmapped, pages gone all the same.
+  std::vector<void*> v;
+  for (int i = 0; i < 10; ++i) {
+    v.push_back(kmalloc(12 * MiB));
+    ASSERT_NE(v.back(), nullptr);
+    std::memset(v.back(), 1, 12 * MiB);
+  }
+  for (void* m : v) kfree(m);
+  EXPECT_LE(vmalloc_cache_bytes(), 64 * MiB);
+  for (void* m : v) {
+    std::size_t r = resident_pages(m, 12 * MiB);
+    EXPECT_TRUE(r == 0 || r == ~std::size_t{0}) << r;  // cached, or unmapped
+  }
+  vmalloc_cache_release(~std::uint64_t{0});
+  EXPECT_EQ(vmalloc_cache_bytes(), 0u);
+  vmalloc_set_wake_hook(nullptr);
+}
+
+// Pages holding an object's start are written by new_slab: all of a slab of
+// objects up to 2 KiB, one per object above a page.
+TEST(SlubRss, SlabsKnowTheirTouchedPages) {
+  kfree(kmalloc(64));  // the caches are set up
+  for (unsigned c = 0; c < kNrClasses; ++c) {
+    const KmemCache& k = g_kmem.caches[c];
+    if (k.debug) continue;
+    std::size_t pages = std::size_t{1} << k.order;
+    if (k.size <= 2048) {
+      EXPECT_EQ(k.touched_pages, pages) << k.name;
+    }
+    if (k.size >= kPageSize) {
+      EXPECT_EQ(k.touched_pages, k.objects) << k.name;
+    }
+    EXPECT_LE(k.touched_pages, pages) << k.name;
+    EXPECT_GE(k.touched_pages, 1u) << k.name;
+  }
+}
+
+// The zones' touched pages are the slabs' (nothing else counts): after a
+// burst of slabs is made, and after they are freed and shrunk away.
+TEST(SlubRss, ZonesCountTheTouchedPagesOfLiveSlabs) {
+  auto zones = [] {
+    std::size_t n = 0;
+    for (unsigned nid = 0; nid < g_kmem.pa->nr_nodes(); ++nid)
+      n += g_kmem.pa->zone(nid).touched_pages.load();
+    return n;
+  };
+  auto slabs = [] {
+    std::size_t n = 0;
+    for (unsigned c = 0; c < kNrClasses; ++c) {
+      KmemCache& k = g_kmem.caches[c];
+      for (unsigned nid = 0; nid < g_kmem.pa->nr_nodes(); ++nid) {
+        LockGuard<Mutex> g(k.node[nid].list_lock);
+        n += k.node[nid].nr_slabs * k.touched_pages;
+      }
+    }
+    return n;
+  };
+  std::vector<void*> v;
+  for (int i = 0; i < 20000; ++i) v.push_back(kmalloc(64));
+  for (int i = 0; i < 300; ++i) v.push_back(kmalloc(16 * KiB));
+  for (void* p : v) ASSERT_NE(p, nullptr);
+  std::size_t busy = zones();
+  EXPECT_EQ(busy, slabs());
+  EXPECT_GE(busy, 20000 * 64 / kPageSize + 300 / 2);
+  for (void* p : v) kfree(p);
+  kmem_shrink_all();
+  EXPECT_EQ(zones(), slabs());
+  EXPECT_LT(zones(), busy);
+}
+
+TEST(SlubRss, SheafHoldsAtMost32KiB) {
+  kfree(kmalloc(64));  // the caches are set up
+  for (unsigned c = 0; c < kNrClasses; ++c) {
+    const KmemCache& k = g_kmem.caches[c];
+    if (k.debug) continue;
+    EXPECT_GE(k.sheaf_capacity, 2u) << k.name;
+    if (k.sheaf_capacity > 2) {
+      EXPECT_LE(k.sheaf_capacity * k.size, 32 * KiB) << k.name;
+    }
+  }
+}
+
+// Whether the mapping holding p carries MADV_HUGEPAGE (smaps' VmFlags "hg").
+bool advised_huge(const void* p) {
+  FILE* f = std::fopen("/proc/self/smaps", "r");
+  if (!f) return false;
+  char line[512];
+  bool in = false, hg = false;
+  auto a = reinterpret_cast<std::uintptr_t>(p);
+  while (std::fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (std::sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+        std::strchr(line, '-') < std::strchr(line, ' ')) {
+      in = a >= lo && a < hi;
+    } else if (in && std::strncmp(line, "VmFlags:", 8) == 0) {
+      hg = std::strstr(line, " hg") != nullptr;
+      break;
+    }
+  }
+  std::fclose(f);
+  return hg;
+}
+
+TEST(SlubRss, MappingsGetHugePagesWhenFreedOnesWereWritten) {
+  kfree(kmalloc(64));
+  if (page_allocator()->thp() != ThpMode::kAuto) GTEST_SKIP() << "thp is not auto here";
+  std::string mode;
+  if (FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r")) {
+    char b[128] = {};
+    if (std::fgets(b, sizeof b, f)) mode = b;
+    std::fclose(f);
+  }
+  if (mode.find("[never]") != std::string::npos || mode.empty())
+    GTEST_SKIP() << "the kernel has transparent huge pages off";
+  vmalloc_set_wake_hook(nullptr);  // no cache: every request maps anew
+  vmalloc_thp_reset_for_test();
+  constexpr std::size_t n = 8 * MiB;
+  // Nothing measured yet: plain mappings. Written whole and freed, 16 MiB
+  // of them make the measure dense.
+  for (int i = 0; i < 2; ++i) {
+    void* p = kmalloc(n);
+    ASSERT_NE(p, nullptr);
+    EXPECT_FALSE(advised_huge(p));
+    std::memset(p, 1, n);
+    kfree(p);
+  }
+  std::uint64_t advised0;
+  unsigned pct;
+  vmalloc_thp_stats(&advised0, &pct);
+  EXPECT_EQ(pct, 100u);
+  // Now advised, on a 2 MiB boundary, but for one probe in eight.
+  std::vector<void*> v;
+  int huge = 0;
+  for (int i = 0; i < 8; ++i) {
+    v.push_back(kmalloc(n));
+    ASSERT_NE(v.back(), nullptr);
+    if (advised_huge(v.back())) {
+      ++huge;
+      EXPECT_EQ(addr_of(v.back()) % (2 * MiB), 0u);
+    }
+  }
+  EXPECT_EQ(huge, 7);
+  std::uint64_t advised1;
+  vmalloc_thp_stats(&advised1, &pct);
+  EXPECT_EQ(advised1, advised0 + 7);
+  for (void* p : v) kfree(p);
+  // Mappings written at one page each: the measure falls below thp_dense,
+  // and new ones are plain again.
+  for (int i = 0; i < 4; ++i) {
+    auto* p = static_cast<char*>(kmalloc(n));
+    ASSERT_NE(p, nullptr);
+    p[0] = 1;
+    kfree(p);
+  }
+  vmalloc_thp_stats(&advised1, &pct);
+  EXPECT_LT(pct, 75u);
+  void* q = kmalloc(n);
+  ASSERT_NE(q, nullptr);
+  EXPECT_FALSE(advised_huge(q));
+  kfree(q);
+  vmalloc_thp_reset_for_test();
+}
+
+}  // namespace
+}  // namespace numaslub
