@@ -94,9 +94,16 @@ __attribute__((destructor)) void numaslub_destructor() {
     shim::write_report(2);
     return;
   }
-  long fd = sys::call(SYS_openat, AT_FDCWD, v, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // "%p" stands for the pid: a tool run under the same environment (time,
+  // strace, a shell's children) would otherwise overwrite the report.
+  char path[256];
+  if (!format_pid_path(path, sizeof path, v, sys::getpid())) {
+    log_msg("NUMASLUB_STATS: path too long: %s", v);
+    return;
+  }
+  long fd = sys::call(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    log_msg("NUMASLUB_STATS: cannot open %s (errno %ld)", v, -fd);
+    log_msg("NUMASLUB_STATS: cannot open %s (errno %ld)", path, -fd);
     return;
   }
   shim::write_report(static_cast<int>(fd));

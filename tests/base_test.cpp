@@ -102,6 +102,21 @@ TEST(BaseFormat, TruncationKeepsNul) {
   EXPECT_EQ(none, 'Z');
 }
 
+// prof_final's and NUMASLUB_STATS's file names: %p is the pid, anywhere
+// and any number of times; a name that does not fit is refused, never cut.
+TEST(BaseFormat, PidPath) {
+  char buf[32];
+  EXPECT_EQ(format_pid_path(buf, sizeof buf, "/tmp/s.%p.txt", 4242), 15u);
+  EXPECT_STREQ(buf, "/tmp/s.4242.txt");
+  EXPECT_EQ(format_pid_path(buf, sizeof buf, "%p-%p", 7), 3u);
+  EXPECT_STREQ(buf, "7-7");
+  EXPECT_EQ(format_pid_path(buf, sizeof buf, "plain%", 7), 6u);
+  EXPECT_STREQ(buf, "plain%");
+  EXPECT_EQ(format_pid_path(buf, sizeof buf, "/a/very/long/directory/name/%p", 123456), 0u);
+  EXPECT_EQ(format_pid_path(buf, 8, "1234567", 1), 7u);  // exactly fits, with its NUL
+  EXPECT_EQ(format_pid_path(buf, 8, "12345678", 1), 0u);
+}
+
 TEST(BaseFormat, WriterAppends) {
   char buf[64];
   BufWriter w(buf, sizeof buf);

@@ -122,6 +122,19 @@ void BufWriter::printf(const char* fmt, ...) {
   va_end(ap);
 }
 
+std::size_t format_pid_path(char* buf, std::size_t cap, const char* pattern, long pid) {
+  BufWriter w(buf, cap);
+  for (const char* c = pattern; *c; ++c) {
+    if (c[0] == '%' && c[1] == 'p') {
+      w.printf("%ld", pid);
+      ++c;
+    } else {
+      w.putc(*c);
+    }
+  }
+  return w.truncated() ? 0 : w.size();
+}
+
 std::size_t format(char* buf, std::size_t cap, const char* fmt, ...) {
   BufWriter w(buf, cap);
   std::va_list ap;

@@ -37,6 +37,12 @@ class BufWriter {
   bool truncated_ = false;
 };
 
+// A file name from a pattern where "%p" stands for `pid` (so that a fork
+// child, or another process under the same environment, writes a file of
+// its own): prof_final, NUMASLUB_STATS. Returns the length, or 0 when the
+// name does not fit `cap` (no truncated name is ever used).
+std::size_t format_pid_path(char* buf, std::size_t cap, const char* pattern, long pid);
+
 // snprintf equivalent; returns the length written (excluding the NUL).
 std::size_t format(char* buf, std::size_t cap, const char* fmt, ...)
     __attribute__((format(printf, 3, 4)));

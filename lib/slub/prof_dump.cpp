@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <sys/syscall.h>
 
+#include <cerrno>
 #include <cstdarg>
 
 #include "lib/base/base.h"
@@ -141,18 +142,12 @@ int prof_exit() {
   if (cfg.prof_final[0]) {
     // "%p" in the path is the pid (a fork child writes its own).
     char path[160];
-    BufWriter w(path, sizeof path);
-    for (const char* c = cfg.prof_final; *c; ++c) {
-      if (c[0] == '%' && c[1] == 'p') {
-        w.printf("%ld", sys::getpid());
-        ++c;
-      } else {
-        w.putc(*c);
-      }
-    }
-    long fd = sys::call(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (!format_pid_path(path, sizeof path, cfg.prof_final, sys::getpid())) path[0] = '\0';
+    long fd = path[0] ? sys::call(SYS_openat, AT_FDCWD, path,
+                                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
+                      : -ENAMETOOLONG;
     if (fd < 0) {
-      log_msg("prof_final: cannot open %s (errno %ld)", path, -fd);
+      log_msg("prof_final: cannot open %s (errno %ld)", cfg.prof_final, -fd);
     } else {
       long maps = sys::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
       if (h) {
