@@ -76,7 +76,7 @@ void Zone::del_block(Page* p, unsigned order) {
   signal_fence();
 }
 
-Page* Zone::take_block(unsigned order, bool want_clean, unsigned* got_order) {
+Page* Zone::take_block(unsigned order, bool want_clean, bool sparse, unsigned* got_order) {
   // Resident memory first, of any order that fits: a dirty block costs no
   // page fault and no RSS, a clean one of the exact order costs both. So
   // a request splits a larger dirty block before it touches a clean one
@@ -91,7 +91,8 @@ Page* Zone::take_block(unsigned order, bool want_clean, unsigned* got_order) {
       FreeArea& a = free_area[o];
       ListNode* list = clean_pass ? &a.clean : &a.dirty;
       if (list->empty()) continue;
-      Page* p = pick_block(list, o);
+      Page* p = pick_block(list, o, sparse);
+      if (!p) continue;
       del_block(p, o);
       *got_order = o;
       return p;
@@ -100,59 +101,30 @@ Page* Zone::take_block(unsigned order, bool want_clean, unsigned* got_order) {
   return nullptr;
 }
 
-Page* Zone::pick_block(ListNode* list, unsigned order) const {
+Page* Zone::pick_block(ListNode* list, unsigned order, bool sparse) const {
   ListNode* n = list->next;
-  if (huge_ && order < kHugeOrder) {
-    // Fill the fullest huge range first: of the first few blocks, the one
-    // in a marked range with the fewest free pages (unmarked ones last).
-    // Bounded, so the lock is held no longer than a few cache misses.
-    constexpr unsigned kCandidates = 8;
-    std::size_t best = ~std::size_t{0};
-    unsigned seen = 0;
-    for (ListNode* it = n; it != list && seen < kCandidates; it = it->next, ++seen) {
-      std::size_t pf = pfn(list_entry<Page>(it, offsetof(Page, lru)));
-      std::size_t score = range_free(pf) + (range_huge(pf) ? 0 : kHugePages + 1);
-      if (score < best) {
-        best = score;
-        n = it;
-      }
+  if (!huge_ || (order >= kHugeOrder && !sparse)) return list_entry<Page>(n, offsetof(Page, lru));
+  // Of the first few blocks (bounded, so the lock is held no longer than a
+  // few cache misses), the one in the range with the fewest free pages:
+  // dense blocks fill the fullest huge range first (unmarked ranges last);
+  // sparse ones take only unmarked ranges, the fullest first.
+  constexpr unsigned kCandidates = 8;
+  ListNode* best = nullptr;
+  std::size_t best_score = ~std::size_t{0};
+  unsigned seen = 0;
+  for (ListNode* it = n; it != list && seen < kCandidates; it = it->next, ++seen) {
+    std::size_t pf = pfn(list_entry<Page>(it, offsetof(Page, lru)));
+    // An order-10 block spans two ranges; a partial release may have
+    // cleared the mark of one only.
+    bool marked = range_huge(pf) || (order > kHugeOrder && range_huge(pf + kHugePages));
+    if (sparse && marked) continue;
+    std::size_t score = range_free(pf) + (sparse || marked ? 0 : kHugePages + 1);
+    if (score < best_score) {
+      best_score = score;
+      best = it;
     }
   }
-  return list_entry<Page>(n, offsetof(Page, lru));
-}
-
-Page* Zone::take_unmarked_block(unsigned order, bool want_clean, unsigned* got_order) {
-  constexpr unsigned kCandidates = 8;  // per list, as take_block
-  for (unsigned o = order; o < kNrOrders; ++o) {
-    FreeArea& a = free_area[o];
-    if (!a.nr_free) continue;
-    Page* best = nullptr;
-    std::size_t best_free = ~std::size_t{0};
-    // As take_block: resident blocks first, clean ones first for zeroed memory.
-    ListNode* first = want_clean ? &a.clean : &a.dirty;
-    ListNode* second = want_clean ? &a.dirty : &a.clean;
-    for (ListNode* list : {first, second}) {
-      unsigned seen = 0;
-      for (ListNode* it = list->next; it != list && seen < kCandidates; it = it->next, ++seen) {
-        std::size_t pf = pfn(list_entry<Page>(it, offsetof(Page, lru)));
-        // An order-10 block spans two ranges; a partial release may have
-        // cleared the mark of one only.
-        if (range_huge(pf) || (o > kHugeOrder && range_huge(pf + kHugePages))) continue;
-        std::size_t f = range_free(pf);
-        if (f < best_free) {
-          best_free = f;
-          best = list_entry<Page>(it, offsetof(Page, lru));
-        }
-      }
-      if (best) break;
-    }
-    if (best) {
-      del_block(best, o);
-      *got_order = o;
-      return best;
-    }
-  }
-  return nullptr;
+  return best ? list_entry<Page>(best, offsetof(Page, lru)) : nullptr;
 }
 
 Page* Zone::alloc_locked(unsigned order, bool want_clean, bool grow, Placement where) {
@@ -161,15 +133,15 @@ Page* Zone::alloc_locked(unsigned order, bool want_clean, bool grow, Placement w
   // A sparse block takes a marked range's memory only when nothing else
   // fits and the zone cannot grow (Placement says why).
   bool sparse = huge_ && where == Placement::kSparse;
-  Page* p = sparse ? take_unmarked_block(order, want_clean, &o) : take_block(order, want_clean, &o);
+  Page* p = take_block(order, want_clean, sparse, &o);
   if (!p && grow && grow_) {
     if (grow_(grow_ctx_, this, !sparse)) {
       ++stats.grow;
-      p = sparse ? take_unmarked_block(order, want_clean, &o) : take_block(order, want_clean, &o);
+      p = take_block(order, want_clean, sparse, &o);
     }
   }
   if (!p && sparse) {
-    p = take_block(order, want_clean, &o);
+    p = take_block(order, want_clean, false, &o);
     if (p) ++stats.thp_sparse_fallback;
   }
   if (!p) {

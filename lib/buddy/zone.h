@@ -272,12 +272,12 @@ class Zone {
   std::size_t thp_kept_pages = 0;
 
  private:
-  Page* take_block(unsigned order, bool want_clean, unsigned* got_order);
-  // A sparse block's: of order >= `order`, outside every marked range, the
-  // one in the fullest range of the first few of each list; or null.
-  Page* take_unmarked_block(unsigned order, bool want_clean, unsigned* got_order);
-  // The block of `list` (free_area[order]'s dirty or clean list) to take.
-  Page* pick_block(ListNode* list, unsigned order) const;
+  // `sparse`: only blocks outside every marked range (Placement::kSparse
+  // in a zone with huge ranges); null when none is among the candidates.
+  Page* take_block(unsigned order, bool want_clean, bool sparse, unsigned* got_order);
+  // The block of `list` (free_area[order]'s dirty or clean list, not
+  // empty) to take, or null for a sparse request that finds none.
+  Page* pick_block(ListNode* list, unsigned order, bool sparse) const;
   // state: 0 (dirty), PG_clean or PG_lazy.
   void add_block(Page* p, unsigned order, std::uint32_t state, std::uint64_t stamp);
   void del_block(Page* p, unsigned order);
