@@ -211,16 +211,8 @@ TEST(BuddyRuns, CpuCachesHoldTheirShareOfTheZone) {
 
 // pcp_runs=0 keeps no runs: every free goes to the zone at once.
 TEST(BuddyRuns, NoRunsWhenTurnedOff) {
-  auto h = std::make_unique<Heap>();
-  h->real.load_sysfs();
-  h->topo.make_fake(h->real, 1);
-  Config cfg;
-  cfg.arena_size = 256 * MiB;
-  cfg.section_size = 16 * MiB;
-  cfg.pcp_runs = 0;
-  ASSERT_EQ(h->pa.init(cfg, h->topo, os_mem_linux()), 0);
-  PageAllocator* pa = &h->pa;
-  g_heaps.push_back(std::move(h));
+  PageAllocator* pa = make_heap_with(1, [](Config& cfg) { cfg.pcp_runs = 0; });
+  ASSERT_NE(pa, nullptr);
   Page* a = pa->alloc_pages_exact(0, 16);
   pa->free_pages_exact(a, 16);
   EXPECT_EQ(pa->zone(0).free_pages, pa->zone(0).present_pages);

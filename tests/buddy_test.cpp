@@ -1,6 +1,7 @@
 // Tests for lib/buddy: a zone on a plain mmapped region (split and merge with
 // exact free_area counts, a randomized model test against a reference map,
 #include "tests/buddy_test_util.h"
+#include "tests/test_mincore.h"
 
 namespace numaslub {
 namespace {
@@ -311,11 +312,7 @@ TEST(BuddyPcp, CountBoundedByHighAndDrainReturnsAll) {
 }
 
 std::size_t resident_pages(PageAllocator* pa, const Page* p, std::size_t pages) {
-  std::vector<unsigned char> vec(pages);
-  if (mincore(pa->page_address(p), pages << kPageShift, vec.data()) != 0) return ~std::size_t{0};
-  std::size_t n = 0;
-  for (unsigned char v : vec) n += v & 1;
-  return n;
+  return testutil::resident_pages(pa->page_address(p), pages << kPageShift);
 }
 
 // Resident free memory in pieces too small for a request: the clean pages

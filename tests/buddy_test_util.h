@@ -139,20 +139,29 @@ struct Heap {
 };
 inline std::vector<std::unique_ptr<Heap>> g_heaps;
 
-inline PageAllocator* make_heap(unsigned nodes, bool pcp = true, std::uint32_t high = 64,
-                                std::uint32_t batch = 16) {
+// The tests' heap: 256 MiB per node in 16 MiB sections, `tune` setting
+// whatever else a test needs in its Config.
+template <class Tune>
+PageAllocator* make_heap_with(unsigned nodes, Tune tune) {
   auto h = std::make_unique<Heap>();
   h->real.load_sysfs();
   h->topo.make_fake(h->real, nodes);
   Config cfg;
   cfg.arena_size = 256 * MiB;
   cfg.section_size = 16 * MiB;
-  cfg.pcp = pcp;
-  cfg.pcp_high = high;
-  cfg.pcp_batch = batch;
+  tune(cfg);
   if (h->pa.init(cfg, h->topo, os_mem_linux()) != 0) return nullptr;
   g_heaps.push_back(std::move(h));
   return &g_heaps.back()->pa;
+}
+
+inline PageAllocator* make_heap(unsigned nodes, bool pcp = true, std::uint32_t high = 64,
+                                std::uint32_t batch = 16) {
+  return make_heap_with(nodes, [&](Config& cfg) {
+    cfg.pcp = pcp;
+    cfg.pcp_high = high;
+    cfg.pcp_batch = batch;
+  });
 }
 
 inline std::string view(PageAllocator* pa, bool zoneinfo) {

@@ -22,6 +22,7 @@
 #include "lib/slub/size_class.h"
 #include "lib/slub/slub_internal.h"
 #include "lib/slub/vmalloc.h"
+#include "tests/test_mincore.h"
 
 namespace numaslub {
 namespace {
@@ -29,14 +30,7 @@ namespace {
 constexpr std::size_t KiB = 1024;
 constexpr std::size_t MiB = 1024 * 1024;
 
-// Resident pages of [p, p + len), or ~0 when any of it is unmapped.
-std::size_t resident_pages(void* p, std::size_t len) {
-  std::vector<unsigned char> vec((len + 4095) / 4096);
-  if (mincore(p, len, vec.data()) != 0) return ~std::size_t{0};
-  std::size_t n = 0;
-  for (unsigned char v : vec) n += v & 1;
-  return n;
-}
+using testutil::resident_pages;
 
 std::uintptr_t addr_of(const void* p) {
   return reinterpret_cast<std::uintptr_t>(p);

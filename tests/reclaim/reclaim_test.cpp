@@ -21,19 +21,13 @@
 #include "lib/buddy/page_alloc.h"
 #include "lib/reclaim/reclaim.h"
 #include "lib/slub/kmalloc.h"
+#include "tests/test_mincore.h"
 
 using namespace numaslub;
 
 namespace {
 
-// Resident pages of [p, p+len) according to mincore.
-std::size_t resident_pages(void* p, std::size_t len) {
-  std::vector<unsigned char> vec((len + 4095) / 4096);
-  if (mincore(p, len, vec.data()) != 0) return ~std::size_t{0};
-  std::size_t n = 0;
-  for (unsigned char v : vec) n += v & 1;
-  return n;
-}
+using numaslub::testutil::resident_pages;
 
 template <typename Pred>
 bool wait_for(Pred pred, int ms) {
