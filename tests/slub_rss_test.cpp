@@ -1,6 +1,7 @@
-// Tests for what the slub layer keeps resident: the pages a freed direct
-// mapping held go back at its free (lib/slub/vmalloc.cpp), a cached
-// mapping reused reads as zero; slabs account the pages they touch at
+// Tests for what the slub layer keeps resident: a freed direct mapping
+// keeps its pages for reuse by any size within a bound, else gives them
+// back at its free (lib/slub/vmalloc.cpp), and a released one reused reads
+// as zero; slabs account the pages they touch at
 // birth (Zone::touched_pages, the density thp=auto weighs); a sheaf holds
 // at most 32 KiB of objects; thp=auto advises new mappings MADV_HUGEPAGE
 // once the freed ones were densely written, and stops when they were not.
@@ -45,47 +46,107 @@ bool all_zero(const void* p, std::size_t len) {
 
 // The cache of freed mappings works only once someone ages it (reclaim's
 // hook); here a hook that does nothing stands in for it.
-void no_wake() {}
+void no_wake(bool) {}
 
-TEST(SlubRss, FreedMappingGivesItsPagesBack) {
+// A freed mapping keeps its pages while the cache's resident entries stay
+// within 64 MiB, and any request above 4 MiB but calloc's takes it: a
+// shorter one with the tail it does not need unmapped, a longer one grown
+// with the old pages moved along (only the new tail faults).
+TEST(SlubRss, FreedMappingStaysResidentForReuseOfAnySize) {
   vmalloc_set_wake_hook(no_wake);
   vmalloc_cache_release(~std::uint64_t{0});
   constexpr std::size_t n = 8 * MiB;
   auto* p = static_cast<unsigned char*>(kmalloc(n));
   ASSERT_NE(p, nullptr);
   std::memset(p, 0x5a, n);
-  EXPECT_EQ(resident_pages(p, n), n / 4096);
   kfree(p);
-  // Cached for reuse, but no longer resident.
   EXPECT_EQ(vmalloc_cache_bytes(), n);
-  EXPECT_EQ(resident_pages(p, n), 0u);
-  // Reused by a request of about its size: it reads as zero, so calloc
-  // needs no memset either.
-  auto* q = static_cast<unsigned char*>(kmalloc(n - 100 * KiB));
-  EXPECT_EQ(q, p);
-  EXPECT_TRUE(all_zero(q, n - 100 * KiB));
+  EXPECT_EQ(resident_pages(p, n), n / 4096);
+  // Shorter: the same pages, cut to the request (a huge mapping keeps whole
+  // 2 MiB units), no longer in the cache.
+  auto* q = static_cast<unsigned char*>(kmalloc(5 * MiB));
+  ASSERT_EQ(q, p);
+  std::size_t qlen = ksize(q);
+  EXPECT_GE(qlen, 5 * MiB);
+  EXPECT_LE(qlen, 6 * MiB);
+  EXPECT_EQ(resident_pages(q, qlen), qlen / 4096);
+  EXPECT_EQ(resident_pages(p + qlen, n - qlen), ~std::size_t{0});  // the tail is unmapped
+  EXPECT_EQ(q[0], 0x5a);  // what the last block left: not zeroed
   EXPECT_EQ(vmalloc_cache_bytes(), 0u);
-  std::memset(q, 0x77, n - 100 * KiB);
   kfree(q);
-  auto* z = static_cast<unsigned char*>(kcalloc(1, n));
-  EXPECT_EQ(z, p);
-  EXPECT_TRUE(all_zero(z, n));
+  // Longer: grown, the old pages come along and the new tail is fresh.
+  auto* r = static_cast<unsigned char*>(kmalloc(12 * MiB));
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r[0], 0x5a);
+  EXPECT_EQ(r[qlen - 1], 0x5a);
+  EXPECT_GE(resident_pages(r, 12 * MiB), qlen / 4096);
+  EXPECT_TRUE(all_zero(r + qlen, 12 * MiB - qlen));
+  std::memset(r, 0x77, 12 * MiB);
+  kfree(r);
+  EXPECT_EQ(vmalloc_cache_bytes(), 12 * MiB);
+  // calloc leaves a resident mapping alone: it gets one that reads as zero.
+  auto* z = static_cast<unsigned char*>(kcalloc(1, 12 * MiB));
+  ASSERT_NE(z, nullptr);
+  EXPECT_NE(z, r);
+  EXPECT_TRUE(all_zero(z, 12 * MiB));
+  EXPECT_EQ(vmalloc_cache_bytes(), 12 * MiB);
   kfree(z);
-  // Past the cache's room (64 MiB): unmapped, pages gone all the same.
-  std::vector<void*> v;
-  for (int i = 0; i < 10; ++i) {
-    v.push_back(kmalloc(12 * MiB));
-    ASSERT_NE(v.back(), nullptr);
-    std::memset(v.back(), 1, 12 * MiB);
-  }
-  for (void* m : v) kfree(m);
-  EXPECT_LE(vmalloc_cache_bytes(), 64 * MiB);
-  for (void* m : v) {
-    std::size_t r = resident_pages(m, 12 * MiB);
-    EXPECT_TRUE(r == 0 || r == ~std::size_t{0}) << r;  // cached, or unmapped
-  }
+  EXPECT_EQ(vmalloc_cache_bytes(), 24 * MiB);
   vmalloc_cache_release(~std::uint64_t{0});
   EXPECT_EQ(vmalloc_cache_bytes(), 0u);
+  EXPECT_EQ(vmalloc_cache_bytes(), 0u);
+  EXPECT_EQ(resident_pages(r, 12 * MiB), ~std::size_t{0});  // unmapped
+  vmalloc_set_wake_hook(nullptr);
+}
+
+// Past 64 MiB of cached mappings the oldest give way: the newest freed
+// stay resident, the rest are unmapped; above 32 MiB none is cached.
+TEST(SlubRss, CachedMappingsStayWithinTheirBound) {
+  vmalloc_set_wake_hook(no_wake);
+  vmalloc_cache_release(~std::uint64_t{0});
+  constexpr std::size_t n = 12 * MiB;
+  std::vector<unsigned char*> v;
+  for (int i = 0; i < 10; ++i) {
+    v.push_back(static_cast<unsigned char*>(kmalloc(n)));
+    ASSERT_NE(v.back(), nullptr);
+    std::memset(v.back(), 1, n);
+  }
+  for (unsigned char* m : v) kfree(m);
+  EXPECT_EQ(vmalloc_cache_bytes(), 5 * n);  // 60 of 64 MiB
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    std::size_t res = resident_pages(v[i], n);
+    if (i < v.size() - 5)
+      EXPECT_EQ(res, ~std::size_t{0}) << "older mapping " << i << " still mapped";
+    else
+      EXPECT_EQ(res, n / 4096) << "newer mapping " << i << " not resident";
+  }
+  void* big = kmalloc(40 * MiB);
+  ASSERT_NE(big, nullptr);
+  kfree(big);
+  EXPECT_EQ(resident_pages(big, 40 * MiB), ~std::size_t{0});
+  EXPECT_EQ(vmalloc_cache_bytes(), 5 * n);
+  vmalloc_cache_release(~std::uint64_t{0});
+  EXPECT_EQ(vmalloc_cache_bytes(), 0u);
+  for (unsigned char* m : v) EXPECT_EQ(resident_pages(m, n), ~std::size_t{0});
+  vmalloc_set_wake_hook(nullptr);
+}
+
+// An aligned request takes a cached mapping only where it is aligned so and
+// long enough (growing may move it).
+TEST(SlubRss, AlignedRequestKeepsItsAlignment) {
+  vmalloc_set_wake_hook(no_wake);
+  vmalloc_cache_release(~std::uint64_t{0});
+  std::vector<void*> v;
+  for (int i = 0; i < 4; ++i) v.push_back(kmalloc(6 * MiB + i * MiB));
+  for (void* m : v) kfree(m);
+  for (std::size_t align : {4096 * std::size_t{2}, MiB, 8 * MiB}) {
+    void* p = kmalloc_aligned(align, 8 * MiB);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % align, 0u) << align;
+    std::memset(p, 2, 8 * MiB);
+    kfree(p);
+  }
+  vmalloc_cache_release(~std::uint64_t{0});
   vmalloc_set_wake_hook(nullptr);
 }
 

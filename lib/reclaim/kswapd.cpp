@@ -37,11 +37,12 @@ constinit Mutex g_init_lock;
 [[noreturn]] void kswapd_main(void* arg);
 
 // Whether node nid holds enough free resident memory to be worth a thread:
-// its zone's dirty free pages reach `reclaim_start`. Cached direct mappings
-// do not count: their pages went back at their free (vmalloc.h), what is
-// left is address space. Zone lock held.
-bool worth_a_thread(unsigned, const Zone& z) {
+// its zone's dirty free pages, and on node 0 (whose thread ages them) the
+// cached direct mappings, whose pages stay resident (vmalloc.h), reach
+// `reclaim_start`. Zone lock held (vmalloc_cache_bytes takes no lock).
+bool worth_a_thread(unsigned nid, const Zone& z) {
   std::uint64_t bytes = std::uint64_t{z.dirty_pages()} << kPageShift;
+  if (nid == 0) bytes += vmalloc_cache_bytes();
   return bytes >= config().reclaim_start;
 }
 
@@ -76,7 +77,11 @@ void kswapd_wake(void*, unsigned nid) {
 }
 
 // The direct-mapping cache's hook (no lock held): as a zone wake of node 0.
-void vmalloc_wake() {
+// A running thread needs only the first (it then sleeps at most decay_ms
+// while the cache holds anything); one not started yet is asked at every
+// entry, since the cache's pages count towards starting it.
+void vmalloc_wake(bool first) {
+  if (!first && g_kswapd[0].state.load(std::memory_order_acquire) == kRunning) return;
   Zone& z = g_pa->zone(0);
   LockGuard<Mutex> g(z.lock);
   kswapd_wake(nullptr, 0);

@@ -61,10 +61,7 @@ Page* large_head(const void* p) {
 
 void* alloc_block(std::size_t size, std::size_t align, int nid, bool zero) {
   if (size <= kMaxBlockSize && align <= kMaxBlockSize) return large_alloc(size, align, nid, zero);
-  bool zeroed;
-  void* p = vmalloc(size, align, nid, &zeroed);
-  if (p && zero && !zeroed) std::memset(p, 0, size);  // a reused mapping
-  return p;
+  return vmalloc(size, align, nid, zero);
 }
 
 // The length of large block or direct mapping p (0 for neither).

@@ -2,11 +2,13 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "lib/base/base.h"
 #include "lib/buddy/buddy.h"
 #include "lib/numa/numa.h"
+#include "lib/slub/vmalloc_thp.h"
 
 namespace numaslub {
 namespace {
@@ -115,18 +117,32 @@ void erase(Entry* e) {
 
 // ---- the cache of freed mappings ---------------------------------------
 //
-// A freed mapping's pages go back to the OS at its free (MADV_DONTNEED, in
-// vfree); its address range is kept for reuse by a request of about its
-// size (up to 25% larger than asked; 16 entries, 64 MiB of address space),
-// so a program that keeps allocating and freeing blocks above 4 MiB
-// (growing buffers) saves the mmap, mbind and munmap calls, and a reused
-// mapping reads as zero (calloc needs no memset). Its pages are faulted in
-// again: jemalloc likewise purges its huge arena's blocks at free. Kept
-// resident, the cache held up to 64 MiB that no request of another size
-// could use, on top of the heap (the `large` workload's peak RSS was 1.6x
-// jemalloc's). Entries are bounded in number and bytes; reclaim unmaps
-// those idle for decay_ms (vmalloc_cache_release), and everything under
-// pressure or malloc_trim.
+// A program that keeps allocating and freeing blocks above 4 MiB (growing
+// buffers, per-request scratch, an interpreter's big arrays) would pay at
+// every round the mmap, mbind and munmap calls and, above all, a fault and
+// the kernel's zeroing for every page it writes again: `large` (blocks of
+// 64 KiB..16 MiB, every page written) spent 0.5 s of its 0.55 s in the
+// kernel, 280k faults where mimalloc, which keeps its freed memory, took
+// 48k. So a freed mapping of up to 32 MiB stays mapped and resident, as it
+// is, in a cache of at most 16 entries and 64 MiB (the newest freed stay;
+// the oldest are unmapped to make room). Any request but calloc's can take
+// one: a longer one grows it in place or moves it (mremap moves page
+// tables, not data: only the new tail faults), a shorter one unmaps the
+// tail it does not need (kept when within a quarter of the request). Its
+// pages hold what the last block left, so calloc does not take one: a
+// calloc'd block is often written sparsely, and a new mapping's zero pages
+// cost only where touched.
+// Two earlier designs: entries kept resident but reused only for about
+// their own size held up to 64 MiB that requests of other sizes could not
+// use (`large`'s peak RSS was 1.6x jemalloc's); entries whose pages were
+// released at free held nothing but saved no faults either. Reclaim unmaps
+// the entries idle for decay_ms (vmalloc_cache_release), and all of them
+// under pressure or malloc_trim. Measured with bench/run.py --full --runs
+// 5 -w large (time, peak RSS; x jemalloc in the same run): 0.38x, 0.93x
+// before; 0.12-0.15x, 1.00-1.01x after (mimalloc 0.08-0.10x, 1.44-1.50x).
+// A bound of half the live mappings' bytes instead of 64 MiB kept peak RSS
+// at 0.86x but only reached 0.28x; --quick's short run (40 blocks a thread)
+// shows the cost: peak RSS 0.91x -> 1.32x.
 
 namespace {
 
@@ -142,120 +158,90 @@ constexpr std::size_t kCacheMaxBytes = std::size_t{64} << 20;
 constexpr std::size_t kCacheMaxEntry = std::size_t{32} << 20;
 constinit Cached g_cache[kCacheSlots] = {};
 constinit unsigned g_cached = 0;
-constinit std::size_t g_cached_bytes = 0;
-using WakeFn = void (*)();
+// Written under g_lock; read without it by reclaim (vmalloc_cache_bytes,
+// under a zone lock: g_lock is never taken there).
+constinit std::atomic<std::size_t> g_cached_bytes{0};
+using WakeFn = void (*)(bool first);
 constinit WakeFn g_wake = nullptr;
 
-// Takes a cached mapping of at least len bytes (at most len + len/4),
-// aligned to align, made for node nid. Lock held.
-std::uintptr_t cache_take(std::size_t len, std::size_t align, int nid, std::size_t* got,
-                          bool* huge) {
+// The cache is kept in the order of the frees, oldest first.
+Cached cache_remove(unsigned i) {
+  Cached c = g_cache[i];
+  g_cached_bytes.store(g_cached_bytes.load(std::memory_order_relaxed) - c.len,
+                       std::memory_order_relaxed);
+  for (--g_cached; i < g_cached; ++i) g_cache[i] = g_cache[i + 1];
+  return c;
+}
+
+// Takes the cached mapping that best serves a request of len bytes aligned
+// to align for node nid into *out: the one whose pages cover most of the
+// request (ties: the shortest). Only one with the huge page advice thp=
+// wants for the request (`huge`: a plain one grown would stay plain, and a
+// huge one would hide thp=auto's probe), and one shorter than len only
+// where it can grow without losing its alignment (align <= a page). Lock
+// held.
+bool cache_take(std::size_t len, std::size_t align, int nid, bool huge, Cached* out) {
   unsigned best = kCacheSlots;
+  std::size_t best_cover = 0;
   for (unsigned i = 0; i < g_cached; ++i) {
     const Cached& c = g_cache[i];
-    if (c.len < len || c.len - len > len / 4 || c.addr % align || c.nid != nid) continue;
-    if (best == kCacheSlots || c.len < g_cache[best].len) best = i;
+    if (c.nid != nid || c.huge != huge || c.addr % align) continue;
+    if (c.len < len && align > kPageSize) continue;
+    std::size_t cover = c.len < len ? c.len : len;
+    if (cover > best_cover || (cover == best_cover && c.len < g_cache[best].len)) {
+      best = i;
+      best_cover = cover;
+    }
   }
-  if (best == kCacheSlots) return 0;
-  std::uintptr_t a = g_cache[best].addr;
-  *got = g_cache[best].len;
-  *huge = g_cache[best].huge;
-  g_cached_bytes -= *got;
-  g_cache[best] = g_cache[--g_cached];
-  return a;
+  if (best == kCacheSlots) return false;
+  *out = cache_remove(best);
+  return true;
+}
+
+// Fits cached mapping *c (off the cache: this thread's alone) to len
+// bytes: unmaps the tail a shorter request does not need, or grows it,
+// where it is or moved (mremap: the pages move with their page tables;
+// only the new tail will fault). A huge mapping keeps its 2 MiB alignment
+// and whole 2 MiB units, so no huge page is split. False, with the mapping
+// unmapped, when it cannot grow (address space).
+bool fit_cached(Cached* c, std::size_t len) {
+  constexpr std::size_t kHuge = kHugeMappingBytes;
+  if (c->len >= len) {
+    std::size_t keep = c->huge ? align_up(len, kHuge) : len;
+    if (c->len - len <= len / 4 || keep >= c->len) return true;
+    sys::munmap(reinterpret_cast<void*>(c->addr + keep), c->len - keep);
+    c->len = keep;
+    return true;
+  }
+  auto* old = reinterpret_cast<void*>(c->addr);
+  long r = sys::mremap(old, c->len, len, 0, nullptr);  // in place
+  if (sys::failed(r) && !c->huge) {
+    r = sys::mremap(old, c->len, len, MREMAP_MAYMOVE, nullptr);
+  } else if (sys::failed(r)) {
+    // Moved onto a 2 MiB boundary: a range reserved for it, then replaced.
+    void* m = sys::mmap(nullptr, len + kHuge, PROT_NONE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, nullptr);
+    if (m) {
+      auto start = reinterpret_cast<std::uintptr_t>(m);
+      std::uintptr_t to = align_up(start, kHuge);
+      if (to > start) sys::munmap(m, to - start);
+      sys::munmap(reinterpret_cast<void*>(to + len), start + kHuge - to);
+      r = sys::mremap(old, c->len, len, MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(to));
+      if (sys::failed(r)) sys::munmap(reinterpret_cast<void*>(to), len);
+    }
+  }
+  if (sys::failed(r)) {
+    sys::munmap(old, c->len);
+    return false;
+  }
+  c->addr = static_cast<std::uintptr_t>(r);
+  c->len = len;
+  return true;
 }
 
 }  // namespace
 
-// ---- huge pages for direct mappings (thp=) -----------------------------
-//
-// A mapping is a block the program asked for whole, but whether it writes
-// all of it is the program's business: a huge page over a sparse one makes
-// all of it resident (the guide's rule: MADV_HUGEPAGE only where memory is
-// densely used). So thp=auto measures: a mapping made without advice is
-// sampled at its free (mincore: the pages the program wrote). Once
-// thp_dense % of the sampled pages (at least kSampleMinPages of them) were
-// written, new mappings start on a 2 MiB boundary and are advised
-// MADV_HUGEPAGE before any page is touched, except one in kProbeEvery,
-// made plain so that the measure goes on (an advised mapping's pages are
-// resident in 2 MiB units and tell nothing). The sample decays: it is
-// halved past kSampleMaxPages. thp=always advises every mapping, thp=never
-// none. Measured on `large` (blocks of 64 KiB..16 MiB, every page
-// written): 80k page faults down to 10k, 0.26 s down to 0.085 s (jemalloc,
-// no huge pages: 0.235 s), peak RSS the same.
-
-namespace {
-
-constexpr std::size_t kHugeBytes = kHugePages << kPageShift;  // 2 MiB
-constexpr unsigned kProbeEvery = 8;
-constexpr std::size_t kSampleMinPages = std::size_t{16} << (20 - kPageShift);  // 16 MiB
-constexpr std::size_t kSampleMaxPages = std::size_t{256} << (20 - kPageShift);
-constinit std::size_t g_sampled = 0;  // pages of plain mappings measured (g_lock)
-constinit std::size_t g_written = 0;  // of those, pages the program wrote (g_lock)
-constinit unsigned g_made_dense = 0;  // mappings made while dense, probes counted (g_lock)
-constinit std::uint64_t g_thp_advised = 0;
-
-ThpMode thp_mode() {
-  PageAllocator* pa = page_allocator_if_ready();
-  return pa ? pa->thp() : ThpMode::kNever;  // kNever also where advice is impossible
-}
-
-bool dense_locked() {
-  return g_sampled >= kSampleMinPages && g_written * 100 >= g_sampled * config().thp_dense;
-}
-
-// Whether a new mapping of len bytes gets huge pages. Lock held.
-bool want_huge_locked(std::size_t len) {
-  if (len < kHugeBytes) return false;
-  switch (thp_mode()) {
-    case ThpMode::kAlways:
-      return true;
-    case ThpMode::kNever:
-      return false;
-    case ThpMode::kAuto:
-      break;
-  }
-  return dense_locked() && ++g_made_dense % kProbeEvery != 0;
-}
-
-// Adds plain mapping [p, p + len)'s written pages to the sample (thp=auto).
-// mincore, a vector on the stack at a time; no lock held while it runs.
-void sample_density(void* p, std::size_t len) {
-  if (thp_mode() != ThpMode::kAuto) return;
-  unsigned char vec[1024];
-  std::size_t pages = len >> kPageShift, written = 0;
-  for (std::size_t done = 0; done < pages;) {
-    std::size_t n = pages - done < sizeof vec ? pages - done : sizeof vec;
-    if (sys::call(SYS_mincore, static_cast<char*>(p) + (done << kPageShift), n << kPageShift,
-                  vec) != 0)
-      return;
-    for (std::size_t i = 0; i < n; ++i) written += vec[i] & 1;
-    done += n;
-  }
-  LockGuard<Mutex> g(g_lock);
-  g_sampled += pages;
-  g_written += written;
-  while (g_sampled > kSampleMaxPages) {
-    g_sampled /= 2;
-    g_written /= 2;
-  }
-}
-
-}  // namespace
-
-void vmalloc_thp_stats(std::uint64_t* advised, unsigned* written_pct) {
-  LockGuard<Mutex> g(g_lock);
-  *advised = g_thp_advised;
-  *written_pct = g_sampled ? static_cast<unsigned>(g_written * 100 / g_sampled) : 0;
-}
-
-void vmalloc_thp_reset_for_test() {
-  LockGuard<Mutex> g(g_lock);
-  g_sampled = g_written = 0;
-  g_made_dense = 0;
-}
-
-void vmalloc_set_wake_hook(void (*wake)()) {
+void vmalloc_set_wake_hook(void (*wake)(bool first)) {
   g_wake = wake;
 }
 
@@ -265,13 +251,10 @@ std::size_t vmalloc_cache_release(std::uint64_t before_ns) {
   {
     LockGuard<Mutex> g(g_lock);
     for (unsigned i = 0; i < g_cached;) {
-      if (g_cache[i].freed_ns <= before_ns) {
-        out[n++] = g_cache[i];
-        g_cached_bytes -= g_cache[i].len;
-        g_cache[i] = g_cache[--g_cached];
-      } else {
+      if (g_cache[i].freed_ns <= before_ns)
+        out[n++] = cache_remove(i);
+      else
         ++i;
-      }
     }
   }
   std::size_t bytes = 0;
@@ -283,8 +266,7 @@ std::size_t vmalloc_cache_release(std::uint64_t before_ns) {
 }
 
 std::size_t vmalloc_cache_bytes() {
-  LockGuard<Mutex> g(g_lock);
-  return g_cached_bytes;
+  return g_cached_bytes.load(std::memory_order_relaxed);
 }
 
 namespace {
@@ -294,46 +276,50 @@ namespace {
 std::size_t map_len(std::size_t size) {
   return size ? align_up(size, kPageSize) : kPageSize;
 }
+void* map_new(std::size_t size, std::size_t align, int nid, bool huge);
 }  // namespace
 
-void* vmalloc(std::size_t size, std::size_t align, int nid, bool* zeroed) {
+void* vmalloc(std::size_t size, std::size_t align, int nid, bool zero) {
   if (size > kMaxAllocSize || align > kMaxAllocSize) return nullptr;
   // Cache entries are keyed by the node the mapping was bound to, so "the
   // CPU's node" is resolved first: a mapping made on another node's CPU
   // must not be handed to this one.
   if (PageAllocator* pa = page_allocator_if_ready()) nid = static_cast<int>(pa->policy_node(nid));
+  std::size_t want = map_len(size);
+  Cached c;
+  bool took = false, huge = vmalloc_want_huge(want);
   {
-    std::size_t want = map_len(size), got = 0;
-    bool huge = false;
     LockGuard<Mutex> g(g_lock);
-    if (g_cached && (g_used + 1) * 2 <= capacity()) {
-      if (std::uintptr_t a =
-              cache_take(want, align > kPageSize ? align : kPageSize, nid, &got, &huge)) {
-        insert(a, got, nid, huge);
-        if (zeroed) *zeroed = true;  // released at its free (vfree)
-        return reinterpret_cast<void*>(a);
-      }
-    }
+    took =
+        !zero && g_cached && cache_take(want, align > kPageSize ? align : kPageSize, nid, huge, &c);
   }
-  if (zeroed) *zeroed = true;
-  if (void* p = vmalloc_map(size, align, nid)) return p;
+  // Fitted and recorded outside the cache: the entry is this thread's
+  // (fit_cached unmaps it when it fails; so does a failed insert: no table).
+  if (took && fit_cached(&c, want)) {
+    LockGuard<Mutex> g(g_lock);
+    if (insert(c.addr, c.len, c.nid, c.huge)) return reinterpret_cast<void*>(c.addr);
+    sys::munmap(reinterpret_cast<void*>(c.addr), c.len);
+  }
+  if (void* p = map_new(size, align, nid, huge)) return p;
   // Out of address space (RLIMIT_AS) or memory while freed mappings sit in
   // the cache: unmap them and try once more, rather than fail for want of
   // what we hold ourselves.
   if (vmalloc_cache_release(~std::uint64_t{0}) == 0) return nullptr;
-  return vmalloc_map(size, align, nid);
+  return map_new(size, align, nid, huge);
 }
 
 void* vmalloc_map(std::size_t size, std::size_t align, int nid) {
   if (size > kMaxAllocSize || align > kMaxAllocSize) return nullptr;
+  return map_new(size, align, nid, vmalloc_want_huge(map_len(size)));
+}
+
+namespace {
+// A new mapping of size bytes (<= kMaxAllocSize), advised MADV_HUGEPAGE if
+// huge (thp='s choice, made by the caller) and the kernel agrees.
+void* map_new(std::size_t size, std::size_t align, int nid, bool huge) {
   std::size_t len = map_len(size);
-  bool huge;
-  {
-    LockGuard<Mutex> g(g_lock);
-    huge = want_huge_locked(len);
-  }
   // Huge pages map whole 2 MiB ranges: the mapping starts on one.
-  if (huge && align < kHugeBytes) align = kHugeBytes;
+  if (huge && align < kHugeMappingBytes) align = kHugeMappingBytes;
   std::size_t extra = align > kPageSize ? align : 0;
   void* m = sys::mmap(nullptr, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
                       0, nullptr);
@@ -354,13 +340,15 @@ void* vmalloc_map(std::size_t size, std::size_t align, int nid) {
   // kernel without THP refuses the advice, and nothing else changes.
   if (huge) huge = sys::madvise(reinterpret_cast<void*>(p), len, MADV_HUGEPAGE) == 0;
   LockGuard<Mutex> g(g_lock);
-  if (huge) ++g_thp_advised;
+  if (huge) vmalloc_count_advised();
   if (!insert(p, len, nid, huge)) {
     sys::munmap(reinterpret_cast<void*>(p), len);
     return nullptr;
   }
   return reinterpret_cast<void*>(p);
 }
+
+}  // namespace
 
 bool vfree(void* p) {
   std::size_t len;
@@ -375,26 +363,33 @@ bool vfree(void* p) {
     huge = e->huge;
     erase(e);
     g_freed[g_freed_next++ % kFreedRing] = reinterpret_cast<std::uintptr_t>(p);
-    cacheable = g_wake && len <= kCacheMaxEntry && g_cached < kCacheSlots &&
-                g_cached_bytes + len <= kCacheMaxBytes;
+    cacheable = g_wake && len <= kCacheMaxEntry;
   }
   // Off the table and in no cache, the range is this thread's alone: how
-  // much of it the program wrote is measured (huge pages, below), its
-  // pages go back without the lock (the cache's header above says why),
-  // then it joins the cache if there is still room, else it is unmapped.
-  if (!huge) sample_density(p, len);
-  bool cached = false, was_empty = false;
-  if (cacheable && sys::madvise(p, len, MADV_DONTNEED) == 0) {
+  // much of it the program wrote is measured (huge pages, below) without
+  // the lock, then it joins the cache or is unmapped.
+  if (!huge) vmalloc_sample_density(p, len);
+  Cached evicted[kCacheSlots];
+  unsigned n_evicted = 0;
+  bool was_empty = false;
+  if (cacheable) {
     LockGuard<Mutex> g(g_lock);
-    if (g_cached < kCacheSlots && g_cached_bytes + len <= kCacheMaxBytes) {
-      was_empty = g_cached == 0;
-      g_cache[g_cached++] = {reinterpret_cast<std::uintptr_t>(p), len, now_coarse_ns(), nid, huge};
-      g_cached_bytes += len;
-      cached = true;
-    }
+    // The newest freed is likeliest to be asked for again: the oldest
+    // entries make room for it (len <= kCacheMaxEntry < kCacheMaxBytes).
+    while (g_cached == kCacheSlots ||
+           g_cached_bytes.load(std::memory_order_relaxed) + len > kCacheMaxBytes)
+      evicted[n_evicted++] = cache_remove(0);
+    was_empty = g_cached == 0;
+    g_cache[g_cached++] = {reinterpret_cast<std::uintptr_t>(p), len, now_coarse_ns(), nid, huge};
+    g_cached_bytes.store(g_cached_bytes.load(std::memory_order_relaxed) + len,
+                         std::memory_order_relaxed);
   }
-  if (!cached) sys::munmap(p, len);
-  if (was_empty) g_wake();  // reclaim ages the cache from now on
+  for (unsigned i = 0; i < n_evicted; ++i)
+    sys::munmap(reinterpret_cast<void*>(evicted[i].addr), evicted[i].len);
+  if (!cacheable) sys::munmap(p, len);
+  // Reclaim ages the cache from its first entry on; every entry added asks
+  // it again whether the thread is worth starting (the cache's pages count).
+  if (cacheable) g_wake(was_empty);
   return true;
 }
 
@@ -449,8 +444,9 @@ void vmalloc_fork_child(std::uint32_t self) {
     }
   }
   if (g_cached > kCacheSlots) g_cached = kCacheSlots;
-  g_cached_bytes = 0;
-  for (unsigned i = 0; i < g_cached; ++i) g_cached_bytes += g_cache[i].len;
+  std::size_t bytes = 0;
+  for (unsigned i = 0; i < g_cached; ++i) bytes += g_cache[i].len;
+  g_cached_bytes.store(bytes, std::memory_order_relaxed);
 }
 
 std::size_t vmalloc_list(std::uintptr_t* out, std::size_t max) {

@@ -21,22 +21,25 @@ inline constexpr std::size_t kMaxAllocSize = std::size_t{1} << 46;
 // At least size bytes (one page for size 0) aligned to align (a power of
 // two), from the cache of freed mappings or a new mapping (2 MiB-aligned
 // and advised MADV_HUGEPAGE where thp= says so: vmalloc.cpp); null on failure,
-// and always for size or align above kMaxAllocSize. *zeroed (if given) says
-// whether the memory reads as zero: always, a new mapping's and a cached
-// one's alike (vfree released its pages before caching it).
-void* vmalloc(std::size_t size, std::size_t align, int nid, bool* zeroed = nullptr);
+// and always for size or align above kMaxAllocSize. With zero, the memory
+// reads as zero (always a new mapping); without, it may hold what an
+// earlier block left (a cached one, its pages kept).
+void* vmalloc(std::size_t size, std::size_t align, int nid, bool zero);
 // A new mapping, bypassing the cache.
 void* vmalloc_map(std::size_t size, std::size_t align, int nid);
 // Unmaps cached mappings freed before before_ns (~0: all); returns pages.
 std::size_t vmalloc_cache_release(std::uint64_t before_ns);
-// Bytes of address space the cache holds (its pages are not resident).
+// Bytes the cache holds (at most 64 MiB, mapped and resident as the
+// program left them).
 std::size_t vmalloc_cache_bytes();
-// Reclaim's wake-up, called when the cache stops being empty. Freed
-// mappings are cached only once a hook is set (someone ages them).
-void vmalloc_set_wake_hook(void (*wake)());
-// Frees p if it is a recorded mapping (false otherwise): its pages go back
-// to the OS at once (MADV_DONTNEED), then its address range is cached for
-// reuse or unmapped.
+// Reclaim's wake-up, called (no lock held) each time a freed mapping joins
+// the cache, `first` when the cache was empty: reclaim ages the cache and
+// counts its bytes as free resident memory. Freed mappings are cached only
+// once a hook is set (someone ages them).
+void vmalloc_set_wake_hook(void (*wake)(bool first));
+// Frees p if it is a recorded mapping (false otherwise): cached for reuse
+// with its pages (the oldest cached ones unmapped to make room), or
+// unmapped when above 32 MiB or when no reclaim ages the cache.
 bool vfree(void* p);
 // For a pointer that is not a mapping's start (vfree said false): what
 // misuse it is, if it was ours. kFreed: a mapping freed lately (the last

@@ -21,6 +21,7 @@
 #include "lib/buddy/page_alloc.h"
 #include "lib/reclaim/reclaim.h"
 #include "lib/slub/kmalloc.h"
+#include "lib/slub/vmalloc.h"
 #include "tests/test_mincore.h"
 
 using namespace numaslub;
@@ -208,6 +209,37 @@ TEST_F(Reclaim, ThreadStartsOnlyAboveTheStartMark) {
   burst(64);
   ASSERT_TRUE(wait_for([] { return kswapd_running(0); }, 2000)) << "64 MiB free: no thread";
   EXPECT_EQ(task_count(), tasks + 1);
+}
+
+// Cached direct mappings keep their pages (vmalloc.h), so they count
+// towards starting the thread as free pages do, and the thread unmaps them
+// once idle for decay_ms. Below the start mark they start nothing.
+TEST_F(Reclaim, CachedMappingsStartTheThreadAndAge) {
+  ASSERT_EQ(config().reclaim_start, 32u << 20) << "run with the default reclaim_start";
+  ASSERT_LE(config().decay_ms, 200u) << "run with NUMASLUB_CONF=decay_ms=100";
+  std::size_t tasks = task_count();
+  std::vector<void*> v;
+  for (int i = 0; i < 4; ++i) {
+    v.push_back(kmalloc(12 << 20));
+    ASSERT_NE(v.back(), nullptr);
+    std::memset(v.back(), 0x11, 12 << 20);
+  }
+  kfree(v[0]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(kswapd_running(0)) << "12 MiB cached started a thread";
+  EXPECT_EQ(task_count(), tasks);
+  EXPECT_EQ(resident_pages(v[0], 12 << 20), 3072u) << "not cached with its pages";
+  for (int i = 1; i < 4; ++i) kfree(v[i]);  // 48 MiB cached
+  ASSERT_TRUE(wait_for([] { return kswapd_running(0); }, 2000)) << "48 MiB cached: no thread";
+  // Unmapped after they leave the cache (outside its lock): wait for both.
+  EXPECT_TRUE(wait_for(
+      [&] {
+        for (void* p : v)
+          if (resident_pages(p, 12 << 20) != ~std::size_t{0}) return false;
+        return vmalloc_cache_bytes() == 0;
+      },
+      3000))
+      << "never aged";
 }
 
 TEST_F(Reclaim, ForkedChildRestartsItsReclaimThreadLazily) {
