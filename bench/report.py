@@ -35,6 +35,8 @@ WORKLOAD_TIME_VS_JEMALLOC = 1.0
 WORKLOAD_TIME_VS_BEST = 1.3
 WORKLOAD_RSS_VS_JEMALLOC = 1.2
 WORKLOAD_VS_MIMALLOC = {"xmalloc": 1.5}
+# Memory return (issue 14): RSS 0.5 s after memreturn's last free, in % of its peak.
+MEMRETURN_PCT_AT_500MS = 10
 
 
 def log(msg=""):
@@ -90,7 +92,7 @@ def medians(ok, runs):
          "time_min": min(x["elapsed_s"] for x in ok),
          "time_max": max(x["elapsed_s"] for x in ok),
          "rss": statistics.median(x["maxrss_kib"] for x in ok)}
-    for key in ("rss_free_kib", "rss_1s_kib", "rss_end_kib"):
+    for key in ("rss_free_kib", "rss_500ms_kib", "rss_1s_kib", "rss_end_kib"):
         vals = [int(x["extra"][key]) for x in ok if key in x["extra"]]
         if vals:
             d[key] = statistics.median(vals)
@@ -129,17 +131,20 @@ def ratio_table(s, title, key, unit, scale, ratios, gms):
 
 def memreturn_table(s):
     text = ["memory return after the memreturn burst (MiB, median): does RSS fall without "
-            "malloc_trim?",
-            "%-10s %10s %12s %12s %12s" % ("allocator", "peak", "after free", "after 1 s",
-                                           "1 s / peak")]
+            "malloc_trim? (issue 14's mark: <= %d%% of the peak 0.5 s after the last free)"
+            % MEMRETURN_PCT_AT_500MS,
+            "%-10s %10s %12s %12s %12s %12s" % ("allocator", "peak", "after free", "after 0.5 s",
+                                                "after 1 s", "0.5 s / peak")]
     for n in s.names:
         m = s.med.get(("memreturn", n))
         if not m or "rss_1s_kib" not in m:
             text.append("%-10s %10s" % (n, "FAIL"))
             continue
-        text.append("%-10s %10.0f %12.0f %12.0f %11.0f%%" % (
-            n, m["rss"] / 1024, m["rss_free_kib"] / 1024, m["rss_1s_kib"] / 1024,
-            100.0 * m["rss_1s_kib"] / m["rss"]))
+        half = m.get("rss_500ms_kib")
+        text.append("%-10s %10.0f %12.0f %12s %12.0f %11s" % (
+            n, m["rss"] / 1024, m["rss_free_kib"] / 1024,
+            "%.0f" % (half / 1024) if half is not None else "-", m["rss_1s_kib"] / 1024,
+            "%.0f%%" % (100.0 * half / m["rss"]) if half is not None else "-"))
     text.append("")
     return text
 
@@ -313,13 +318,14 @@ def write_csv(path, s, results):
         wr = csv.writer(f)
         wr.writerow(["workload", "allocator", "runs_ok", "runs", "time_median_s", "time_min_s",
                      "time_max_s", "time_ratio_jemalloc", "peak_rss_median_kib",
-                     "peak_rss_ratio_jemalloc", "rss_after_free_kib", "rss_after_1s_kib"])
+                     "peak_rss_ratio_jemalloc", "rss_after_free_kib", "rss_after_1s_kib",
+                     "rss_after_500ms_kib"])
         for w in s.wnames:
             for n in s.names:
                 m = s.med.get((w, n))
                 nr = len(results[(w, n)])
                 if not m:
-                    wr.writerow([w, n, 0, nr] + [""] * 8)
+                    wr.writerow([w, n, 0, nr] + [""] * 9)
                     continue
                 wr.writerow([w, n, m["runs_ok"], m["runs"], "%.6f" % m["time"],
                              "%.6f" % m["time_min"], "%.6f" % m["time_max"],
@@ -327,11 +333,12 @@ def write_csv(path, s, results):
                              "%d" % m["rss"],
                              "%.4f" % s.ratio_r[(w, n)] if (w, n) in s.ratio_r else "",
                              "%d" % m["rss_free_kib"] if "rss_free_kib" in m else "",
-                             "%d" % m["rss_1s_kib"] if "rss_1s_kib" in m else ""])
+                             "%d" % m["rss_1s_kib"] if "rss_1s_kib" in m else "",
+                             "%d" % m["rss_500ms_kib"] if "rss_500ms_kib" in m else ""])
         for n in s.names:
             if n in s.gm_t:
                 wr.writerow(["geomean", n, "", "", "", "", "", "%.4f" % s.gm_t[n], "",
-                             "%.4f" % s.gm_r[n], "", ""])
+                             "%.4f" % s.gm_r[n], "", "", ""])
 
 
 def write_runs_csv(path, s, results):

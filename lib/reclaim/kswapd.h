@@ -57,8 +57,9 @@ class PageAllocator;
 void reclaim_init();
 
 // One synchronous reclaim pass over node nid, as kswapd runs it. Returns
-// the pages released. Exposed for tests and tools.
-std::size_t reclaim_pass(unsigned nid);
+// the pages released, and in *sleep_ns (if given) how long the thread would
+// sleep after it (0: until a wake). Exposed for tests and tools.
+std::size_t reclaim_pass(unsigned nid, std::uint64_t* sleep_ns = nullptr);
 
 // Releases up to max_pages resident free pages of node nid that were freed
 // before before_ns (coarse monotonic; ~0 for any age). Returns pages released.
