@@ -1,5 +1,5 @@
 // The allocation API around the fast paths: large blocks from the buddy
-// allocator (32 KiB < size <= 4 MiB), direct mappings above (vmalloc.h), calloc,
+// allocator (64 KiB < size <= 4 MiB), direct mappings above (vmalloc.h), calloc,
 // realloc, aligned and node-directed allocation, and usable size.
 //
 // A large block is a buddy block of the smallest order that holds the
@@ -427,7 +427,9 @@ void* kcalloc(std::size_t n, std::size_t size) {
     return nullptr;
   }
   if (NS_UNLIKELY(allocator_busy())) return nested_alloc(total, 16);  // zeroed
-  if (total <= kMaxSmallSize) {
+  // Above kMaxDenseClassSize a clean large block beats a class's object:
+  // no memset, and pages the program never touches cost no RSS.
+  if (total <= kMaxDenseClassSize) {
     void* p = kmalloc(total);
     if (p) std::memset(p, 0, total);
     return p;
