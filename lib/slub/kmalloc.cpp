@@ -49,14 +49,18 @@ void large_free(Page* head) {
   g_kmem.pa->free_pages_exact(head, pages);
 }
 
-// The head page of a large block p points at, or null.
-Page* large_head(const void* p) {
-  if (!g_kmem.pa || !g_kmem.pa->owns(p)) return nullptr;
-  Page* page = g_kmem.pa->virt_to_page(p);
+// page, the descriptor of heap address p, if p starts a large block; else null.
+Page* large_head_at(Page* page, const void* p) {
   if ((page->flags & (PG_head | PG_large)) != (PG_head | PG_large) ||
       g_kmem.pa->page_address(page) != p)
     return nullptr;
   return page;
+}
+
+// The head page of a large block p points at, or null.
+Page* large_head(const void* p) {
+  if (!g_kmem.pa || !g_kmem.pa->owns(p)) return nullptr;
+  return large_head_at(g_kmem.pa->virt_to_page(p), p);
 }
 
 void* alloc_block(std::size_t size, std::size_t align, int nid, bool zero) {
@@ -311,7 +315,7 @@ static void kfree_slow_inner(void* p) {
       check_small(page, p, true);
       return small_free_slow(page, p);
     }
-    if (Page* head = large_head(p)) {
+    if (Page* head = large_head_at(page, p)) {
       check_tail(p, "large block");
       if (NS_UNLIKELY(head->flags & PG_sampled)) {
         prof_release(reinterpret_cast<ProfRecord*>(head->priv[3]), p);
