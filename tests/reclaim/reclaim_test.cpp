@@ -237,10 +237,16 @@ TEST_F(Reclaim, RunCachedAfterTheThreadSleptIsDrained) {
       },
       5000))
       << "the thread never went to sleep armed";
-  kfree(block);
+  std::uint64_t run_frees;
   {
     LockGuard<Mutex> g(pcp->lock);
-    EXPECT_GT(pcp->run_pages, 0u) << "the block went to the zone, not a run list";
+    run_frees = pcp->run_frees;
+  }
+  kfree(block);
+  {
+    // Counted, not looked for: the thread it woke may have drained it already.
+    LockGuard<Mutex> g(pcp->lock);
+    EXPECT_EQ(pcp->run_frees, run_frees + 1) << "the block went to the zone, not a run list";
   }
   bool drained = wait_for(
       [&] {
