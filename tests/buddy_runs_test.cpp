@@ -219,6 +219,50 @@ TEST(BuddyRuns, NoRunsWhenTurnedOff) {
   EXPECT_TRUE(a->flags & PG_buddy);
 }
 
+// A run freed on a CPU wakes the zone's reclaim thread only when the thread
+// went to sleep armed since that CPU last woke it (Zone::run_wake_seq): a
+// CPU that frees and reuses one run in a loop takes no zone lock for it.
+// The hook here re-arms at once, as kswapd_wake does while no thread is
+// worth starting: with a wake per run freed into empty lists (the rule
+// before), every free of the loop would call it.
+TEST(BuddyRuns, RunFreesWakeReclaimOncePerArming) {
+  PinCpu pin;
+  ASSERT_TRUE(pin.ok);
+  PageAllocator* pa = make_heap(1);
+  ASSERT_NE(pa, nullptr);
+  Zone& z = pa->zone(0);
+  static int wakes;
+  wakes = 0;
+  {
+    LockGuard<Mutex> g(z.lock);
+    z.wake_ctx = &z;
+    z.wake_fn = [](void* ctx, unsigned) {
+      auto* zone = static_cast<Zone*>(ctx);
+      ++wakes;
+      zone->wake_pending = false;
+      zone->kswapd_armed = true;
+    };
+    z.kswapd_armed = true;
+  }
+  auto loop = [&] {
+    for (int i = 0; i < 100; ++i) {
+      Page* a = pa->alloc_pages_exact(0, 12);
+      ASSERT_NE(a, nullptr);
+      pa->free_pages_exact(a, 12);
+    }
+  };
+  loop();  // no thread has slept armed: the sequence never moved
+  EXPECT_EQ(wakes, 0);
+  z.run_wake_seq.fetch_add(1);  // a thread went to sleep armed
+  loop();
+  EXPECT_EQ(wakes, 1);
+  z.run_wake_seq.fetch_add(1);
+  loop();
+  EXPECT_EQ(wakes, 2);
+  LockGuard<Mutex> g(z.lock);
+  z.wake_fn = nullptr;
+}
+
 TEST(BuddyRunsDeathTest, DoubleFreeOfACachedRunIsCaught) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   PageAllocator* pa = make_heap(1);

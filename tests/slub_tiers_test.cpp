@@ -64,7 +64,7 @@ TEST(SlubLarge, FreedBlockIsTheNextOfItsClassOnTheCpu) {
   pin_here();
   PageAllocator* pa = page_allocator();
   ASSERT_NE(pa, nullptr);
-  for (std::size_t n : {33 * KiB, 40000ul, 64 * KiB, 100 * KiB, 700 * KiB, 1 * MiB}) {
+  for (std::size_t n : {kMaxSmallSize + 1, 80 * KiB, 100 * KiB, 700 * KiB, 1 * MiB}) {
     void* p = kmalloc(n);
     ASSERT_NE(p, nullptr);
     fill(p, n, 3);
@@ -103,21 +103,21 @@ TEST(SlubLarge, FreedBlockIsTheNextOfItsClassOnTheCpu) {
 TEST(SlubLarge, CallocAndResizedBlocksBypassTheRunLists) {
   AffinityGuard keep;
   pin_here();
-  void* p = kmalloc(48 * KiB);
+  void* p = kmalloc(96 * KiB);
   ASSERT_NE(p, nullptr);
-  std::memset(p, 0x77, 48 * KiB);
+  std::memset(p, 0x77, 96 * KiB);
   kfree(p);
-  void* z = kcalloc(1, 48 * KiB);
+  void* z = kcalloc(1, 96 * KiB);
   ASSERT_NE(z, nullptr);
   EXPECT_NE(z, p);
-  EXPECT_TRUE(all_zero(z, 48 * KiB));
-  void* q = kmalloc(48 * KiB);  // the run is still there
+  EXPECT_TRUE(all_zero(z, 96 * KiB));
+  void* q = kmalloc(96 * KiB);  // the run is still there
   EXPECT_EQ(q, p);
-  void* r = krealloc(q, 45 * KiB);  // 12 pages -> 12: a class still
+  void* r = krealloc(q, 93 * KiB);  // 24 pages -> 24: a class still
   EXPECT_EQ(r, q);
-  r = krealloc(r, 35 * KiB);  // 9 pages: in place, 3 pages back
+  r = krealloc(r, 70 * KiB);  // 18 pages: in place, 6 pages back
   EXPECT_EQ(r, q);
-  EXPECT_EQ(ksize(r), 36 * KiB);
+  EXPECT_EQ(ksize(r), 72 * KiB);
   kfree(r);
   EXPECT_FALSE(page_allocator()->virt_to_page(r)->flags & PG_pcp);
   kfree(z);
@@ -311,14 +311,23 @@ TEST(SlubRealloc, InPlace) {
   EXPECT_EQ(q, p);
   EXPECT_EQ(ksize(q), 104 * KiB);
   EXPECT_EQ(first_bad(q, 100 * KiB + 1, 7), 100 * KiB + 1);
-  q = krealloc(q, 33 * KiB);
+  q = krealloc(q, 65 * KiB);
   EXPECT_EQ(q, p);
-  EXPECT_EQ(ksize(q), 36 * KiB);
-  EXPECT_EQ(first_bad(q, 33 * KiB, 7), 33 * KiB);
+  EXPECT_EQ(ksize(q), 68 * KiB);
+  EXPECT_EQ(first_bad(q, 65 * KiB, 7), 65 * KiB);
   // Growing within the pages it already has also keeps it.
-  q = krealloc(q, 35 * KiB);
+  q = krealloc(q, 67 * KiB);
   EXPECT_EQ(q, p);
-  kfree(q);
+  // Down to a slab class's size it moves into the class (size_class.h):
+  // every block of at most kMaxSmallSize is a slab object but calloc's,
+  // aligned ones and sampled ones.
+  void* o = krealloc(q, 40 * KiB);
+  ASSERT_NE(o, nullptr);
+  EXPECT_NE(o, p);
+  EXPECT_EQ(ksize(o), 40 * KiB);
+  EXPECT_EQ(ksize_small(o), 40 * KiB);
+  EXPECT_EQ(first_bad(o, 40 * KiB, 7), 40 * KiB);
+  kfree(o);
 
   // A slab object shrunk within its class stays.
   p = kmalloc(100);
@@ -342,7 +351,7 @@ TEST(SlubRealloc, HeapBlocksNeverTakeTheMappingTableLock) {
   vmalloc_hold_lock_for_test(true);
   void* s2 = krealloc(s, 48);          // the same class: kept
   void* s3 = krealloc(s2, 300);        // another class: moved
-  void* l2 = krealloc(l, 50 * KiB);    // shrunk in place
+  void* l2 = krealloc(l, 70 * KiB);    // shrunk in place
   void* l3 = krealloc(l2, 900 * KiB);  // grown in place or moved
   std::size_t small_size = ksize_small(s3), large_size = ksize_small(l3);
   vmalloc_hold_lock_for_test(false);
@@ -351,7 +360,7 @@ TEST(SlubRealloc, HeapBlocksNeverTakeTheMappingTableLock) {
   EXPECT_EQ(first_bad(s3, 40, 3), 40u);
   EXPECT_EQ(l2, l);
   ASSERT_NE(l3, nullptr);
-  EXPECT_EQ(first_bad(l3, 50 * KiB, 4), 50 * KiB);
+  EXPECT_EQ(first_bad(l3, 70 * KiB, 4), 70 * KiB);
   EXPECT_EQ(small_size, ksize(s3));
   EXPECT_EQ(large_size, 0u);  // not a slab object: krealloc's
   kfree(s3);
@@ -362,7 +371,8 @@ TEST(SlubRealloc, KsizeSmallOnlyForLiveSlabObjects) {
   // realloc's fast path (kmalloc.h) keeps or moves what ksize_small sizes:
   // a live object's start, never a freed one, an interior pointer or a
   // block of another kind.
-  for (std::size_t n : {std::size_t{1}, 16ul, 17ul, 100ul, 1000ul, 4096ul, 20000ul, 32768ul}) {
+  for (std::size_t n :
+       {std::size_t{1}, 16ul, 17ul, 100ul, 1000ul, 4096ul, 20000ul, 32768ul, 40000ul, 65536ul}) {
     void* p = kmalloc(n);
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(ksize_small(p), ksize(p)) << n;
@@ -371,7 +381,7 @@ TEST(SlubRealloc, KsizeSmallOnlyForLiveSlabObjects) {
     kfree(p);
     EXPECT_EQ(ksize_small(p), 0u) << n;  // free: its tag is set
   }
-  void* l = kmalloc(64 * KiB);
+  void* l = kmalloc(kMaxSmallSize + 1);
   EXPECT_EQ(ksize_small(l), 0u);
   kfree(l);
   EXPECT_EQ(ksize_small(nullptr), 0u);

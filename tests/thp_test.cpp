@@ -20,6 +20,7 @@
 
 #include "lib/buddy/page_alloc.h"
 #include "lib/reclaim/kswapd.h"
+#include "lib/slub/slab.h"
 
 namespace numaslub {
 namespace {
@@ -375,6 +376,31 @@ TEST(Thp, SparseBlocksStayOutOfHugeRanges) {
   pa->free_pages(s, 4);
   pa->free_pages(d, 4);
   for (std::size_t i = 1; i + 1 < blocks.size(); ++i) free_touched(pa, blocks[i], kMaxOrder);
+}
+
+// Slabs of the classes above 32 KiB are placed as the large blocks they
+// were (kGfpSparse, slab.cpp): out of huge ranges, where a slab of a dense
+// class goes in.
+TEST(Thp, SlabsOfTheBigClassesStayOutOfHugeRanges) {
+  std::vector<Page*> blocks;
+  PageAllocator* pa = two_section_auto_heap(&blocks);
+  ASSERT_NE(pa, nullptr);
+  Zone& z = pa->zone(0);
+  const std::size_t sp = pa->arena().section_pages();
+  ASSERT_TRUE(z.range_huge(sp));
+  free_touched(pa, blocks[0], kMaxOrder);
+  free_touched(pa, blocks[blocks.size() - 1], kMaxOrder);  // the marked one heads the list
+  static KmemCache dense, big;  // their slabs stay: the heap is kept until exit
+  ASSERT_TRUE(dense.init(size_to_class(kMaxDenseClassSize), pa, 1));
+  ASSERT_TRUE(big.init(size_to_class(kMaxSmallSize), pa, 2));
+  ASSERT_GE(big.order, dense.order);
+  void* d = nullptr;
+  void* b = nullptr;
+  ASSERT_EQ(dense.fill(0, &d, 1), 1u);
+  ASSERT_EQ(big.fill(0, &b, 1), 1u);
+  EXPECT_GE(zpfn(pa, pa->virt_to_page(d)), sp) << "a dense class's slab should fill the huge range";
+  EXPECT_LT(zpfn(pa, pa->virt_to_page(b)), sp) << "a big class's slab went into an advised range";
+  EXPECT_EQ(z.stats.thp_sparse_fallback, 0u);
 }
 
 TEST(Thp, SparseBlockGrowsTheZoneOnBasePages) {

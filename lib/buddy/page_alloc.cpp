@@ -263,14 +263,18 @@ void PageAllocator::free_pages_exact(Page* page, std::size_t pages) {
   int cpu = this_cpu();
   if (static_cast<unsigned>(topo_->node_of_cpu(cpu)) != nid)
     node_stats_[nid].remote_free.fetch_add(1, std::memory_order_relaxed);
-  bool first = false;
+  bool wake = false;
   if (pcp_ && pages >= kRunMinPages && pages <= kRunMaxPages && run_round_pages(pages) == pages &&
-      pcp(static_cast<unsigned>(cpu), nid)->free_run(zones_[nid], page, run_class(pages), &first)) {
+      pcp(static_cast<unsigned>(cpu), nid)->free_run(zones_[nid], page, run_class(pages), &wake)) {
     // Memory "goes back without the application asking" holds for runs
-    // too: the first run a CPU caches wakes a kswapd that waits for a free
-    // (its idle drain then returns the runs of an idle CPU to the zone,
-    // where decay releases them). Later runs find it awake.
-    if (first) {
+    // too: the first run a CPU caches after kswapd went to sleep armed
+    // wakes it (its idle drain then returns the runs of an idle CPU to the
+    // zone, where decay releases them). Later runs find it awake, or
+    // looking again while runs are cached (Zone::run_wake_seq): no zone
+    // lock for them, where a wake on every run freed into empty lists
+    // cost a malloc+free loop of one block the zone lock and the hook on
+    // each free.
+    if (wake) {
       LockGuard<Mutex> g(zones_[nid].lock);
       zones_[nid].wake_if_armed_locked();
     }

@@ -136,7 +136,7 @@ void PerCpuPages::drain_runs_locked(Zone& zone, unsigned c, unsigned n) {
   ++drains;
 }
 
-bool PerCpuPages::free_run(Zone& zone, Page* page, unsigned c, bool* first) {
+bool PerCpuPages::free_run(Zone& zone, Page* page, unsigned c, bool* wake) {
   std::size_t pages = run_class_pages(c);
   if (pages > run_high || pages > cap_pages.load(std::memory_order_relaxed)) return false;
   NS_CHECK(!(page->flags & (PG_buddy | PG_pcp)), "double free of page run %p (%zu pages)",
@@ -144,7 +144,9 @@ bool PerCpuPages::free_run(Zone& zone, Page* page, unsigned c, bool* first) {
   LockGuard<Mutex> g(lock);
   RunList& l = runs[c];
   if (l.count == kRunCapacity) drain_runs_locked(zone, c, kRunCapacity / 2);
-  *first = run_pages == 0;
+  std::uint32_t seq = zone.run_wake_seq.load(std::memory_order_relaxed);
+  *wake = seq != run_wake_seen;
+  run_wake_seen = seq;
   page->flags = PG_pcp;
   l.stack[l.count++] = page;
   run_pages += static_cast<std::uint32_t>(pages);

@@ -104,6 +104,9 @@ struct alignas(64) PerCpuPages {
   std::uint64_t run_frees = 0;  // runs put on a run list
   std::uint32_t run_high = 0;   // pages the run lists may hold (0: no runs kept)
   std::uint32_t run_pages = 0;  // pages on the run lists
+  // The zone's run_wake_seq when this CPU's runs last woke its reclaim
+  // thread (zone.h): a run freed while it differs wakes it again.
+  std::uint32_t run_wake_seen = 0;
   // The most pages the lists and runs may hold together: this CPU's share
   // of the zone (set_cap). Atomic: the zone's growth updates it without
   // this lock.
@@ -120,8 +123,9 @@ struct alignas(64) PerCpuPages {
   // Push run page of class c (its head's flags cleared of the owner's marks
   // by the caller); false, changing nothing, when runs are not kept
   // (run_high 0 or below the run's size): then the caller frees it.
-  // *first: the run lists held nothing before (reclaim may need waking).
-  bool free_run(Zone& zone, Page* page, unsigned c, bool* first);
+  // *wake: the zone's reclaim thread went to sleep armed since this CPU
+  // last woke it for its runs (Zone::run_wake_seq): wake it.
+  bool free_run(Zone& zone, Page* page, unsigned c, bool* wake);
   // Return every block and run to zone. Returns the number of pages moved.
   std::size_t drain(Zone& zone);
   std::size_t pages() const;  // pages held on all lists

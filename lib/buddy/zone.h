@@ -257,6 +257,14 @@ class Zone {
   void* wake_ctx = nullptr;
   bool kswapd_armed = false;
   bool wake_pending = false;
+  // Bumped (zone lock held) by a reclaim thread that goes to sleep armed,
+  // with nothing left to age or drain. A CPU wakes it for its runs
+  // (wake_if_armed_locked) only when this moved since its last such wake
+  // (PerCpuPages::run_wake_seen): a run cached after the thread looked is
+  // then drained when its CPU idles, while a CPU that frees and reuses one
+  // run in a loop takes no zone lock for it. Before a thread runs it never
+  // moves: runs cannot start one (only the zone's own pages count).
+  std::atomic<std::uint32_t> run_wake_seq{0};
   // Pages handed out from the clean lists (the heap's RSS grows by them)
   // while more than dirty_reserve() resident pages were free, in blocks too
   // small for the request (take_block prefers resident ones of any order):

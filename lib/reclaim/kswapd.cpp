@@ -264,6 +264,9 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
   if (still_cached) return sooner(ms_to_ns(cfg.idle_drain_ms ? cfg.idle_drain_ms : 1));
   if (map_wait) return map_wait;
   z.kswapd_armed = true;
+  // The next run a CPU caches wakes it (zone.h).
+  z.run_wake_seq.store(z.run_wake_seq.load(std::memory_order_relaxed) + 1,
+                       std::memory_order_relaxed);
   return 0;
 }
 

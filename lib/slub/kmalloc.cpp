@@ -1,5 +1,5 @@
 // The allocation API around the fast paths: large blocks from the buddy
-// allocator (32 KiB < size <= 4 MiB), direct mappings above (vmalloc.h), calloc,
+// allocator (64 KiB < size <= 4 MiB), direct mappings above (vmalloc.h), calloc,
 // realloc, aligned and node-directed allocation, and usable size.
 //
 // A large block is a buddy block of the smallest order that holds the
@@ -49,14 +49,18 @@ void large_free(Page* head) {
   g_kmem.pa->free_pages_exact(head, pages);
 }
 
-// The head page of a large block p points at, or null.
-Page* large_head(const void* p) {
-  if (!g_kmem.pa || !g_kmem.pa->owns(p)) return nullptr;
-  Page* page = g_kmem.pa->virt_to_page(p);
+// page, the descriptor of heap address p, if p starts a large block; else null.
+Page* large_head_at(Page* page, const void* p) {
   if ((page->flags & (PG_head | PG_large)) != (PG_head | PG_large) ||
       g_kmem.pa->page_address(page) != p)
     return nullptr;
   return page;
+}
+
+// The head page of a large block p points at, or null.
+Page* large_head(const void* p) {
+  if (!g_kmem.pa || !g_kmem.pa->owns(p)) return nullptr;
+  return large_head_at(g_kmem.pa->virt_to_page(p), p);
 }
 
 void* alloc_block(std::size_t size, std::size_t align, int nid, bool zero) {
@@ -308,7 +312,7 @@ static void kfree_slow_inner(void* p) {
       check_small(page, p, true);
       return small_free_slow(page, p);
     }
-    if (Page* head = large_head(p)) {
+    if (Page* head = large_head_at(page, p)) {
       check_tail(p, "large block");
       if (NS_UNLIKELY(head->flags & PG_sampled)) {
         prof_release(reinterpret_cast<ProfRecord*>(head->priv[3]), p);
@@ -424,7 +428,9 @@ void* kcalloc(std::size_t n, std::size_t size) {
     return nullptr;
   }
   if (NS_UNLIKELY(allocator_busy())) return nested_alloc(total, 16);  // zeroed
-  if (total <= kMaxSmallSize) {
+  // Above kMaxDenseClassSize a clean large block beats a class's object:
+  // no memset, and pages the program never touches cost no RSS.
+  if (total <= kMaxDenseClassSize) {
     void* p = kmalloc(total);
     if (p) std::memset(p, 0, total);
     return p;

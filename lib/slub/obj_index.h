@@ -7,12 +7,13 @@
 // in the heap, so a heap offset masked with (slab bytes - 1) is the offset
 // into its slab. For class size d, let M = floor(2^64 / d) + 1, so that
 // d * M = 2^64 + e with 0 < e <= d. For an offset off = k * d + r into a slab
-// (0 <= r < d, off < 2^17, so k < 2^17), modulo 2^64:
-//     off * M == k * e                    when r == 0 (k * e < 2^34), and
+// (0 <= r < d, off < 2^18: order kMaxSlabOrder at most, so k * e <= k * d
+// <= off < 2^18), modulo 2^64:
+//     off * M == k * e                    when r == 0, and
 //     off * M == r * M + k * e >= M       when r > 0 (r * M <= 2^64 + e - M,
 //                                         and k * e < M - e: no wrap),
-// with M >= 2^64 / 2^17 = 2^47. So one compare with limit = objects * e
-// (< 2^34) accepts exactly the starts of objects 0 .. objects - 1 and
+// with M >= 2^64 / 2^17 = 2^47 (d <= 64 KiB). So one compare with limit =
+// objects * e (<= 2^18) accepts exactly the starts of objects 0 .. objects - 1 and
 // rejects every other offset, the unused tail's included (k == objects
 // there). An and, a multiply, a compare, each with its operand in the
 // table: cheap enough for the free fast path. (Lemire, Kaser and Kurz's
@@ -32,7 +33,10 @@
 
 namespace numaslub {
 
-inline constexpr unsigned kMaxSlabOrder = 5;
+// 256 KiB: a slab of 48 KiB objects holds 5 with 1/16 waste (at order 5,
+// 2 with a quarter). No class below 48 KiB reaches it; debug slabs of the
+// 64 KiB class need it for one object with its red zones.
+inline constexpr unsigned kMaxSlabOrder = 6;
 
 // Smallest order whose tail waste is at most 1/8 of the slab, preferring at
 // least 8 objects per slab for small objects (fewer trips to the buddy).

@@ -1,14 +1,23 @@
 // Size classes of the kmalloc caches.
 //
-// 16-byte steps up to 128 bytes, then four classes per doubling up to 32 KiB:
-// 160 192 224 256, 320 384 448 512, ... 20480 24576 28672 32768. A request
+// 16-byte steps up to 128 bytes, then four classes per doubling up to 64 KiB:
+// 160 192 224 256, 320 384 448 512, ... 40960 49152 57344 65536. A request
 // of n bytes gets the smallest class >= n, so the internal waste is below
 // 16 bytes up to 128 bytes and below 25% for every size above 48 bytes (the
 // 16-byte alignment every object needs makes 17 -> 32 unavoidable; the
 // worst case above 128 is just past a step: 129 -> 160).
 // Every class is a multiple of 16 (16-byte alignment for every object) and
-// every power of two up to 32 KiB is a class, whose objects are then
+// every power of two up to 64 KiB is a class, whose objects are then
 // naturally aligned (slabs are aligned to their size).
+//
+// The classes above 32 KiB (kMaxDenseClassSize) were large blocks before
+// (issue 14): a malloc+free pair of 40 KiB cost ~930 instructions through
+// the page allocator's run lists (locks, current_cpu twice, the zone on a
+// miss) against ~80 for a class's sheaves. Their objects are what programs
+// touch sparsely (buffers sized for the worst case), so their slabs are
+// placed as large blocks are (kGfpSparse: outside huge ranges), and calloc
+// of them still takes a clean large block (no memset, no RSS for pages it
+// never touches).
 #pragma once
 
 #include <array>
@@ -19,8 +28,10 @@
 
 namespace numaslub {
 
-inline constexpr unsigned kNrClasses = 40;
-inline constexpr std::size_t kMaxSmallSize = 32768;
+inline constexpr unsigned kNrClasses = 44;
+inline constexpr std::size_t kMaxSmallSize = 65536;
+// The largest class whose slabs are placed densely (see above).
+inline constexpr std::size_t kMaxDenseClassSize = 32768;
 
 namespace detail {
 

@@ -134,7 +134,11 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s, bool ran
 }
 
 Slab* KmemCache::new_slab(unsigned nid) {
-  Page* head = pa->alloc_pages(static_cast<int>(nid), order);
+  // Objects above kMaxDenseClassSize are placed as the large blocks they
+  // were (size_class.h): a program may touch few of their pages, and in a
+  // huge range the first touch would make 2 MiB resident.
+  unsigned gfp = size > kMaxDenseClassSize ? unsigned{kGfpSparse} : 0u;
+  Page* head = pa->alloc_pages(static_cast<int>(nid), order, gfp);
   if (!head) return nullptr;
   std::size_t pages = std::size_t{1} << order;
   for (std::size_t i = 0; i < pages; ++i) {

@@ -158,7 +158,7 @@ Hist where(const std::set<std::uintptr_t>& pages) {
   return h;
 }
 
-// The three ways to the page allocator: slab objects (<= 32 KiB), buddy
+// The three ways to the page allocator: slab objects (<= 64 KiB), buddy
 // blocks (up to 4 MiB), direct mappings above.
 struct Kind {
   const char* name;
@@ -166,7 +166,7 @@ struct Kind {
 };
 const Kind kKinds[] = {
     {"slab", {{64, 512}, {2 * kKiB, 32}, {16 * kKiB, 4}}},
-    {"buddy", {{64 * kKiB, 4}, {1 * kMiB, 1}, {4 * kMiB, 1}}},
+    {"buddy", {{80 * kKiB, 4}, {1 * kMiB, 1}, {4 * kMiB, 1}}},
     {"mapping", {{6 * kMiB, 1}}},
 };
 
@@ -398,11 +398,11 @@ void mode_remote() {
 
   // Buddy blocks: freed on the other node, they stay node 0's pages.
   std::vector<Block> blocks;
-  on_node(home, [&] { blocks = alloc_kind({"buddy", {{64 * kKiB, 8}}}, kPlain); });
+  on_node(home, [&] { blocks = alloc_kind({"buddy", {{80 * kKiB, 8}}}, kPlain); });
   b0 = stats(home);
   on_node(away, [&] {
     free_all(&blocks);
-    blocks = alloc_kind({"buddy", {{64 * kKiB, 8}}}, kPlain);
+    blocks = alloc_kind({"buddy", {{80 * kKiB, 8}}}, kPlain);
   });
   a0 = stats(home);
   h = where(blocks);

@@ -331,6 +331,54 @@ TEST_F(Reclaim, BurstLeavesJustFreedBlocksForReuse) {
   EXPECT_GE(dirty_pages(z), std::size_t{120 << 20} >> 12) << "just freed blocks released";
 }
 
+// A run a CPU caches after the reclaim thread went to sleep armed wakes it
+// (Zone::run_wake_seq), and its idle drain returns the run to the zone: the
+// memory goes back without the program asking.
+TEST_F(Reclaim, RunCachedAfterTheThreadSleptIsDrained) {
+  cpu_set_t old, one;
+  ASSERT_EQ(sched_getaffinity(0, sizeof old, &old), 0);
+  int cpu = current_cpu();
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  PageAllocator* pa = page_allocator();
+  Zone& z = pa->zone(0);
+  PerCpuPages* pcp = pa->pcp(static_cast<unsigned>(cpu), 0);
+  ASSERT_NE(pcp, nullptr);
+  // Allocated before: its free is then a run freed, nothing of the zone's.
+  void* block = kmalloc(100 * 1024);
+  ASSERT_NE(block, nullptr);
+  burst(64);
+  kfree(kmalloc(40));
+  ASSERT_TRUE(wait_for([] { return kswapd_running(0); }, 2000));
+  ASSERT_TRUE(wait_for(
+      [&] {
+        LockGuard<Mutex> g(z.lock);
+        return z.kswapd_armed;
+      },
+      5000))
+      << "the thread never went to sleep armed";
+  std::uint64_t run_frees;
+  {
+    LockGuard<Mutex> g(pcp->lock);
+    run_frees = pcp->run_frees;
+  }
+  kfree(block);
+  {
+    // Counted, not looked for: the thread it woke may have drained it already.
+    LockGuard<Mutex> g(pcp->lock);
+    EXPECT_EQ(pcp->run_frees, run_frees + 1) << "the block went to the zone, not a run list";
+  }
+  bool drained = wait_for(
+      [&] {
+        LockGuard<Mutex> g(pcp->lock);
+        return pcp->run_pages == 0;
+      },
+      3000);
+  sched_setaffinity(0, sizeof old, &old);
+  EXPECT_TRUE(drained) << "the cached run never went back";
+}
+
 TEST_F(Reclaim, ForkedChildRestartsItsReclaimThreadLazily) {
   burst(64);
   kfree(kmalloc(40));
