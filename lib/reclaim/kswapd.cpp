@@ -24,8 +24,7 @@ struct alignas(64) Kswapd {
   std::atomic<std::uint32_t> seq{0};  // futex word: bumped by every wake
   std::atomic<int> state{kIdle};
   unsigned nid = 0;
-  bool bursting = false;            // the last pass found the zone above its high mark
-  std::uint64_t burst_seen_ns = 0;  // the last pass that found it above low while bursting
+  bool bursting = false;  // the last pass found the zone above its high mark
   RawThread thread;
   std::atomic<std::uint64_t> wakeups{0}, passes{0}, released{0}, pressure_events{0}, idle_drains{0};
 };
@@ -206,34 +205,17 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
     // a small program keeps without a thread anyway: the min mark alone is
     // 10% of the zone, so after a 1 GiB burst 116 MiB stayed for decay_ms
     // (memreturn: RSS 10.7% of the peak 0.5 s after the last free; issue 14
-    // asks for 10% by then). Only blocks freed an eighth of decay_ms ago
-    // (62 ms by default) go: a garbage collector's sweep is a burst too,
-    // and the program allocates most of it again at once (Ruby: 141-173k
-    // page faults with every block eligible, 72-79k with this; memreturn
-    // still at 2-4% of its peak by 0.5 s).
-    // Once below low, one more round lets the blocks that were too young
-    // age, and takes them down to the reserve too.
-    std::uint64_t young = ms_to_ns(cfg.decay_ms) / 8;
-    bool above = dirty > high || (k.bursting && dirty > low);
-    if (above) k.burst_seen_ns = now;
+    // asks for 10% by then).
+    bool burst = dirty > high || (k.bursting && dirty > low);
+    std::size_t burst_released = 0;
     std::size_t keep =
         cfg.reclaim_start >> kPageShift < min ? cfg.reclaim_start >> kPageShift : min;
-    bool burst =
-        above || (k.bursting && dirty > keep && now < k.burst_seen_ns + young + kBurstRecheckNs);
-    std::size_t burst_released = 0;
     if (burst)
-      burst_released = release_cold_pages(g_pa, nid, dirty - keep, now > young ? now - young : 0,
-                                          HugeSplit::kNone);
+      burst_released = release_cold_pages(g_pa, nid, dirty - keep, ~0ULL, HugeSplit::kNone);
     released += burst_released;
     // With huge ranges a burst pass may find only blocks to keep: no
-    // reason to look again soon, unless some are merely too young yet.
-    bool young_left = false;
-    if (burst && thp && burst_released == 0) {
-      LockGuard<Mutex> g(z.lock);
-      std::uint64_t oldest = z.oldest_dirty_stamp_locked();
-      young_left = oldest != ~0ULL && oldest + young > now;
-    }
-    k.bursting = burst && (!thp || burst_released > 0 || young_left);
+    // reason to look again soon.
+    k.bursting = burst && (!thp || burst_released > 0);
     std::uint64_t decay = ms_to_ns(cfg.decay_ms);
     if (now > decay) {
       released += release_cold_pages(g_pa, nid, ~std::size_t{0}, now - decay);

@@ -154,7 +154,7 @@ TEST_F(Reclaim, PressureReleasesEverythingCached) {
 
 TEST_F(Reclaim, HighWatermarkReleasesWithoutWaitingForDecay) {
   Config c = config();
-  c.decay_ms = 8000;  // a burst waits decay_ms / 8 (1 s) for blocks to be reused
+  c.decay_ms = 600000;
   config_set_for_test(c);
   Zone& z = page_allocator()->zone(0);
   std::size_t high;
@@ -268,67 +268,44 @@ TEST_F(Reclaim, CachedMappingDoesNotDelayTheZonesDeadline) {
 
 // A burst pass gives back all but a reserve of at most reclaim_start, not
 // the whole min mark (10% of the zone: after a 1 GiB burst, 116 MiB stayed
-// until decay), but only blocks freed at least decay_ms / 8 ago: what the
-// program allocates again at once (a garbage collector's sweep) stays.
+// until decay).
 bool no_pressure() {
   return false;
 }
 
-// Frees 128 MiB of 64 KiB blocks in zone 0 with marks of a larger heap
-// (set after the allocations: onlining a section recomputes them): min
-// 32 MiB, four times the reserve cap of 8 MiB (a release may pass its mark
-// by a 4 MiB block or two), high 96 MiB.
-void burst_with_marks(Zone& z) {
+TEST_F(Reclaim, BurstKeepsAtMostReclaimStart) {
   Config c = config();
+  c.decay_ms = 600000;  // only the burst rule releases here
   c.reclaim_start = 8 << 20;
   config_set_for_test(c);
   reclaim_set_pressure_source(no_pressure);
   std::vector<void*> v;
-  for (int i = 0; i < 2048; ++i) {
-    v.push_back(kmalloc(64 << 10));
-    std::memset(v.back(), 4, 64 << 10);
+  for (int i = 0; i < 64; ++i) {  // 2 MiB blocks: above the slab classes and the CPUs' run lists
+    v.push_back(kmalloc(2 << 20));
+    std::memset(v.back(), 4, 2 << 20);
   }
+  Zone& z = page_allocator()->zone(0);
   {
+    // Marks of a larger heap (set after the allocations: onlining a section
+    // recomputes them): min 32 MiB, four times the cap (a release may pass
+    // its mark by a 4 MiB block or two).
     LockGuard<Mutex> g(z.lock);
     z.wmark_min = 8192;
     z.wmark_low = 16384;
     z.wmark_high = 24576;
   }
   free_all(v);
-}
-
-std::size_t dirty_pages(Zone& z) {
-  LockGuard<Mutex> g(z.lock);
-  return z.dirty_pages() - std::min(z.thp_kept_pages, z.dirty_pages());
-}
-
-TEST_F(Reclaim, BurstKeepsAtMostReclaimStart) {
-  Config c = config();
-  c.decay_ms = 4000;  // blocks are old enough for a burst after 500 ms, for decay after 4 s
-  config_set_for_test(c);
-  Zone& z = page_allocator()->zone(0);
-  burst_with_marks(z);
-  std::this_thread::sleep_for(std::chrono::milliseconds(600));
   reclaim_pass(0);
   // kswapd (started by the burst) may hold blocks mid-release: wait.
   std::size_t dirty = 0;
   EXPECT_TRUE(wait_for(
       [&] {
-        dirty = dirty_pages(z);
+        LockGuard<Mutex> g(z.lock);
+        dirty = z.dirty_pages() - std::min(z.thp_kept_pages, z.dirty_pages());
         return dirty <= std::size_t{9 << 20} >> 12;
       },
       2000))
       << dirty << " dirty pages kept";
-}
-
-TEST_F(Reclaim, BurstLeavesJustFreedBlocksForReuse) {
-  Config c = config();
-  c.decay_ms = 8000;  // a burst takes blocks freed a second ago
-  config_set_for_test(c);
-  Zone& z = page_allocator()->zone(0);
-  burst_with_marks(z);
-  reclaim_pass(0);
-  EXPECT_GE(dirty_pages(z), std::size_t{120 << 20} >> 12) << "just freed blocks released";
 }
 
 // A run a CPU caches after the reclaim thread went to sleep armed wakes it
