@@ -98,7 +98,10 @@ struct KmemCache {
   std::uint32_t secret_gen = 0;
   std::uint16_t* random_seq = nullptr;  // SLAB_FREELIST_RANDOM permutation
   bool random_start = true;             // new slabs start it at a random point
-  KmemCacheNode* node = nullptr;        // [nr_nodes]
+  // Objects per cache-line group of random_seq (slab.cpp, init): a group's
+  // objects are consecutive in it. 1 without slab_random.
+  std::uint32_t random_group = 1;
+  KmemCacheNode* node = nullptr;  // [nr_nodes]
   PageAllocator* pa = nullptr;
 
   // Sets up the cache for class `cls`; `random`: slab_random (else the
