@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <set>
 #include <vector>
 
@@ -145,6 +146,67 @@ TEST(SlabRandom, ObjectsOfOneCacheLineComeOutTogether) {
       EXPECT_TRUE(within_unsorted) << "every group's objects in address order";
     }
   }
+}
+
+// A sheaf's refill is dealt out by line (KmemCache::deal_by_line): no two
+// objects handed out one after the other share a cache line, an object's
+// line-mates come 4 (2) places or more away, and the refill still holds
+// whole lines (only its last group is cut, where the fill ended).
+TEST(SlabRandom, ARefillDealsItsLinesOut) {
+  ASSERT_NE(heap(), nullptr);
+  static KmemCache caches[3];
+  unsigned k = 0;
+  for (std::uint32_t size : {16u, 32u, 48u}) {
+    SCOPED_TRACE(size);
+    KmemCache& cache = caches[k++];
+    ASSERT_TRUE(cache.init(kClassBySize16[size / 16], heap(), 0x5eed5eed, true));
+    std::uint32_t group = size == 32 ? 2 : 4;
+    ASSERT_EQ(cache.random_group, group);
+    for (int refill = 0; refill < 6; ++refill) {
+      void* objs[61];
+      unsigned n = cache.fill(0, objs, 61);
+      ASSERT_EQ(n, 61u);
+      std::multiset<std::uintptr_t> before;
+      for (void* o : objs) before.insert(reinterpret_cast<std::uintptr_t>(o));
+      cache.deal_by_line(objs, n);
+      std::multiset<std::uintptr_t> after;
+      for (void* o : objs) after.insert(reinterpret_cast<std::uintptr_t>(o));
+      ASSERT_EQ(before, after);
+      // Lines, by the group of `size`-byte objects each starts in (a
+      // 48-byte object may cross into the next line, which is its group's).
+      std::uintptr_t bytes = kPageSize << cache.order;
+      auto gid = [&](void* o) {
+        auto a = reinterpret_cast<std::uintptr_t>(o);
+        return (a & ~(bytes - 1)) + ((a & (bytes - 1)) / size) / group;
+      };
+      for (unsigned i = 1; i < n; ++i)
+        for (unsigned d = 1; d < group && d <= i; ++d)
+          ASSERT_NE(gid(objs[i]), gid(objs[i - d]))
+              << "refill " << refill << " at " << i << " and " << i - d;
+      std::map<std::uintptr_t, unsigned> per_group;
+      for (void* o : objs) ++per_group[gid(o)];
+      unsigned cut = 0;
+      for (auto& [g, count] : per_group) {
+        std::size_t first = (g & (bytes - 1)) * group;  // the group's first object in its slab
+        cut +=
+            count != std::min<std::size_t>(group, cache.objects - first);  // the last may be short
+      }
+      EXPECT_LE(cut, 2u) << "a refill takes whole lines but where it starts and ends";
+    }
+  }
+}
+
+TEST(SlabRandom, NothingToDealWithoutSlabRandom) {
+  ASSERT_NE(heap(), nullptr);
+  static KmemCache cache;
+  ASSERT_TRUE(cache.init(kClassBySize16[1], heap(), 0x5eed5eed, false));
+  EXPECT_EQ(cache.random_group, 1u);
+  void* objs[61];
+  ASSERT_EQ(cache.fill(0, objs, 61), 61u);
+  void* copy[61];
+  std::copy(objs, objs + 61, copy);
+  cache.deal_by_line(objs, 61);
+  EXPECT_TRUE(std::equal(objs, objs + 61, copy)) << "address order stays";
 }
 
 }  // namespace

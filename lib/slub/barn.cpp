@@ -143,6 +143,7 @@ bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
   }
   Sheaf* s = *spare;
   s->size = c.fill(nid, s->objects(), s->capacity);
+  c.deal_by_line(s->objects(), s->size);
   for (std::uint32_t i = 0; i < s->size; ++i) NS_TSAN_RELEASE(s->objects()[i]);
   return s->size > 0;
 }

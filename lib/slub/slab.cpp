@@ -177,6 +177,27 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s, bool ran
   return true;
 }
 
+// The line groups of a new slab come out of fill one after the other, so a
+// sheaf refilled from it would hand out a line's objects one after the
+// other: an object's neighbours in memory allocated right after it (what
+// SLAB_FREELIST_RANDOM means to prevent), and objects one thread allocates
+// back to back for others sharing a line (falseshare-passive, Hoard's
+// cache-scratch: the objects stay there as each worker frees and allocates
+// its own again). Dealt out by column, [0, g, 2g, ..., 1, g+1, ...],
+// consecutive objects are g or more places apart in the fill's order, so
+// in different groups: a group's g objects take consecutive places. The
+// sheaf's objects still fill whole lines; only their order changes.
+void KmemCache::deal_by_line(void** objs, unsigned n) const {
+  std::uint32_t g = random_group;
+  constexpr unsigned kMax = 64;
+  if (g < 2 || n <= g || n > kMax) return;
+  void* copy[kMax];
+  for (unsigned i = 0; i < n; ++i) copy[i] = objs[i];
+  unsigned k = 0;
+  for (unsigned col = 0; col < g; ++col)
+    for (unsigned i = col; i < n; i += g) objs[k++] = copy[i];
+}
+
 Slab* KmemCache::new_slab(unsigned nid) {
   Page* head = pa->alloc_pages(static_cast<int>(nid), order);
   if (!head) return nullptr;

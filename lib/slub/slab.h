@@ -112,6 +112,12 @@ struct KmemCache {
   // Takes up to n objects from node nid's slabs (growing the cache as
   // needed). Returns how many were stored in out.
   unsigned fill(unsigned nid, void** out, unsigned n);
+  // Reorders n objects that fill just took for a sheaf (n <= 64) so that
+  // consecutive ones lie on different cache lines: fill takes whole line
+  // groups one after the other (slab_random), dealing them out by line
+  // keeps an object's line-mates random_group places or more away from it
+  // (slab.cpp). Nothing to do without slab_random.
+  void deal_by_line(void** objs, unsigned n) const;
   // Returns n objects to their slabs (any nodes), under each node's
   // list_lock once per run of same-node objects.
   void free_batch(void* const* objs, unsigned n);
