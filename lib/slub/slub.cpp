@@ -121,10 +121,10 @@ static void free_slow_thread(KmemCache& c, void* p);
 // random slot freed, one allocated) kept its main next to a boundary after
 // every exchange: main full after an allocation's exchange, empty after a
 // free's, and the next few operations crossed back (16-byte objects: one
-// exchange every ~250 calls; 218k exchanges in 40M pairs, 80% of them
-// saved). A flow one way (a consumer) refills from the barn as before, and
-// the full sheaves it returns to the barn are the frees' as before: a free
-// that finds main full takes a spare with room, whatever its count.
+// exchange every ~250 calls; 218k exchanges in 40M pairs, 8k now). A flow
+// one way (a consumer) refills from the barn as before, and the full
+// sheaves the barn gets are the frees' as before: a free that finds main
+// full takes a spare with room, whatever its count.
 
 #if NS_HAVE_RSEQ_ASM
 static void* alloc_slow_rseq(unsigned cls) {
