@@ -100,11 +100,12 @@ TEST(SlabRandom, OffHandsOutObjectsInAddressOrder) {
       ASSERT_EQ(v[i], v[i - 1] + cache.size) << "slab " << s / cache.objects << " object " << i;
 }
 
-// Classes whose objects share cache lines: 16 and 48 bytes (four objects
-// end on a line boundary), 32 and 96 (two), 80 (four; objects straddle
-// lines). The objects of each such group come out one after the other, so
-// no two fills share a line but the one a fill ends in; the groups, and the
-// objects within each, still come in a random order.
+// Classes whose objects share a 128-byte line pair (the unit the L2's
+// spatial prefetcher moves): 16 and 48 bytes (eight objects end on such a
+// boundary), 32 and 96 (four), 80 (eight; objects straddle lines). The
+// objects of each such group come out one after the other, so no two fills
+// share a line pair but the one a fill ends in; the groups, and the objects
+// within each, still come in a random order.
 TEST(SlabRandom, ObjectsOfOneCacheLineComeOutTogether) {
   ASSERT_NE(heap(), nullptr);
   static KmemCache caches[5];
@@ -115,8 +116,8 @@ TEST(SlabRandom, ObjectsOfOneCacheLineComeOutTogether) {
     std::vector<std::uintptr_t> v = first_objects(true, 2, &cache, size);
     ASSERT_EQ(v.size(), 2u * cache.objects);
     expect_whole_slabs(v, cache);
-    std::uint32_t group = 64;
-    while (group % size) group += 64;  // lcm(size, 64) bytes
+    std::uint32_t group = 128;
+    while (group % size) group += 128;  // lcm(size, 128) bytes
     group /= size;
     std::size_t bytes = kPageSize << cache.order;
     for (std::size_t s = 0; s < v.size(); s += cache.objects) {
@@ -149,9 +150,9 @@ TEST(SlabRandom, ObjectsOfOneCacheLineComeOutTogether) {
 }
 
 // A sheaf's refill is dealt out by line (KmemCache::deal_by_line): no two
-// objects handed out one after the other share a cache line, an object's
-// line-mates come 4 (2) places or more away, and the refill still holds
-// whole lines (only its last group is cut, where the fill ended).
+// objects handed out one after the other (nor one apart) share a line
+// pair, and the refill still holds whole groups (only where it starts and
+// ends is one cut).
 TEST(SlabRandom, ARefillDealsItsLinesOut) {
   ASSERT_NE(heap(), nullptr);
   static KmemCache caches[3];
@@ -160,7 +161,7 @@ TEST(SlabRandom, ARefillDealsItsLinesOut) {
     SCOPED_TRACE(size);
     KmemCache& cache = caches[k++];
     ASSERT_TRUE(cache.init(kClassBySize16[size / 16], heap(), 0x5eed5eed, true));
-    std::uint32_t group = size == 32 ? 2 : 4;
+    std::uint32_t group = size == 32 ? 4 : 8;  // 128 bytes' worth, or lcm(48, 128) = 384
     ASSERT_EQ(cache.random_group, group);
     for (int refill = 0; refill < 6; ++refill) {
       void* objs[61];
@@ -180,7 +181,7 @@ TEST(SlabRandom, ARefillDealsItsLinesOut) {
         return (a & ~(bytes - 1)) + ((a & (bytes - 1)) / size) / group;
       };
       for (unsigned i = 1; i < n; ++i)
-        for (unsigned d = 1; d < group && d <= i; ++d)
+        for (unsigned d = 1; d <= 2 && d <= i; ++d)
           ASSERT_NE(gid(objs[i]), gid(objs[i - d]))
               << "refill " << refill << " at " << i << " and " << i - d;
       std::map<std::uintptr_t, unsigned> per_group;

@@ -98,8 +98,8 @@ struct KmemCache {
   std::uint32_t secret_gen = 0;
   std::uint16_t* random_seq = nullptr;  // SLAB_FREELIST_RANDOM permutation
   bool random_start = true;             // new slabs start it at a random point
-  // Objects per cache-line group of random_seq (slab.cpp, init): a group's
-  // objects are consecutive in it. 1 without slab_random.
+  // Objects per line group (128 bytes' worth, slab.cpp) of random_seq: a
+  // group's objects are consecutive in it. 1 without slab_random.
   std::uint32_t random_group = 1;
   KmemCacheNode* node = nullptr;  // [nr_nodes]
   PageAllocator* pa = nullptr;
@@ -113,10 +113,10 @@ struct KmemCache {
   // needed). Returns how many were stored in out.
   unsigned fill(unsigned nid, void** out, unsigned n);
   // Reorders n objects that fill just took for a sheaf (n <= 64) so that
-  // consecutive ones lie on different cache lines: fill takes whole line
-  // groups one after the other (slab_random), dealing them out by line
-  // keeps an object's line-mates random_group places or more away from it
-  // (slab.cpp). Nothing to do without slab_random.
+  // consecutive ones lie in different line groups: fill takes whole groups
+  // one after the other (slab_random), dealt out by column they come
+  // random_group places apart in its order (slab.cpp). Nothing to do
+  // without slab_random.
   void deal_by_line(void** objs, unsigned n) const;
   // Returns n objects to their slabs (any nodes), under each node's
   // list_lock once per run of same-node objects.
