@@ -11,6 +11,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -110,6 +111,67 @@ TEST(SlubBarn, BurstsLargerThanTheBaseLimitGrowIt) {
   EXPECT_EQ(ov[4], 0u);
   EXPECT_EQ(ov[5], 0u);
   EXPECT_GE(t.hits, 20u * 3);  // the later rounds' refills came from the barn
+}
+
+// Main/spare exchanges (refills and flushes) of class cls while one pinned
+// thread runs `steps` steps of a balanced random walk over its objects (an
+// allocation or a free of a random one, each half the time, from `start`
+// live objects), and while it then allocates `burst` objects in a row.
+struct Exchanges {
+  std::uint64_t walk = 0, burst = 0;
+};
+Exchanges exchanges_of(unsigned cls, std::size_t start, int steps, std::size_t burst) {
+  Exchanges e;
+  std::thread t([&] {
+    pin_here();
+    KmemCache& c = g_kmem.caches[cls];
+    auto count = [cls] {
+      return g_kmem.stats[cls].refills.get() + g_kmem.stats[cls].flushes.get();
+    };
+    std::vector<void*> live;
+    for (std::size_t i = 0; i < start; ++i) live.push_back(kmalloc(c.size));
+    std::uint64_t x = 0x9E3779B97F4A7C15ULL, before = count();
+    for (int i = 0; i < steps; ++i) {
+      x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+      if (((x >> 33) & 1) || live.empty()) {
+        live.push_back(kmalloc(c.size));
+        ASSERT_NE(live.back(), nullptr);
+      } else {
+        std::size_t k = (x >> 40) % live.size();
+        kfree(live[k]);
+        live[k] = live.back();
+        live.pop_back();
+      }
+    }
+    e.walk = count() - before;
+    before = g_kmem.stats[cls].refills.get();
+    for (std::size_t i = 0; i < burst; ++i) live.push_back(kmalloc(c.size));
+    e.burst = g_kmem.stats[cls].refills.get() - before;
+    for (void* p : live) kfree(p);
+  });
+  t.join();
+  return e;
+}
+
+// A class whose allocations and frees balance keeps its main sheaf away
+// from both ends: an allocation that empties main takes half of a stocked
+// spare, not all of it (slub.cpp, "splitting a stocked spare"). Swapping
+// whole sheaves, main was full after an allocation's exchange and empty
+// after a free's, and the walk crossed back within a few steps: 203
+// exchanges in this walk, against 31 now. A one-way run of allocations
+// still takes one exchange per sheaf.
+TEST(SlubBarn, BalancedTrafficRarelyExchangesSheaves) {
+  ASSERT_TRUE(slub_init());
+  unsigned cls = size_to_class(384);
+  KmemCache& c = g_kmem.caches[cls];
+  ASSERT_EQ(c.sheaf_capacity, kSheafMaxCapacity);
+  Exchanges e = exchanges_of(cls, 4 * c.sheaf_capacity, 20000, 10 * c.sheaf_capacity);
+  EXPECT_LE(e.walk, 80u);
+  // One per sheaf, and first a halving of what the spare held, at most
+  // log2(61) of them.
+  EXPECT_LE(e.burst, 10u + 1 + 6);
+  std::printf("exchanges: walk %llu, burst %llu\n", static_cast<unsigned long long>(e.walk),
+              static_cast<unsigned long long>(e.burst));
 }
 
 TEST(SlubBarn, LimitNeverPassesTheCap) {

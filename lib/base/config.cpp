@@ -97,9 +97,9 @@ constexpr Option kOptions[] = {
            "slow path 1 s after start (or publish_ms, if longer)"),
     NS_OPT(slab_random, Type::kBool, "1",
            "new slabs hand out their objects in a random order (the kernel's "
-           "SLAB_FREELIST_RANDOM: neighbours of an object are hard to predict); 0 hands them out "
-           "in address order, which hardware prefetchers follow (faster where objects go from "
-           "thread to thread)"),
+           "SLAB_FREELIST_RANDOM: neighbours of an object are hard to predict), a 128-byte line "
+           "pair's objects to one CPU; 0 hands them out in address order, which "
+           "hardware prefetchers follow (faster where objects go from thread to thread)"),
     NS_OPT(debug, Type::kBool, "0",
            "check every sized free (free_sized, sized delete) against the block's size and "
            "abort naming the address on a mismatch"),

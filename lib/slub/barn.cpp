@@ -143,16 +143,20 @@ bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
   }
   Sheaf* s = *spare;
   s->size = c.fill(nid, s->objects(), s->capacity);
+  c.deal_by_line(s->objects(), s->size);
   for (std::uint32_t i = 0; i < s->size; ++i) NS_TSAN_RELEASE(s->objects()[i]);
   return s->size > 0;
 }
 
-// Makes *spare an empty sheaf (for a free). False when out of memory.
-bool prepare_empty_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
+// Makes *spare a sheaf with room (for a free): empty, or partly filled (a
+// spare split_spare left half of; installed as main, it takes at least
+// capacity - size frees). A full one goes to the barn or its slabs. False
+// when out of memory.
+bool prepare_room_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
   if (!*spare) return (*spare = sheaf_get_empty(c, nid)) != nullptr;
   Sheaf* s = *spare;
-  if (s->size == 0) return true;
-  if (s->size == s->capacity && barn_put_full(c, nid, s)) {
+  if (s->size < s->capacity) return true;
+  if (barn_put_full(c, nid, s)) {
     *spare = sheaf_get_empty(c, nid);
     return *spare != nullptr;
   }

@@ -98,7 +98,10 @@ struct KmemCache {
   std::uint32_t secret_gen = 0;
   std::uint16_t* random_seq = nullptr;  // SLAB_FREELIST_RANDOM permutation
   bool random_start = true;             // new slabs start it at a random point
-  KmemCacheNode* node = nullptr;        // [nr_nodes]
+  // Objects per line group (128 bytes' worth, slab.cpp) of random_seq: a
+  // group's objects are consecutive in it. 1 without slab_random.
+  std::uint32_t random_group = 1;
+  KmemCacheNode* node = nullptr;  // [nr_nodes]
   PageAllocator* pa = nullptr;
 
   // Sets up the cache for class `cls`; `random`: slab_random (else the
@@ -109,6 +112,12 @@ struct KmemCache {
   // Takes up to n objects from node nid's slabs (growing the cache as
   // needed). Returns how many were stored in out.
   unsigned fill(unsigned nid, void** out, unsigned n);
+  // Reorders n objects that fill just took for a sheaf (n <= 64) so that
+  // consecutive ones lie in different line groups: fill takes whole groups
+  // one after the other (slab_random), dealt out by column they come
+  // random_group places apart in its order (slab.cpp). Nothing to do
+  // without slab_random.
+  void deal_by_line(void** objs, unsigned n) const;
   // Returns n objects to their slabs (any nodes), under each node's
   // list_lock once per run of same-node objects.
   void free_batch(void* const* objs, unsigned n);

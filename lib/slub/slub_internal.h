@@ -43,7 +43,12 @@ bool barn_put_full(KmemCache& c, unsigned nid, Sheaf* s);
 std::size_t barn_flush(KmemCache& c, unsigned nid);
 Sheaf* main_take(void** top);
 bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare);
-bool prepare_empty_spare(KmemCache& c, unsigned nid, Sheaf** spare);
+bool prepare_room_spare(KmemCache& c, unsigned nid, Sheaf** spare);
+// How many of a stocked spare's objects an allocation that found main
+// empty leaves in the spare (slub.cpp, "splitting a stocked spare").
+inline std::uint32_t split_spare_count(const Sheaf* spare) {
+  return spare->size / 2;
+}
 // Draining other CPUs' sheaves (drain.cpp, rseq mode): whether it can be
 // done without moving the caller, and the fallback that moves it.
 bool remote_drain_available();
