@@ -43,7 +43,7 @@ static void* churn(void* arg) {
   while (atomic_load(&g_npids) < kForks) {
     for (int i = 0; i < 600; ++i) {
       s = s * 1103515245u + 12345u;
-      size_t size = (i % 50 == 0) ? 40000 + (s >> 8) % 400000 : 16 + (s >> 8) % 1500;
+      size_t size = (i % 50 == 0) ? 65600 + (s >> 8) % 400000 : 16 + (s >> 8) % 1500; /* large */
       keep[i] = malloc(size);
       CHECK(keep[i] != NULL);
       memset(keep[i], 1, 16);

@@ -37,7 +37,7 @@ static int check(const unsigned char* p, size_t n) {
 static size_t handler_size(unsigned r) {
   switch (r % 8) {
     case 0:
-      return 40000 + r % 300000; /* large block */
+      return 65600 + r % 300000; /* large block (above the 64 KiB class) */
     case 1:
       return (r % 4 == 0) ? (5u << 20) : 2000 + r % 30000;
     default:
