@@ -288,7 +288,7 @@ TEST_F(DebugCache, TracksNameThreadAndStack) {
 
 // Z for large blocks and direct mappings: a tail after the size asked for.
 TEST_F(DebugCache, LargeAndHugeBlocksHaveATail) {
-  for (std::size_t n : {std::size_t{40000}, std::size_t{4096 * 10}, std::size_t{6} << 20}) {
+  for (std::size_t n : {std::size_t{100000}, std::size_t{4096 * 25}, std::size_t{6} << 20}) {
     auto* p = static_cast<char*>(kmalloc(n));
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(ksize(p), n);
