@@ -276,44 +276,7 @@ namespace {
 std::size_t map_len(std::size_t size) {
   return size ? align_up(size, kPageSize) : kPageSize;
 }
-void* map_new(std::size_t size, std::size_t align, int nid, bool huge);
-}  // namespace
 
-void* vmalloc(std::size_t size, std::size_t align, int nid, bool zero) {
-  if (size > kMaxAllocSize || align > kMaxAllocSize) return nullptr;
-  // Cache entries are keyed by the node the mapping was bound to, so "the
-  // CPU's node" is resolved first: a mapping made on another node's CPU
-  // must not be handed to this one.
-  if (PageAllocator* pa = page_allocator_if_ready()) nid = static_cast<int>(pa->policy_node(nid));
-  std::size_t want = map_len(size);
-  Cached c;
-  bool took = false, huge = vmalloc_want_huge(want);
-  {
-    LockGuard<Mutex> g(g_lock);
-    took =
-        !zero && g_cached && cache_take(want, align > kPageSize ? align : kPageSize, nid, huge, &c);
-  }
-  // Fitted and recorded outside the cache: the entry is this thread's
-  // (fit_cached unmaps it when it fails; so does a failed insert: no table).
-  if (took && fit_cached(&c, want)) {
-    LockGuard<Mutex> g(g_lock);
-    if (insert(c.addr, c.len, c.nid, c.huge)) return reinterpret_cast<void*>(c.addr);
-    sys::munmap(reinterpret_cast<void*>(c.addr), c.len);
-  }
-  if (void* p = map_new(size, align, nid, huge)) return p;
-  // Out of address space (RLIMIT_AS) or memory while freed mappings sit in
-  // the cache: unmap them and try once more, rather than fail for want of
-  // what we hold ourselves.
-  if (vmalloc_cache_release(~std::uint64_t{0}) == 0) return nullptr;
-  return map_new(size, align, nid, huge);
-}
-
-void* vmalloc_map(std::size_t size, std::size_t align, int nid) {
-  if (size > kMaxAllocSize || align > kMaxAllocSize) return nullptr;
-  return map_new(size, align, nid, vmalloc_want_huge(map_len(size)));
-}
-
-namespace {
 // A new mapping of size bytes (<= kMaxAllocSize), advised MADV_HUGEPAGE if
 // huge (thp='s choice, made by the caller) and the kernel agrees.
 void* map_new(std::size_t size, std::size_t align, int nid, bool huge) {
@@ -349,6 +312,35 @@ void* map_new(std::size_t size, std::size_t align, int nid, bool huge) {
 }
 
 }  // namespace
+
+void* vmalloc(std::size_t size, std::size_t align, int nid, bool zero) {
+  if (size > kMaxAllocSize || align > kMaxAllocSize) return nullptr;
+  // Cache entries are keyed by the node the mapping was bound to, so "the
+  // CPU's node" is resolved first: a mapping made on another node's CPU
+  // must not be handed to this one.
+  if (PageAllocator* pa = page_allocator_if_ready()) nid = static_cast<int>(pa->policy_node(nid));
+  std::size_t want = map_len(size);
+  Cached c;
+  bool took = false, huge = vmalloc_want_huge(want);
+  {
+    LockGuard<Mutex> g(g_lock);
+    took =
+        !zero && g_cached && cache_take(want, align > kPageSize ? align : kPageSize, nid, huge, &c);
+  }
+  // Fitted and recorded outside the cache: the entry is this thread's
+  // (fit_cached unmaps it when it fails; so does a failed insert: no table).
+  if (took && fit_cached(&c, want)) {
+    LockGuard<Mutex> g(g_lock);
+    if (insert(c.addr, c.len, c.nid, c.huge)) return reinterpret_cast<void*>(c.addr);
+    sys::munmap(reinterpret_cast<void*>(c.addr), c.len);
+  }
+  if (void* p = map_new(size, align, nid, huge)) return p;
+  // Out of address space (RLIMIT_AS) or memory while freed mappings sit in
+  // the cache: unmap them and try once more, rather than fail for want of
+  // what we hold ourselves.
+  if (vmalloc_cache_release(~std::uint64_t{0}) == 0) return nullptr;
+  return map_new(size, align, nid, huge);
+}
 
 bool vfree(void* p) {
   std::size_t len;

@@ -25,8 +25,6 @@ inline constexpr std::size_t kMaxAllocSize = std::size_t{1} << 46;
 // reads as zero (always a new mapping); without, it may hold what an
 // earlier block left (a cached one, its pages kept).
 void* vmalloc(std::size_t size, std::size_t align, int nid, bool zero);
-// A new mapping, bypassing the cache.
-void* vmalloc_map(std::size_t size, std::size_t align, int nid);
 // Unmaps cached mappings freed before before_ns (~0: all); returns pages.
 std::size_t vmalloc_cache_release(std::uint64_t before_ns);
 // Bytes the cache holds (at most 64 MiB, mapped and resident as the
