@@ -8,6 +8,7 @@
 // both.
 #include <sys/wait.h>
 
+#include "lib/slub/freeptr.h"
 #include "lib/slub/slab.h"
 #include "lib/slub/slub_internal.h"
 #include "tests/slub_test_util.h"
@@ -154,6 +155,97 @@ TEST(SlubHardeningDeathTest, DoubleFreeAfterFlushIsCaughtByFreelist) {
         for (void* q : keep) kfree(q);
       },
       "double free");
+}
+
+// freeptr.h's invariant, over every change it names: one confined to the
+// stored link's low 3 bytes (an overflow of up to 3 bytes from the object
+// before it; the 4th byte is checked offline, 2^32 changes), or to any 2
+// adjacent bytes, moves the decoded pointer by kFreePtrMinMove or more,
+// more than 4 slabs of the largest order.
+TEST(SlubHardening, ChangesToAStoredLinkMoveItFar) {
+  static_assert(kFreePtrMinMove >= 4 * (kPageSize << kMaxSlabOrder));
+  auto far = [](std::uint64_t d) {
+    std::uint64_t move = d * kFreePtrMulInv;
+    return move >= kFreePtrMinMove && 0 - move >= kFreePtrMinMove;
+  };
+  for (std::uint64_t d = 1; d < (std::uint64_t{1} << 24); ++d) ASSERT_TRUE(far(d)) << d;
+  for (unsigned byte = 1; byte < 7; ++byte)
+    for (std::uint64_t d = 1; d < (std::uint64_t{1} << 16); ++d)
+      ASSERT_TRUE(far(d << (8 * byte))) << d << " at byte " << byte;
+}
+
+// Whatever value lands in any one byte of a free object's link, it decodes
+// outside the object's slab, so next_free's check catches it. (The old
+// encoding, an xor, kept a changed low byte inside the slab: a one-byte
+// overflow made the link point at another object of the slab 1 time in 64.)
+TEST(SlubHardening, AnyByteWrittenIntoALinkDecodesOutsideTheSlab) {
+  for (std::size_t n : {std::size_t{16}, 64ul, 96ul, 1024ul, 8192ul, 65536ul}) {
+    KmemCache& c = g_kmem.caches[size_to_class(n)];
+    char* p = static_cast<char*>(kmalloc(n));
+    ASSERT_NE(p, nullptr);
+    Page* pg = g_kmem.pa->virt_to_page(p);
+    auto* s = reinterpret_cast<Slab*>(pg - pg->head_off);
+    char* base = static_cast<char*>(c.slab_base(s));
+    const std::size_t span = kPageSize << c.order;
+    auto** where = reinterpret_cast<void**>(p);
+    const std::uint64_t key = c.secrets[s->secret_gen];  // as KmemCache::encode
+    for (std::size_t k = 0; k < c.objects; k += 7) {
+      void* next = base + k * c.size;
+      if (next == p) continue;
+      const std::uintptr_t stored =
+          reinterpret_cast<std::uintptr_t>(freeptr_encode(next, key, where));
+      ASSERT_EQ(freeptr_decode(reinterpret_cast<void*>(stored), key, where), next);
+      for (unsigned byte = 0; byte < 8; ++byte) {
+        for (std::uintptr_t v = 0; v < 256; ++v) {
+          std::uintptr_t mask = std::uintptr_t{0xff} << (8 * byte);
+          std::uintptr_t bad = (stored & ~mask) | (v << (8 * byte));
+          if (bad == stored) continue;
+          auto* got = static_cast<char*>(freeptr_decode(reinterpret_cast<void*>(bad), key, where));
+          ASSERT_FALSE(got >= base && got < base + span)
+              << c.name << ": byte " << byte << " = " << v << " decodes to object "
+              << (got - base) / c.size;
+        }
+      }
+    }
+    kfree(p);
+  }
+}
+
+// tests/hostile/misuse.c's overflow_1, made deterministic: the low byte of
+// a free object's link is flipped so that, under the old xor encoding, it
+// pointed at the next 64-byte object of the slab, which the freelist walk
+// then handed out (an object that may be live). The walk must abort.
+TEST(SlubHardeningDeathTest, OneByteOverflowIntoAFreeLinkAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  auto slab_of = [](const void* p) {
+    Page* pg = g_kmem.pa->virt_to_page(const_cast<void*>(p));
+    return pg - pg->head_off;
+  };
+  for (unsigned flip : {0x40u, 0x80u, 0xc0u}) {
+    EXPECT_DEATH(
+        {
+          pin_here();
+          std::vector<void*> keep;
+          for (int i = 0; i < 256; ++i) keep.push_back(kmalloc(64));
+          // x and y of one slab, x's link pointing at y (a null link
+          // would decode far away under either encoding).
+          auto* x = static_cast<unsigned char*>(keep[128]);
+          std::size_t j = 0;
+          while (j < keep.size() && (j == 128 || slab_of(keep[j]) != slab_of(x))) ++j;
+          if (j == keep.size()) _exit(2);
+          void* y = keep[j];
+          keep[j] = keep[128] = nullptr;
+          kfree(y);
+          kfree(x);
+          kmem_shrink_all();  // on their slab's freelist, which the others keep
+          x[0] ^= static_cast<unsigned char>(flip);
+          for (int i = 0; i < 8192; ++i) keep.push_back(kmalloc(64));
+          for (void* p : keep)
+            if (p) kfree(p);
+        },
+        "freelist corrupted.*kmalloc-64|kmalloc-64.*freelist corrupted")
+        << flip;
+  }
 }
 
 TEST(SlubHardeningDeathTest, FreeOfForeignPointer) {

@@ -11,6 +11,7 @@
 #include "lib/base/base.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/debug_internal.h"
+#include "lib/slub/freeptr.h"
 #include "lib/slub/kmalloc.h"
 #include "lib/slub/obj_index.h"
 #include "lib/slub/slub_internal.h"
@@ -548,8 +549,10 @@ void** qlink(void* obj) {
   return SlubDebug::fp_word(cache_of(page), obj);
 }
 void* qencode(void* ptr, void** where) {
-  return reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(ptr) ^ g_quarantine.key ^
-                                 __builtin_bswap64(reinterpret_cast<std::uintptr_t>(where)));
+  return freeptr_encode(ptr, g_quarantine.key, where);
+}
+void* qdecode(void* stored, void** where) {
+  return freeptr_decode(stored, g_quarantine.key, where);
 }
 
 // Whether p can be a quarantined object: the start of an object of a debug
@@ -570,7 +573,7 @@ void* quarantine_pop_locked() {
   void* obj = q.head;
   if (!obj) return nullptr;
   void** w = qlink(obj);
-  void* next = qencode(*w, w);
+  void* next = qdecode(*w, w);
   if (next && !quarantine_candidate(next)) {
     Page* page = g_kmem.pa->virt_to_page(obj);
     KmemCache& c = cache_of(page);

@@ -5,6 +5,7 @@
 #include "lib/base/base.h"
 #include "lib/slub/debug.h"
 #include "lib/slub/debug_internal.h"
+#include "lib/slub/freeptr.h"
 #include "lib/slub/obj_index.h"
 
 namespace numaslub {
@@ -44,11 +45,10 @@ std::uint32_t line_group(std::uint32_t size) {
 }  // namespace
 
 void* KmemCache::encode(const Slab* s, void* ptr, void** where) const {
-  return reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(ptr) ^ secrets[s->secret_gen] ^
-                                 __builtin_bswap64(reinterpret_cast<std::uintptr_t>(where)));
+  return freeptr_encode(ptr, secrets[s->secret_gen], where);
 }
 void* KmemCache::decode(const Slab* s, void* stored, void** where) const {
-  return encode(s, stored, where);
+  return freeptr_decode(stored, secrets[s->secret_gen], where);
 }
 
 bool KmemCache::renew_secret(std::uint64_t fresh) {

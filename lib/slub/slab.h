@@ -4,10 +4,10 @@
 // Slab state lives in the head page descriptor (struct Slab overlays struct
 // Page, as in the kernel), never in object memory. A slab has two free lists:
 // - freelist: protected by its node's list_lock; next pointers are stored
-//   inside free objects, mangled (SLAB_FREELIST_HARDENED): stored value =
-//   next ^ secret ^ bswap(address of the stored word), with the secret of
-//   the slab's generation (KmemCache::secrets: a fork child draws a new one
-//   for the slabs it cuts; the parent's slabs keep theirs).
+//   inside free objects, mangled (SLAB_FREELIST_HARDENED; freeptr.h: a
+//   multiply, so a one-byte overflow into a link cannot decode to another
+//   object of the slab), with the secret of the slab's generation (KmemCache::secrets: a fork child
+//   draws a new one for the slabs it cuts; the parent's slabs keep theirs).
 // - remote: a lock-free stack (one CAS per push) for frees that bypass the
 //   sheaves (objects freed on another node's CPU, kmalloc_node frees). It is
 //   emptied into freelist under list_lock.

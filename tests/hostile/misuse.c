@@ -158,12 +158,16 @@ static void planted_address(void) {
 }
 
 /* Writing n bytes past a live object, into its neighbour (freed first
- * unless `live`), then using the heap and freeing the object. */
+ * unless `live`), then using the heap and freeing the object. The byte
+ * written differs from the neighbour's first: a write that changes nothing
+ * cannot be found (with 0x41 always, overflow_1 ran on whenever the free
+ * neighbour's link happened to end in 0x41, 1 run in 256). */
 static void overflow(size_t n, int live) {
   fill_keep();
   int j, i = neighbours(&j);
   if (!live) free_to_slab(keep[j]);
-  f_memset(keep[i], 0x41, kObj + n);
+  int fill = keep[j] == keep[i] + kObj && (unsigned char)keep[j][0] == 0x41 ? 0x42 : 0x41;
+  f_memset(keep[i], fill, kObj + n);
   allocate_more();
   f_free(keep[i]);
 }
@@ -335,8 +339,8 @@ static const struct misuse kCases[] = {
      "double free of an 8 MiB mapping"},
     {"vmalloc_interior_free", vmalloc_interior_free, "invalid pointer", "invalid pointer",
      "direct mapping", 0, "free(p + 4096) of an 8 MiB mapping"},
-    {"vmalloc_realloc_freed", vmalloc_realloc_freed, "realloc of", "realloc of", "direct mapping", 0,
-     "realloc of a freed 8 MiB mapping"},
+    {"vmalloc_realloc_freed", vmalloc_realloc_freed, "realloc of", "realloc of", "direct mapping",
+     0, "realloc of a freed 8 MiB mapping"},
     {"vmalloc_overflow", vmalloc_overflow, NULL, "Right Redzone overwritten", "direct mapping", 0,
      "overflow by 8 of an 8 MiB mapping"},
 };
