@@ -239,6 +239,83 @@ TEST(BuddyZone, ResidentBlocksOfAnyOrderGoFirst) {
   check_zone(z, {});
 }
 
+// Resident pieces that are neighbours but not buddies (an order-9 block
+// and the order-8 block after it: the upper half of one order-10 block
+// and the first quarter of the next) serve an exact run together, from
+// any page; before, the run took a clean order-10 block and faulted all of
+// it in while 768 resident pages waited.
+TEST(BuddyZone, ExactRunFitsOverAdjacentResidentPieces) {
+  PlainZone pz(16 * MiB);
+  Zone& z = pz.z;
+  LockGuard<Mutex> g(z.lock);
+  std::map<std::size_t, Page*> blocks;  // the whole zone, order 8
+  for (int i = 0; i < 16; ++i) {
+    Page* p = z.alloc_locked(8, false);
+    ASSERT_NE(p, nullptr);
+    blocks[z.pfn(p)] = p;
+  }
+  ASSERT_EQ(blocks.rbegin()->first, 3840u);
+  auto give = [&](std::size_t pfn, bool clean) {
+    blocks[pfn]->flags = 0;
+    z.free_locked(blocks[pfn], 8, clean);
+    blocks.erase(pfn);
+  };
+  // Resident: 512..1279 (an order-9 block and an order-8 one); clean: the
+  // rest but 0, 256 and 1280, two order-10 blocks among them.
+  for (std::size_t pfn : {512u, 768u, 1024u}) give(pfn, false);
+  for (std::size_t pfn = 1536; pfn < 4096; pfn += 256) give(pfn, true);
+  ASSERT_EQ(z.free_area[9].nr_free - z.free_area[9].nr_clean, 1u);
+  ASSERT_EQ(z.free_area[8].nr_free - z.free_area[8].nr_clean, 1u);
+  ASSERT_EQ(z.free_area[10].nr_clean, 2u);
+  const std::size_t clean = z.clean_pages;
+  // Too long for the resident run: nothing fitted.
+  EXPECT_EQ(z.fit_run_locked(769, false), nullptr);
+  Page* r = z.fit_run_locked(700, false);
+  ASSERT_NE(r, nullptr);
+  EXPECT_GE(z.pfn(r), 512u);
+  EXPECT_LE(z.pfn(r) + 700, 1280u);
+  EXPECT_FALSE(r->flags & PG_clean);
+  EXPECT_EQ(z.clean_pages, clean) << "no clean page taken";
+  EXPECT_EQ(z.dirty_pages(), 768u - 700);
+  EXPECT_EQ(z.release_debt.load(), 0u);
+  EXPECT_EQ(z.stats.fit_runs, 1u);
+  z.free_range_locked(r, 700);
+  // With a resident block of the run's order free, take_block splits it:
+  // nothing to fit.
+  Page* big = z.alloc_locked(10, false);
+  ASSERT_NE(big, nullptr);
+  z.free_locked(big, 10, false);
+  EXPECT_EQ(z.fit_run_locked(600, false), nullptr);
+  for (std::size_t pfn : {0u, 256u, 1280u}) give(pfn, false);
+  EXPECT_EQ(z.free_pages, z.present_pages);
+  EXPECT_EQ(nr_free(z), only_max(4));
+}
+
+// Resident pieces apart from each other do not make a run.
+TEST(BuddyZone, ExactRunNeedsAdjacentPieces) {
+  PlainZone pz(16 * MiB);
+  Zone& z = pz.z;
+  LockGuard<Mutex> g(z.lock);
+  std::map<std::size_t, Page*> blocks;
+  for (int i = 0; i < 16; ++i) {
+    Page* p = z.alloc_locked(8, false);
+    ASSERT_NE(p, nullptr);
+    blocks[z.pfn(p)] = p;
+  }
+  for (std::size_t pfn : {512u, 1024u}) {  // 768 stays allocated between them
+    blocks[pfn]->flags = 0;
+    z.free_locked(blocks[pfn], 8, false);
+    blocks.erase(pfn);
+  }
+  EXPECT_EQ(z.fit_run_locked(300, false), nullptr);
+  EXPECT_EQ(z.stats.fit_runs, 0u);
+  for (auto& [pfn, p] : blocks) {
+    p->flags = 0;
+    z.free_locked(p, 8, false);
+  }
+  EXPECT_EQ(z.free_pages, z.present_pages);
+}
+
 TEST(BuddyDeathTest, DoubleFreeIsCaught) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   PlainZone pz(8 * MiB);

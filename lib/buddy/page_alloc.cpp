@@ -232,6 +232,26 @@ Page* PageAllocator::alloc_pages_exact(int nid, std::size_t pages, unsigned min_
       }
     }
   }
+  if (min_order == 0 && !(gfp & kGfpZero) && pages >= kFitMinPages) {
+    // Resident pieces first (Zone::fit_run_locked), from the zone the
+    // request would be served from first.
+    int cpu = this_cpu();
+    unsigned want = nid < 0 ? topo_->node_of_cpu(cpu) : static_cast<unsigned>(nid);
+    if (want < arena_.nr_nodes()) {
+      unsigned first = zonelists_[want * arena_.nr_nodes()];
+      Zone& z = zones_[first];
+      Page* p;
+      {
+        LockGuard<Mutex> g(z.lock);
+        p = z.fit_run_locked(pages, gfp & kGfpSparse);
+      }
+      if (p) {
+        ++(first == want ? node_stats_[want].alloc_local : node_stats_[want].alloc_fallback);
+        pay_release_debt(z);
+        return p;
+      }
+    }
+  }
   unsigned order = ilog2_ceil(pages);
   if (min_order > order) order = min_order;
   Page* head = alloc_pages_unpaid(nid, order, gfp);

@@ -91,9 +91,16 @@ class PageAllocator {
   // count up to kMaxBlockPages), aligned to 2^min_order pages. A run of a
   // class's page count (pcp.h, run_round_pages) is taken from the calling
   // CPU's run list when one is there (not with kGfpZero, nor min_order >
-  // 0); otherwise it is cut from a buddy block of the smallest order that
-  // holds it, its tail freed under the same zone lock. Returns the head.
+  // 0); otherwise, when no resident block of its order is free, it is
+  // fitted over adjacent free blocks, resident ones mostly, starting at any
+  // page (Zone::fit_run_locked; runs of kFitMinPages or more, not kGfpZero
+  // nor min_order > 0); otherwise it is cut from a buddy block of the
+  // smallest order that holds it, its tail freed under the same zone lock.
+  // Returns the head.
   Page* alloc_pages_exact(int nid, std::size_t pages, unsigned min_order = 0, unsigned gfp = 0);
+  // Below it, alloc_pages_exact rounds up to a block: the pieces are pages
+  // the per-CPU lists keep anyway.
+  static constexpr std::size_t kFitMinPages = kRunMinPages;
   // Frees a run from alloc_pages_exact (or what is left of one: realloc
   // trims and grows them): onto the calling CPU's run list when its page
   // count is a class's, else to the zone as aligned blocks, under one zone

@@ -456,6 +456,92 @@ bool Zone::claim_range_locked(std::size_t s, std::size_t e) {
   return true;
 }
 
+Page* Zone::fit_run_locked(std::size_t pages, bool sparse) {
+  if (pages < 2 || pages > (std::size_t{1} << kMaxOrder)) return nullptr;
+  unsigned order = ilog2_ceil(pages);
+  for (unsigned o = order; o < kNrOrders; ++o)
+    if (!free_area[o].dirty.empty()) return nullptr;  // take_block splits it: no fault either
+  // Bounds on the work under the lock: candidates per order, blocks walked
+  // on each side of one.
+  constexpr unsigned kPieceOrders = 3, kCandidates = 4, kSide = 16;
+  struct Piece {
+    std::size_t start, len;
+    bool dirty;
+  };
+  Piece run[2 * kSide + 1];
+  std::size_t best_s = 0, best_dirty = 0;
+  unsigned lowest = order > kPieceOrders ? order - kPieceOrders : 0;
+  for (unsigned o = order; o-- > lowest;) {
+    ListNode* list = &free_area[o].dirty;
+    unsigned seen = 0;
+    for (ListNode* it = list->next; it != list && seen < kCandidates; it = it->next, ++seen) {
+      const std::size_t b = pfn(list_entry<Page>(it, offsetof(Page, lru)));
+      // The free blocks before b (walked backwards, then put in order), b,
+      // and the free blocks after it, each side no farther than a run.
+      unsigned n = 0;
+      std::size_t h;
+      unsigned ho;
+      for (std::size_t x = b; n < kSide && x > 0 && b - x < pages &&
+                              free_block_of(map_, present_pages, x - 1, &h, &ho);
+           x = h)
+        run[n++] = {h, std::size_t{1} << ho, !(map_[h].flags & PG_clean)};
+      for (unsigned i = 0; i < n / 2; ++i) {
+        Piece t = run[i];
+        run[i] = run[n - 1 - i];
+        run[n - 1 - i] = t;
+      }
+      run[n++] = {b, std::size_t{1} << o, true};
+      const std::size_t b_end = b + (std::size_t{1} << o);
+      for (std::size_t y = b_end;
+           n < 2 * kSide + 1 && y - b_end < pages && free_block_of(map_, present_pages, y, &h, &ho);
+           y = h + (std::size_t{1} << ho))
+        run[n++] = {h, std::size_t{1} << ho, !(map_[h].flags & PG_clean)};
+      const std::size_t run_s = run[0].start, run_e = run[n - 1].start + run[n - 1].len;
+      if (run_e - run_s < pages) continue;
+      // Windows that start at a piece's start or end at a piece's end: a
+      // best window (most resident pages) is among them.
+      auto dirty_in = [&](std::size_t s, std::size_t e) {
+        std::size_t d = 0;
+        for (unsigned i = 0; i < n; ++i) {
+          std::size_t ps = run[i].start, pe = ps + run[i].len;
+          if (run[i].dirty && pe > s && ps < e) d += (pe < e ? pe : e) - (ps > s ? ps : s);
+        }
+        return d;
+      };
+      auto in_marked = [&](std::size_t s) {
+        for (std::size_t r = s >> kHugeOrder; r <= (s + pages - 1) >> kHugeOrder; ++r)
+          if (range_huge(r << kHugeOrder)) return true;
+        return false;
+      };
+      for (unsigned i = 0; i < n; ++i) {
+        std::size_t tries[2] = {run[i].start, run[i].start + run[i].len - pages};
+        for (std::size_t s : tries) {
+          if (s < run_s || s + pages > run_e || s > run_e) continue;
+          if (sparse && huge_ && in_marked(s)) continue;
+          std::size_t d = dirty_in(s, s + pages);
+          if (d > best_dirty) {
+            best_dirty = d;
+            best_s = s;
+          }
+        }
+      }
+      if (best_dirty == pages) break;
+    }
+    if (best_dirty == pages) break;
+  }
+  if (best_dirty == 0) return nullptr;
+  bool claimed = claim_range_locked(best_s, best_s + pages);
+  NS_CHECK(claimed, "fit_run_locked: run at pfn %zu is not free", best_s);
+  ++stats.fit_runs;
+  std::size_t clean = pages - best_dirty;
+  if (clean && dirty_pages() > dirty_reserve())
+    release_debt.store(release_debt.load(std::memory_order_relaxed) + clean,
+                       std::memory_order_relaxed);
+  Page* head = map_ + best_s;
+  head->flags = 0;
+  return head;
+}
+
 void Zone::online_locked(std::size_t pfn, std::size_t n) {
   NS_CHECK(pfn + n <= spanned_pages, "online beyond zone span");
   present_pages += n;

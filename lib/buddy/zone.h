@@ -99,6 +99,7 @@ struct ZoneStats {
   std::uint64_t thp_split_avoided = 0;    // blocks reclaim kept because releasing would split
   std::uint64_t thp_sparse_fallback = 0;  // sparse blocks put in a huge range: nothing else fit
   std::uint64_t traded = 0;               // pages released for clean pages taken (release_debt)
+  std::uint64_t fit_runs = 0;             // exact runs served over adjacent blocks (fit_run_locked)
 };
 
 // Where a block may go in a zone with huge ranges (thp on). Dense blocks
@@ -184,6 +185,20 @@ class Zone {
   // (for growing an allocation in place); the rest of each free block it
   // cuts stays free. Returns false, changing nothing, when any page is not.
   bool claim_range_locked(std::size_t s, std::size_t e);
+
+  // An exact run of `pages` (alloc_pages_exact's) over adjacent free blocks
+  // when no resident block of its order is free: the run starts at any
+  // page, so resident pieces that are neighbours but not buddies (the head
+  // of a freed 2.1 MiB block and the free pages after it) serve a request
+  // together. Without it the request takes a clean block of its rounded
+  // order and faults every page in, while the pieces wait for reclaim or
+  // are released for it (release_debt). The run with the most resident
+  // pages among a bounded look at the dirty lists of the 3 orders below
+  // the request's wins; none (null) when no run has any. The run's pages
+  // are off the lists, its head's flags 0 (not zero); its clean pages
+  // count as taken clean (release_debt). `sparse`: no page in a marked
+  // huge range.
+  Page* fit_run_locked(std::size_t pages, bool sparse);
 
   // Resident free pages: what reclaim may release.
   std::size_t dirty_pages() const { return free_pages - clean_pages - lazy_pages; }

@@ -113,7 +113,7 @@ std::size_t vmstat(char* buf, std::size_t cap) {
   if (!pa) return w.size();
   std::uint64_t alloc[kNrOrders] = {}, hit = 0, miss = 0, fail = 0, released = 0;
   std::uint64_t thp[6] = {};  // backed, advised, advise_fail, split, split_avoided, sparse_fallback
-  std::uint64_t traded = 0;
+  std::uint64_t traded = 0, fit_runs = 0;
   for (unsigned n = 0; n < pa->nr_nodes(); ++n) {
     Zone& z = pa->zone(n);
     {
@@ -121,6 +121,7 @@ std::size_t vmstat(char* buf, std::size_t cap) {
       for (unsigned o = 0; o < kNrOrders; ++o) alloc[o] += z.stats.alloc[o];
       released += z.stats.released;
       traded += z.stats.traded;
+      fit_runs += z.stats.fit_runs;
       thp[0] += z.stats.thp_backed;
       thp[1] += z.stats.thp_advised;
       thp[2] += z.stats.thp_advise_fail;
@@ -148,6 +149,8 @@ std::size_t vmstat(char* buf, std::size_t cap) {
   // Resident free pages released as clean ones were taken (zone.h:
   // release_debt); pgreleased counts them too.
   w.printf("pgreleased_traded %lu\n", static_cast<unsigned long>(traded));
+  // Large blocks served over adjacent resident pieces (Zone::fit_run_locked).
+  w.printf("pgalloc_fit_runs %lu\n", static_cast<unsigned long>(fit_runs));
   std::uint64_t slabs_alloc = 0, slabs_freed = 0, remote = 0, refills = 0, flushes = 0;
   std::uint64_t barn[4] = {};  // hits, misses, overflows, grows
   for (unsigned cls = 0; cls < kNrClasses; ++cls) {
