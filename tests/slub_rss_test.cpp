@@ -63,24 +63,26 @@ TEST(SlubRss, FreedMappingStaysResidentForReuseOfAnySize) {
   EXPECT_EQ(vmalloc_cache_bytes(), n);
   EXPECT_EQ(resident_pages(p, n), n / 4096);
   // Shorter: the same pages, cut to the request (a huge mapping keeps whole
-  // 2 MiB units), no longer in the cache.
+  // 2 MiB units). The rest stays cached and resident: no system call.
   auto* q = static_cast<unsigned char*>(kmalloc(5 * MiB));
   ASSERT_EQ(q, p);
   std::size_t qlen = ksize(q);
   EXPECT_GE(qlen, 5 * MiB);
   EXPECT_LE(qlen, 6 * MiB);
   EXPECT_EQ(resident_pages(q, qlen), qlen / 4096);
-  EXPECT_EQ(resident_pages(p + qlen, n - qlen), ~std::size_t{0});  // the tail is unmapped
+  EXPECT_EQ(resident_pages(p + qlen, n - qlen), (n - qlen) / 4096);
   EXPECT_EQ(q[0], 0x5a);  // what the last block left: not zeroed
-  EXPECT_EQ(vmalloc_cache_bytes(), 0u);
+  EXPECT_EQ(vmalloc_cache_bytes(), n - qlen);
   kfree(q);
+  // Freed, the block rejoins the rest: one range of n bytes again.
+  EXPECT_EQ(vmalloc_cache_bytes(), n);
   // Longer: grown, the old pages come along and the new tail is fresh.
   auto* r = static_cast<unsigned char*>(kmalloc(12 * MiB));
   ASSERT_NE(r, nullptr);
   EXPECT_EQ(r[0], 0x5a);
-  EXPECT_EQ(r[qlen - 1], 0x5a);
-  EXPECT_GE(resident_pages(r, 12 * MiB), qlen / 4096);
-  EXPECT_TRUE(all_zero(r + qlen, 12 * MiB - qlen));
+  EXPECT_EQ(r[n - 1], 0x5a);
+  EXPECT_GE(resident_pages(r, 12 * MiB), n / 4096);
+  EXPECT_TRUE(all_zero(r + n, 12 * MiB - n));
   std::memset(r, 0x77, 12 * MiB);
   kfree(r);
   EXPECT_EQ(vmalloc_cache_bytes(), 12 * MiB);
@@ -96,6 +98,47 @@ TEST(SlubRss, FreedMappingStaysResidentForReuseOfAnySize) {
   EXPECT_EQ(vmalloc_cache_bytes(), 0u);
   EXPECT_EQ(vmalloc_cache_bytes(), 0u);
   EXPECT_EQ(resident_pages(r, 12 * MiB), ~std::size_t{0});  // unmapped
+  vmalloc_set_wake_hook(nullptr);
+}
+
+// What a shorter request cuts off a cached range serves the next one, with
+// its pages (no fault), and both blocks freed make the range whole again,
+// whatever order they are freed in. (Before, the rest was unmapped: `large`
+// faulted in again what it had just given back, 750 MiB in 500 blocks.)
+TEST(SlubRss, TheRestOfACutRangeServesTheNextRequest) {
+  vmalloc_set_wake_hook(no_wake);
+  vmalloc_cache_release(~std::uint64_t{0});
+  constexpr std::size_t n = 16 * MiB;
+  for (bool first_back_first : {true, false}) {
+    vmalloc_thp_reset_for_test();
+    auto* p = static_cast<unsigned char*>(kmalloc(n));
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0x3c, n);
+    kfree(p);
+    ASSERT_EQ(vmalloc_cache_bytes(), n);
+    vmalloc_thp_reset_for_test();  // no huge page advice wanted: the range's
+    auto* a = static_cast<unsigned char*>(kmalloc(8 * MiB));
+    ASSERT_EQ(a, p);
+    std::size_t alen = ksize(a);
+    vmalloc_thp_reset_for_test();
+    auto* b = static_cast<unsigned char*>(kmalloc(6 * MiB));
+    ASSERT_EQ(b, p + alen) << "the rest of the range";
+    EXPECT_EQ(b[0], 0x3c);
+    EXPECT_EQ(resident_pages(b, 6 * MiB), 6 * MiB / 4096);
+    if (first_back_first) {
+      kfree(a);
+      kfree(b);
+    } else {
+      kfree(b);
+      kfree(a);
+    }
+    EXPECT_EQ(vmalloc_cache_bytes(), n);
+    vmalloc_thp_reset_for_test();
+    auto* c = static_cast<unsigned char*>(kmalloc(n));
+    EXPECT_EQ(c, p) << "one range again";
+    kfree(c);
+    vmalloc_cache_release(~std::uint64_t{0});
+  }
   vmalloc_set_wake_hook(nullptr);
 }
 
@@ -124,7 +167,9 @@ TEST(SlubRss, CachedMappingsStayWithinTheirBound) {
   ASSERT_NE(big, nullptr);
   kfree(big);
   EXPECT_EQ(resident_pages(big, 40 * MiB), ~std::size_t{0});
-  EXPECT_EQ(vmalloc_cache_bytes(), 5 * n);
+  // It may have grown a cached mapping (one fewer then); it is not cached.
+  EXPECT_LE(vmalloc_cache_bytes(), 5 * n);
+  EXPECT_GE(vmalloc_cache_bytes(), 4 * n);
   vmalloc_cache_release(~std::uint64_t{0});
   EXPECT_EQ(vmalloc_cache_bytes(), 0u);
   for (unsigned char* m : v) EXPECT_EQ(resident_pages(m, n), ~std::size_t{0});

@@ -16,6 +16,9 @@ namespace {
 struct Entry {
   std::uintptr_t addr;  // 0: empty; kTombstone: deleted
   std::size_t len;
+  // The mmap (or mremap move) the range was cut from: ranges of one origin
+  // side by side are one VMA, and rejoin in the cache when both are free.
+  std::uint64_t origin;
   int nid;    // the node asked for (kNumaNoNode: the CPU's), kept for reuse
   bool huge;  // advised MADV_HUGEPAGE when made (its density tells nothing)
 };
@@ -30,6 +33,11 @@ constexpr std::uintptr_t kCapBits = 63;
 constinit std::size_t g_used = 0;  // live + tombstones
 constinit std::size_t g_live = 0;
 constinit std::size_t g_bytes = 0;
+constinit std::atomic<std::uint64_t> g_origins{0};
+
+std::uint64_t new_origin() {
+  return g_origins.fetch_add(1, std::memory_order_relaxed) + 1;
+}
 
 Entry* table() {
   return reinterpret_cast<Entry*>(g_tab & ~kCapBits);
@@ -89,7 +97,7 @@ void forget_freed(std::uintptr_t a) {
     if (f == a) f = 0;
 }
 
-bool insert(std::uintptr_t a, std::size_t len, int nid, bool huge) {
+bool insert(std::uintptr_t a, std::size_t len, std::uint64_t origin, int nid, bool huge) {
   if ((g_used + 1) * 2 > capacity() && !grow()) return false;
   forget_freed(a);
   std::size_t cap = capacity();
@@ -98,6 +106,7 @@ bool insert(std::uintptr_t a, std::size_t len, int nid, bool huge) {
   while (t[i].addr > kTombstone) i = (i + 1) & (cap - 1);
   if (t[i].addr == 0) ++g_used;
   t[i].len = len;
+  t[i].origin = origin;
   t[i].nid = nid;
   t[i].huge = huge;
   signal_fence();  // the address (what a lookup matches) last
@@ -127,8 +136,14 @@ void erase(Entry* e) {
 // is, in a cache of at most 16 entries and 64 MiB (the newest freed stay;
 // the oldest are unmapped to make room). Any request but calloc's can take
 // one: a longer one grows it in place or moves it (mremap moves page
-// tables, not data: only the new tail faults), a shorter one unmaps the
-// tail it does not need (kept when within a quarter of the request). Its
+// tables, not data: only the new tail faults), a shorter one cuts it and
+// leaves the rest cached (from 1 MiB on; less stays in the block), and a
+// block freed next to a cached range of its mapping rejoins it (`origin`).
+// Before, the rest was unmapped: `large` unmapped 750 MiB of tails in 500
+// blocks and faulted as much in again to grow other entries; cut and
+// rejoined, its faults fell from 67.8k to 39.0k with blocks of 4..16 MiB
+// (tcmalloc 45.3k) and its CPU time from 0.17 to 0.10 s (tcmalloc 0.09),
+// peak RSS 160 to 157 MB (tcmalloc 172; 6 interleaved runs, medians). Its
 // pages hold what the last block left, so calloc does not take one: a
 // calloc'd block is often written sparsely, and a new mapping's zero pages
 // cost only where touched.
@@ -150,12 +165,16 @@ struct Cached {
   std::uintptr_t addr;
   std::size_t len;
   std::uint64_t freed_ns;
+  std::uint64_t origin;  // as Entry's
   int nid;
   bool huge;
 };
 constexpr unsigned kCacheSlots = 16;
 constexpr std::size_t kCacheMaxBytes = std::size_t{64} << 20;
 constexpr std::size_t kCacheMaxEntry = std::size_t{32} << 20;
+// The least that a request cuts off an entry to leave cached; a shorter
+// rest stays in the block (under a quarter of any request taken here).
+constexpr std::size_t kSplitMin = std::size_t{1} << 20;
 constinit Cached g_cache[kCacheSlots] = {};
 constinit unsigned g_cached = 0;
 // Written under g_lock; read without it by reclaim (vmalloc_cache_bytes,
@@ -173,46 +192,60 @@ Cached cache_remove(unsigned i) {
   return c;
 }
 
-// Takes the cached mapping that best serves a request of len bytes aligned
-// to align for node nid into *out: the one whose pages cover most of the
-// request (ties: the shortest). Only one with the huge page advice thp=
-// wants for the request (`huge`: a plain one grown would stay plain, and a
-// huge one would hide thp=auto's probe), and one shorter than len only
-// where it can grow without losing its alignment (align <= a page). Lock
-// held.
+// Adds c in its place by free time (a slot is free).
+void cache_add(const Cached& c) {
+  unsigned i = g_cached++;
+  for (; i > 0 && g_cache[i - 1].freed_ns > c.freed_ns; --i) g_cache[i] = g_cache[i - 1];
+  g_cache[i] = c;
+  g_cached_bytes.store(g_cached_bytes.load(std::memory_order_relaxed) + c.len,
+                       std::memory_order_relaxed);
+}
+
+// Takes the cached range that best serves a request of len bytes aligned
+// to align for node nid into *out: the shortest that holds it, else the
+// longest (it will grow). Only one with the huge page advice thp= wants
+// for the request (`huge`: a plain one grown would stay plain, and a huge
+// one would hide thp=auto's probe), and one shorter than len only where it
+// can grow without losing its alignment (align <= a page). A longer one
+// is cut: the rest, from kSplitMin on, stays cached (whole 2 MiB units of
+// a huge one), with no system call: the mapping stays whole, and the rest
+// rejoins the block when both are free (vfree). Lock held.
 bool cache_take(std::size_t len, std::size_t align, int nid, bool huge, Cached* out) {
   unsigned best = kCacheSlots;
-  std::size_t best_cover = 0;
   for (unsigned i = 0; i < g_cached; ++i) {
     const Cached& c = g_cache[i];
     if (c.nid != nid || c.huge != huge || c.addr % align) continue;
     if (c.len < len && align > kPageSize) continue;
-    std::size_t cover = c.len < len ? c.len : len;
-    if (cover > best_cover || (cover == best_cover && c.len < g_cache[best].len)) {
+    if (best == kCacheSlots) {
       best = i;
-      best_cover = cover;
+      continue;
     }
+    std::size_t b = g_cache[best].len;
+    if (c.len >= len ? b < len || c.len < b : b < len && c.len > b) best = i;
   }
   if (best == kCacheSlots) return false;
-  *out = cache_remove(best);
+  Cached c = cache_remove(best);
+  std::size_t keep = c.huge ? align_up(len, kHugeMappingBytes) : len;
+  if (c.len >= keep + kSplitMin) {
+    Cached rest = c;
+    rest.addr = c.addr + keep;
+    rest.len = c.len - keep;
+    cache_add(rest);  // in the slot c left
+    c.len = keep;
+  }
+  *out = c;
   return true;
 }
 
-// Fits cached mapping *c (off the cache: this thread's alone) to len
-// bytes: unmaps the tail a shorter request does not need, or grows it,
-// where it is or moved (mremap: the pages move with their page tables;
-// only the new tail will fault). A huge mapping keeps its 2 MiB alignment
-// and whole 2 MiB units, so no huge page is split. False, with the mapping
-// unmapped, when it cannot grow (address space).
+// Fits cached range *c (off the cache: this thread's alone) to len bytes:
+// one cut to size already fits; a shorter one grows, where it is or moved
+// (mremap: the pages move with their page tables; only the new tail will
+// fault), a moved one with a new origin. A huge mapping keeps its 2 MiB
+// alignment and whole 2 MiB units, so no huge page is split. False, with
+// the range unmapped, when it cannot grow (address space).
 bool fit_cached(Cached* c, std::size_t len) {
   constexpr std::size_t kHuge = kHugeMappingBytes;
-  if (c->len >= len) {
-    std::size_t keep = c->huge ? align_up(len, kHuge) : len;
-    if (c->len - len <= len / 4 || keep >= c->len) return true;
-    sys::munmap(reinterpret_cast<void*>(c->addr + keep), c->len - keep);
-    c->len = keep;
-    return true;
-  }
+  if (c->len >= len) return true;
   auto* old = reinterpret_cast<void*>(c->addr);
   long r = sys::mremap(old, c->len, len, 0, nullptr);  // in place
   if (sys::failed(r) && !c->huge) {
@@ -234,6 +267,7 @@ bool fit_cached(Cached* c, std::size_t len) {
     sys::munmap(old, c->len);
     return false;
   }
+  if (static_cast<std::uintptr_t>(r) != c->addr) c->origin = new_origin();
   c->addr = static_cast<std::uintptr_t>(r);
   c->len = len;
   return true;
@@ -304,7 +338,7 @@ void* map_new(std::size_t size, std::size_t align, int nid, bool huge) {
   if (huge) huge = sys::madvise(reinterpret_cast<void*>(p), len, MADV_HUGEPAGE) == 0;
   LockGuard<Mutex> g(g_lock);
   if (huge) vmalloc_count_advised();
-  if (!insert(p, len, nid, huge)) {
+  if (!insert(p, len, new_origin(), nid, huge)) {
     sys::munmap(reinterpret_cast<void*>(p), len);
     return nullptr;
   }
@@ -331,7 +365,7 @@ void* vmalloc(std::size_t size, std::size_t align, int nid, bool zero) {
   // (fit_cached unmaps it when it fails; so does a failed insert: no table).
   if (took && fit_cached(&c, want)) {
     LockGuard<Mutex> g(g_lock);
-    if (insert(c.addr, c.len, c.nid, c.huge)) return reinterpret_cast<void*>(c.addr);
+    if (insert(c.addr, c.len, c.origin, c.nid, c.huge)) return reinterpret_cast<void*>(c.addr);
     sys::munmap(reinterpret_cast<void*>(c.addr), c.len);
   }
   if (void* p = map_new(size, align, nid, huge)) return p;
@@ -344,6 +378,7 @@ void* vmalloc(std::size_t size, std::size_t align, int nid, bool zero) {
 
 bool vfree(void* p) {
   std::size_t len;
+  std::uint64_t origin;
   int nid;
   bool cacheable, huge;
   {
@@ -351,6 +386,7 @@ bool vfree(void* p) {
     Entry* e = find(reinterpret_cast<std::uintptr_t>(p));
     if (!e) return false;
     len = e->len;
+    origin = e->origin;
     nid = e->nid;
     huge = e->huge;
     erase(e);
@@ -366,15 +402,30 @@ bool vfree(void* p) {
   bool was_empty = false;
   if (cacheable) {
     LockGuard<Mutex> g(g_lock);
-    // The newest freed is likeliest to be asked for again: the oldest
-    // entries make room for it (len <= kCacheMaxEntry < kCacheMaxBytes).
-    while (g_cached == kCacheSlots ||
-           g_cached_bytes.load(std::memory_order_relaxed) + len > kCacheMaxBytes)
-      evicted[n_evicted++] = cache_remove(0);
     was_empty = g_cached == 0;
-    g_cache[g_cached++] = {reinterpret_cast<std::uintptr_t>(p), len, now_coarse_ns(), nid, huge};
-    g_cached_bytes.store(g_cached_bytes.load(std::memory_order_relaxed) + len,
-                         std::memory_order_relaxed);
+    Cached c = {reinterpret_cast<std::uintptr_t>(p), len, now_coarse_ns(), origin, nid, huge};
+    // Rejoined with the cached ranges of its mapping on either side (cut
+    // off it, or it off them): requests longer than either then find one
+    // range that holds them, where they would grow one and fault the
+    // difference in (`large`). Not past kCacheMaxBytes.
+    for (unsigned i = 0; i < g_cached;) {
+      const Cached& n = g_cache[i];
+      if (n.origin == c.origin && c.len + n.len <= kCacheMaxBytes &&
+          (n.addr + n.len == c.addr || c.addr + c.len == n.addr)) {
+        Cached m = cache_remove(i);
+        if (m.addr < c.addr) c.addr = m.addr;
+        c.len += m.len;
+        i = 0;  // the other side may be further back
+        continue;
+      }
+      ++i;
+    }
+    // The newest freed is likeliest to be asked for again: the oldest
+    // entries make room for it (c.len <= kCacheMaxBytes).
+    while (g_cached == kCacheSlots ||
+           g_cached_bytes.load(std::memory_order_relaxed) + c.len > kCacheMaxBytes)
+      evicted[n_evicted++] = cache_remove(0);
+    cache_add(c);
   }
   for (unsigned i = 0; i < n_evicted; ++i)
     sys::munmap(reinterpret_cast<void*>(evicted[i].addr), evicted[i].len);
@@ -403,8 +454,10 @@ void* vrealloc(void* p, std::size_t new_size) {
   if (sys::failed(r)) return nullptr;
   int nid = e->nid;
   bool huge = e->huge;  // mremap keeps the advice
+  std::uint64_t origin = r == reinterpret_cast<long>(p) ? e->origin : new_origin();
   erase(e);
-  insert(static_cast<std::uintptr_t>(r), len, nid, huge);  // cannot fail: room was made above
+  insert(static_cast<std::uintptr_t>(r), len, origin, nid,
+         huge);  // cannot fail: room was made above
   return reinterpret_cast<void*>(r);
 }
 
