@@ -9,6 +9,7 @@
 // ctest runs this binary in the four configurations of slub_test (rseq,
 // percpu=thread, fake_numa=2, both): see tests/CMakeLists.txt.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -48,13 +49,30 @@ bool all_zero(const void* p, std::size_t len) {
 // hook); here a hook that does nothing stands in for it.
 void no_wake(bool) {}
 
+// Keeps the thread on its CPU while it lives: cached mappings serve their
+// node only, and under fake_numa=2 a migration may change the node.
+struct PinHere {
+  PinHere() {
+    sched_getaffinity(0, sizeof old, &old);
+    int cpu = sched_getcpu();
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    if (cpu >= 0) CPU_SET(cpu, &one);
+    if (cpu >= 0) sched_setaffinity(0, sizeof one, &one);
+  }
+  ~PinHere() { sched_setaffinity(0, sizeof old, &old); }
+  cpu_set_t old;
+};
+
 // A freed mapping keeps its pages while the cache's resident entries stay
 // within 64 MiB, and any request above 4 MiB but calloc's takes it: a
 // shorter one with the tail it does not need unmapped, a longer one grown
 // with the old pages moved along (only the new tail faults).
 TEST(SlubRss, FreedMappingStaysResidentForReuseOfAnySize) {
+  PinHere pin;
   vmalloc_set_wake_hook(no_wake);
   vmalloc_cache_release(~std::uint64_t{0});
+  vmalloc_thp_reset_for_test();
   constexpr std::size_t n = 8 * MiB;
   auto* p = static_cast<unsigned char*>(kmalloc(n));
   ASSERT_NE(p, nullptr);
@@ -64,6 +82,7 @@ TEST(SlubRss, FreedMappingStaysResidentForReuseOfAnySize) {
   EXPECT_EQ(resident_pages(p, n), n / 4096);
   // Shorter: the same pages, cut to the request (a huge mapping keeps whole
   // 2 MiB units). The rest stays cached and resident: no system call.
+  vmalloc_thp_reset_for_test();  // plain, as the cached mapping (thp=auto)
   auto* q = static_cast<unsigned char*>(kmalloc(5 * MiB));
   ASSERT_EQ(q, p);
   std::size_t qlen = ksize(q);
@@ -77,6 +96,7 @@ TEST(SlubRss, FreedMappingStaysResidentForReuseOfAnySize) {
   // Freed, the block rejoins the rest: one range of n bytes again.
   EXPECT_EQ(vmalloc_cache_bytes(), n);
   // Longer: grown, the old pages come along and the new tail is fresh.
+  vmalloc_thp_reset_for_test();
   auto* r = static_cast<unsigned char*>(kmalloc(12 * MiB));
   ASSERT_NE(r, nullptr);
   EXPECT_EQ(r[0], 0x5a);
@@ -106,6 +126,7 @@ TEST(SlubRss, FreedMappingStaysResidentForReuseOfAnySize) {
 // whatever order they are freed in. (Before, the rest was unmapped: `large`
 // faulted in again what it had just given back, 750 MiB in 500 blocks.)
 TEST(SlubRss, TheRestOfACutRangeServesTheNextRequest) {
+  PinHere pin;
   vmalloc_set_wake_hook(no_wake);
   vmalloc_cache_release(~std::uint64_t{0});
   constexpr std::size_t n = 16 * MiB;
@@ -145,8 +166,10 @@ TEST(SlubRss, TheRestOfACutRangeServesTheNextRequest) {
 // Past 64 MiB of cached mappings the oldest give way: the newest freed
 // stay resident, the rest are unmapped; above 32 MiB none is cached.
 TEST(SlubRss, CachedMappingsStayWithinTheirBound) {
+  PinHere pin;
   vmalloc_set_wake_hook(no_wake);
   vmalloc_cache_release(~std::uint64_t{0});
+  vmalloc_thp_reset_for_test();
   constexpr std::size_t n = 12 * MiB;
   std::vector<unsigned char*> v;
   for (int i = 0; i < 10; ++i) {
