@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include "lib/slub/freeptr.h"
+#include "lib/slub/reentry.h"
 #include "lib/slub/slab.h"
 #include "lib/slub/slub_internal.h"
 #include "tests/slub_test_util.h"
@@ -246,6 +247,37 @@ TEST(SlubHardeningDeathTest, OneByteOverflowIntoAFreeLinkAborts) {
         "freelist corrupted.*kmalloc-64|kmalloc-64.*freelist corrupted")
         << flip;
   }
+}
+
+// A block on the deferred-free stack (freed by a signal handler that
+// interrupted the allocator) holds the stack's link; a write into it is
+// found when the stack is drained. The old plain link, its low byte
+// changed, pointed at a live neighbour, which the drain freed silently.
+TEST(SlubHardeningDeathTest, WriteIntoADeferredFreeAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        pin_here();
+        std::vector<char*> v;
+        for (int i = 0; i < 256; ++i) v.push_back(static_cast<char*>(kmalloc(64)));
+        // a, and a's neighbour a ^ 0x40, both ours and live.
+        char* a = nullptr;
+        for (char* p : v)
+          for (char* q : v)
+            if (q == reinterpret_cast<char*>(reinterpret_cast<std::uintptr_t>(p) ^ 0x40)) a = p;
+        if (!a) {
+          fprintf(stderr, "no neighbours\n");
+          _exit(2);
+        }
+        char* b = static_cast<char*>(kmalloc(64));
+        std::erase(v, a);
+        reentry_defer_free(a);
+        reentry_defer_free(b);  // b's link: a
+        b[0] ^= 0x40;
+        reentry_drain_frees();
+        for (char* p : v) kfree(p);  // the neighbour among them: a double free if it went
+      },
+      "BUG deferred free: block .* links to");
 }
 
 TEST(SlubHardeningDeathTest, FreeOfForeignPointer) {

@@ -21,6 +21,7 @@
 #include "lib/base/base.h"
 #include "lib/numa/numa.h"
 #include "lib/slub/debug.h"
+#include "lib/slub/freeptr.h"
 #include "lib/slub/kmalloc.h"
 
 namespace numaslub {
@@ -109,10 +110,23 @@ std::size_t reentry_size(const void* p) {
   return s ? s->len.load(std::memory_order_acquire) : 0;
 }
 
+// The stack's links lie in the freed objects, so they are mangled as the
+// slabs' are (freeptr.h): a stray write into one (the program may still
+// write an object it freed in a signal handler) decodes far from any
+// object, and the drain's free aborts on it rather than freeing a live
+// block. The key is not secret (the stack's address): detection, not
+// defence.
+static void** defer_link(void* p) {
+  return static_cast<void**>(p);
+}
+static std::uint64_t defer_key() {
+  return reinterpret_cast<std::uintptr_t>(&g_deferred_head);
+}
+
 void reentry_defer_free(void* p) {
   void* head = g_deferred_head.load(std::memory_order_relaxed);
   do {
-    *static_cast<void**>(p) = head;
+    *defer_link(p) = freeptr_encode(head, defer_key(), defer_link(p));
   } while (!g_deferred_head.compare_exchange_weak(head, p, std::memory_order_release,
                                                   std::memory_order_relaxed));
   g_deferred.fetch_add(1, std::memory_order_relaxed);
@@ -125,9 +139,20 @@ bool reentry_frees_pending() {
 void reentry_drain_frees() {
   void* p = g_deferred_head.exchange(nullptr, std::memory_order_acquire);
   while (p) {
-    void* next = *static_cast<void**>(p);
+    void* next = freeptr_decode(*defer_link(p), defer_key(), defer_link(p));
     if (NS_UNLIKELY(debug_enabled())) debug_unlink_deferred(p);
     kfree(p);
+    // The next link is read before the free of `next` could report it: a
+    // changed link decodes to a random word, which a malloc'd block never
+    // is (16-byte aligned, a user address: below 2^56 even with 5-level
+    // page tables). A block of another allocator (freed by a handler
+    // under LD_PRELOAD) passes, and goes to its free as before.
+    auto a = reinterpret_cast<std::uintptr_t>(next);
+    if (NS_UNLIKELY(a % 16 != 0 || a >> 56 != 0))
+      fatal(
+          "BUG deferred free: block %p links to %p, not a block (a write after free to %p, "
+          "freed in a signal handler that interrupted the allocator)",
+          p, next, p);
     p = next;
   }
 }
