@@ -175,7 +175,7 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
   Kswapd& k = g_kswapd[nid];
   Zone& z = g_pa->zone(nid);
   std::uint64_t now = now_coarse_ns();
-  std::size_t released = 0, dirty, high, low, min;
+  std::size_t released = 0, dirty, high, min;
   bool thp;
   {
     LockGuard<Mutex> g(z.lock);
@@ -186,7 +186,6 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
     dirty =
         z.dirty_pages() - (z.thp_kept_pages < z.dirty_pages() ? z.thp_kept_pages : z.dirty_pages());
     high = z.wmark_high;
-    low = z.wmark_low;
     min = z.wmark_min;
   }
   k.passes.fetch_add(1, std::memory_order_relaxed);
@@ -206,10 +205,16 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
     // 10% of the zone, so after a 1 GiB burst 116 MiB stayed for decay_ms
     // (memreturn: RSS 10.7% of the peak 0.5 s after the last free; issue 14
     // asks for 10% by then).
-    bool burst = dirty > high || (k.bursting && dirty > low);
-    std::size_t burst_released = 0;
+    // A burst goes on, at the next look, until only the reserve is left:
+    // frees that came while a pass was releasing (its count of resident
+    // pages taken before them) would otherwise wait for decay as soon as
+    // they are below the low mark (Reclaim.BurstKeepsAtMostReclaimStart
+    // kept 36 MiB for a reserve of 8 MiB when the thread's pass began in
+    // the middle of the frees).
     std::size_t keep =
         cfg.reclaim_start >> kPageShift < min ? cfg.reclaim_start >> kPageShift : min;
+    bool burst = dirty > high || (k.bursting && dirty > keep);
+    std::size_t burst_released = 0;
     if (burst)
       burst_released = release_cold_pages(g_pa, nid, dirty - keep, ~0ULL, HugeSplit::kNone);
     released += burst_released;
