@@ -15,7 +15,11 @@
 //   their sheaves and barns hold at the peak is resident memory no other
 //   class can use (3.4 MiB of 33 at its peak in the classes above 16 KiB,
 //   2.4 MiB of it in the 40..64 KiB ones'; 2.0 MiB in all now); with 8
-//   objects a sheaf for every class its peak RSS grew 2 MiB.
+//   objects a sheaf for every class its peak RSS grew 2 MiB. (Holding
+//   nothing more in those classes, no barn and no empty slab kept, and 4
+//   KiB sheaves for every class, gave the same peak: what mstress keeps
+//   above jemalloc's now is free pages, per-CPU page lists and dirty
+//   fragments, in the page allocator; pcp=0 takes 1 MiB of it.)
 // So each CPU slot of such a class (KmemCache::sheaf_capacity below
 // sheaf_capacity_hot) counts its slow paths per interval of the coarse
 // clock (kTuneShift: ~4 ms), by direction. A slot is hot for the next
