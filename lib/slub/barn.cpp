@@ -33,19 +33,19 @@ namespace numaslub {
 // the node's CPUs idle, malloc_trim, direct reclaim), so a pattern that has
 // stopped keeps no memory here.
 
-Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid) {
+Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid, std::uint32_t cap) {
   Barn& b = c.node[nid].barn;
+  Sheaf* s;
   {
     LockGuard<Mutex> g(b.lock);
-    if (Sheaf* s = b.empty) {
+    s = b.empty;
+    if (s) {
       b.empty = s->next;
       --b.nr_empty;
-      return s;
     }
   }
-  auto* s = static_cast<Sheaf*>(boot_alloc(sizeof(Sheaf), kSheafBytes));
-  if (!s) return nullptr;
-  s->init(c.sheaf_capacity);
+  if (!s && !(s = static_cast<Sheaf*>(boot_alloc(sizeof(Sheaf), kSheafBytes)))) return nullptr;
+  s->init(cap);
   return s;
 }
 
@@ -132,9 +132,10 @@ Sheaf* main_take(void** top) {
   return s;
 }
 
-// Makes *spare a sheaf with objects (for an allocation). False when out of memory.
-bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
-  if (!*spare && !(*spare = sheaf_get_empty(c, nid))) return false;
+// Makes *spare a sheaf with objects (for an allocation); one it fills from
+// the slabs gets capacity cap. False when out of memory.
+bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare, std::uint32_t cap) {
+  if (!*spare && !(*spare = sheaf_get_empty(c, nid, cap))) return false;
   if ((*spare)->size) return true;
   if (Sheaf* full = barn_get_full(c, nid)) {
     sheaf_put_empty(c, nid, *spare);
@@ -142,6 +143,7 @@ bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
     return true;
   }
   Sheaf* s = *spare;
+  if (s->capacity != cap) s->init(cap);
   s->size = c.fill(nid, s->objects(), s->capacity);
   c.deal_by_line(s->objects(), s->size);
   for (std::uint32_t i = 0; i < s->size; ++i) NS_TSAN_RELEASE(s->objects()[i]);
@@ -150,18 +152,38 @@ bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
 
 // Makes *spare a sheaf with room (for a free): empty, or partly filled (a
 // spare split_spare left half of; installed as main, it takes at least
-// capacity - size frees). A full one goes to the barn or its slabs. False
-// when out of memory.
-bool prepare_room_spare(KmemCache& c, unsigned nid, Sheaf** spare) {
-  if (!*spare) return (*spare = sheaf_get_empty(c, nid)) != nullptr;
+// capacity - size frees). A full one goes to the barn or its slabs; the
+// empty one that replaces it gets capacity cap. False when out of memory.
+bool prepare_room_spare(KmemCache& c, unsigned nid, Sheaf** spare, std::uint32_t cap) {
+  if (!*spare) return (*spare = sheaf_get_empty(c, nid, cap)) != nullptr;
   Sheaf* s = *spare;
   if (s->size < s->capacity) return true;
   if (barn_put_full(c, nid, s)) {
-    *spare = sheaf_get_empty(c, nid);
+    *spare = sheaf_get_empty(c, nid, cap);
     return *spare != nullptr;
   }
   sheaf_flush(c, s);
+  if (s->capacity != cap) s->init(cap);
   return true;
+}
+
+std::uint32_t slot_capacity(KmemCache& c, PercpuSheaves* cs, bool refill, std::uint64_t now_ns) {
+  if (c.sheaf_capacity_hot == c.sheaf_capacity) return c.sheaf_capacity;
+  std::uint32_t cap =
+      slot_tune(cs->tune[c.cls], now_ns, refill) ? c.sheaf_capacity_hot : c.sheaf_capacity;
+  // The spare takes the capacity now (it is no CPU's main): a slot that
+  // swaps main and spare without the barn or the slabs (a churn of a few
+  // objects) would otherwise never see a sheaf of the other capacity. Cut
+  // down, it keeps what a cold one would; the rest goes to the slabs.
+  Sheaf* s = cs->slots[c.cls].spare;
+  if (s && s->capacity != cap) {
+    if (s->size > cap) {
+      c.free_batch(s->objects() + cap, s->size - cap);
+      s->size = cap;
+    }
+    s->resize(cap);
+  }
+  return cap;
 }
 
 }  // namespace numaslub

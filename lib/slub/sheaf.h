@@ -40,6 +40,7 @@
 #include <cstdint>
 
 #include "lib/base/base.h"
+#include "lib/slub/sheaf_tune.h"
 #include "lib/slub/size_class.h"
 
 namespace numaslub {
@@ -63,6 +64,14 @@ struct alignas(kSheafBytes) Sheaf {
     next = nullptr;
     size = 0;
     capacity = cap;
+    objects()[-1] = reinterpret_cast<void*>(kSheafSentinel);
+  }
+  // Gives a sheaf that is no CPU's main capacity cap (>= size), keeping
+  // its objects.
+  void resize(std::uint32_t cap) {
+    void** from = objects();
+    capacity = cap;
+    __builtin_memmove(objects(), from, size * sizeof(void*));
     objects()[-1] = reinterpret_cast<void*>(kSheafSentinel);
   }
   static Sheaf* from_top(void** top) {
@@ -101,6 +110,9 @@ struct alignas(64) PercpuSheaves {
   std::uint64_t trim_gen;      // thread mode: the last malloc_trim this set caught up with
   std::uint8_t pad[64 - 40];
   SheafSlot slots[kNrClasses];
+  // Per class: how hot the class is on this CPU (sheaf_tune.h); touched by
+  // the slow paths only, under `lock` (or by the owning thread).
+  SlotTune tune[kNrClasses];
 };
 inline constexpr unsigned kPercpuSheavesShift = 10;
 inline constexpr std::size_t kPercpuSheavesStride = std::size_t{1} << kPercpuSheavesShift;
@@ -113,10 +125,18 @@ static_assert(class_slot_offset(0) == kSlotsOffset &&
 // The most object bytes a barn's full sheaves may grow to hold (per class and
 // node) when the flow between CPUs asks for it; never below the base limit.
 inline constexpr std::size_t kBarnMaxBytes = std::size_t{1} << 20;
+// The same for a class whose sheaves grow when hot (sheaf_tune.h).
+inline constexpr std::size_t kBarnMaxBytesBig = std::size_t{256} << 10;
+// The fewest objects a hot slot's sheaves hold.
+inline constexpr unsigned kSheafHotObjects = 8;
 
 // A node's store of full and empty sheaves for one class. Everything is
 // guarded by `lock`. max_full adapts between the cache's barn_max_full and
-// barn_cap_full (slub.cpp, "barn", says when).
+// barn_cap_full (slub.cpp, "barn", says when). It counts sheaves, of
+// whatever capacity (sheaf_tune.h): a hot slot's sheaves came from a class
+// hot somewhere, whose barn holds them as it would hold cold ones
+// (counted in objects, the barn refused them, and window cut and freed
+// 2.3x the slabs).
 struct Barn {
   Mutex lock;
   std::uint32_t nr_full = 0;

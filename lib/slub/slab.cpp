@@ -109,19 +109,36 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s, bool ran
     touched_pages += page != last;
     last = page;
   }
-  // A sheaf holds up to 32 KiB of objects (at least 2 of them): a CPU's
-  // main and spare then keep at most 64 KiB of free objects of a class
-  // (128 KiB of the largest), about what jemalloc's thread cache keeps per
-  // size class. At 64 KiB a sheaf, and 8 objects at least (256 KiB of
-  // 32 KiB objects), the second CPU's sheaves alone cost a small program
-  // 1 MiB of peak RSS (malloc-thread: 4.4 MiB with jemalloc), and realloc
-  // chains, which pass through every class, left up to 2.6 MiB per CPU.
+  // A sheaf holds up to 32 KiB of objects (at least one): a CPU's main and
+  // spare then keep at most 64 KiB of free objects of a class (128 KiB of
+  // the largest), about what jemalloc's thread cache keeps per size class.
+  // At 64 KiB a sheaf, and 8 objects at least (256 KiB of 32 KiB objects),
+  // the second CPU's sheaves alone cost a small program 1 MiB of peak RSS
+  // (malloc-thread: 4.4 MiB with jemalloc), and realloc chains, which pass
+  // through every class, left up to 2.6 MiB per CPU.
+  //
+  // That holds a class's sheaves while it is cold on a CPU. Where a class
+  // churns on a CPU (allocations and frees interleaved, many per
+  // millisecond: sheaf_tune.h), the slot's sheaves grow to
+  // sheaf_capacity_hot, kSheafHotObjects at least: a sheaf of 1..4 big
+  // objects sent the slot to its barn or slabs every few operations.
   std::uint32_t cap = static_cast<std::uint32_t>((32u << 10) / size);
-  sheaf_capacity = cap < 2 ? 2 : cap > kSheafMaxCapacity ? kSheafMaxCapacity : cap;
+  sheaf_capacity = cap < 1 ? 1 : cap > kSheafMaxCapacity ? kSheafMaxCapacity : cap;
+  sheaf_capacity_hot = sheaf_capacity < kSheafHotObjects ? kSheafHotObjects : sheaf_capacity;
   min_partial = 2;
-  barn_max_full = 8;
-  std::size_t cap_full = kBarnMaxBytes / (std::size_t{sheaf_capacity} * size);
-  barn_cap_full = cap_full > barn_max_full ? static_cast<std::uint32_t>(cap_full) : barn_max_full;
+  if (sheaf_capacity_hot > sheaf_capacity) {
+    // A tunable class's barn holds one full sheaf (its objects are big, and
+    // while the class is cold all they do is keep memory from the other
+    // classes: mstress's peak held 1.7 MiB in these barns), and grows for a
+    // flow between CPUs up to kBarnMaxBytesBig.
+    barn_max_full = 1;
+    std::size_t cap_full = kBarnMaxBytesBig / (std::size_t{sheaf_capacity} * size);
+    barn_cap_full = cap_full > 1 ? static_cast<std::uint32_t>(cap_full) : 1;
+  } else {
+    barn_max_full = 8;
+    std::size_t cap_full = kBarnMaxBytes / (std::size_t{sheaf_capacity} * size);
+    barn_cap_full = cap_full > barn_max_full ? static_cast<std::uint32_t>(cap_full) : barn_max_full;
+  }
   secret_gen = 0;
   secrets[0] = s;
   format(name, sizeof name, "kmalloc-%u", size);

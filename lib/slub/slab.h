@@ -82,10 +82,11 @@ struct KmemCache {
   // for objects up to 2 KiB; one in four of a 16 KiB object's). What the
   // slab adds to Zone::touched_pages, the density thp=auto weighs.
   std::uint32_t touched_pages = 0;
-  std::uint32_t sheaf_capacity = 0;
-  std::uint32_t min_partial = 0;    // empty slabs kept per node
+  std::uint32_t sheaf_capacity = 0;      // a slot's sheaves while the class is cold on its CPU
+  std::uint32_t sheaf_capacity_hot = 0;  // ... while it churns there (sheaf_tune.h); >= the above
+  std::uint32_t min_partial = 0;         // empty slabs kept per node
   std::uint32_t barn_max_full = 0;  // each barn's limit on full sheaves at first and after a flush
-  std::uint32_t barn_cap_full = 0;  // the most it grows to (kBarnMaxBytes of objects)
+  std::uint32_t barn_cap_full = 0;  // the most it grows to (kBarnMaxBytes of objects; Big if tuned)
   // slub_debug's letters (debug.h); 0 for a plain cache. A debug cache's
   // order and objects are its debug slabs', whose layout debug.cpp keeps.
   std::uint8_t debug = 0;

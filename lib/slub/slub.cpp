@@ -142,12 +142,14 @@ static void* alloc_slow_rseq(unsigned cls) {
     {
       LockGuard<Mutex> g(cs->lock);
       SheafSlot& sl = cs->slots[cls];
+      std::uint64_t now = now_coarse_ns();
+      std::uint32_t cap = slot_capacity(c, cs, true, now);
       // Under the lock main is a real sheaf or not for good (only a lock
       // holder replaces it): a split needs the old main to keep its half.
       std::uint32_t keep = sl.spare && sl.spare->size >= 2 && sl.main != no_sheaf_top()
                                ? split_spare_count(sl.spare)
                                : 0;
-      if (!prepare_full_spare(c, cs->node, &sl.spare)) return nullptr;
+      if (!prepare_full_spare(c, cs->node, &sl.spare, cap)) return nullptr;
       // The half that stays is copied out first: once the spare is main,
       // frees on this CPU push over the entries above its top.
       Sheaf* s = sl.spare;
@@ -170,7 +172,7 @@ static void* alloc_slow_rseq(unsigned cls) {
       }
       sl.spare = m;
       ++g_kmem.stats[cls].refills;
-      cs->last_used_ns = now_coarse_ns();
+      cs->last_used_ns = now;
     }
     if (void* obj = rseq_pop(rs, g_fastpath.cpu_base, g_fastpath.nr_cpu_sheaves, off)) return obj;
   }
@@ -193,12 +195,13 @@ static void free_slow_rseq(KmemCache& c, void* p) {
     PercpuSheaves* cs = cpu_sheaves(cpu);
     LockGuard<Mutex> g(cs->lock);
     SheafSlot& sl = cs->slots[c.cls];
-    if (!prepare_room_spare(c, cs->node, &sl.spare)) break;
+    std::uint64_t now = now_coarse_ns();
+    if (!prepare_room_spare(c, cs->node, &sl.spare, slot_capacity(c, cs, false, now))) break;
     void** old = rseq_replace_main(rs, cpu, &sl.main, sl.spare->top());
     if (old == kReplaceFailed) continue;
     sl.spare = main_take(old);
     ++g_kmem.stats[c.cls].flushes;
-    cs->last_used_ns = now_coarse_ns();
+    cs->last_used_ns = now;
   }
   c.free_batch(&p, 1);
 }
@@ -263,6 +266,7 @@ static void* alloc_slow_thread(unsigned cls) {
   if (!cs) return alloc_direct(c, -1);
   catch_up_trim(cs);
   SheafSlot& sl = cs->slots[cls];
+  std::uint32_t cap = slot_capacity(c, cs, true, now_coarse_ns());
   if (sl.spare && sl.spare->size >= 2 && sl.main != no_sheaf_top()) {
     // Split (above): half of the spare's objects move into the empty main.
     Sheaf* m = main_take(sl.main);
@@ -277,7 +281,7 @@ static void* alloc_slow_thread(unsigned cls) {
     ++g_kmem.stats[cls].refills;
     return obj;
   }
-  if (!prepare_full_spare(c, cs->node, &sl.spare)) return nullptr;
+  if (!prepare_full_spare(c, cs->node, &sl.spare, cap)) return nullptr;
   Sheaf* full = sl.spare;
   sl.spare = main_take(sl.main);
   void* obj = full->objects()[--full->size];
@@ -297,7 +301,8 @@ static void free_slow_thread(KmemCache& c, void* p) {
     *sl.main++ = p;  // room after all (the fast path saw another node's object)
     return;
   }
-  if (!prepare_room_spare(c, cs->node, &sl.spare)) return c.free_batch(&p, 1);
+  std::uint32_t cap = slot_capacity(c, cs, false, now_coarse_ns());
+  if (!prepare_room_spare(c, cs->node, &sl.spare, cap)) return c.free_batch(&p, 1);
   Sheaf* room = sl.spare;
   sl.spare = main_take(sl.main);
   room->objects()[room->size++] = p;
@@ -342,7 +347,8 @@ static void* prof_alloc_spare(unsigned cls) {
   return with_own_set([&c, cls](PercpuSheaves* cs) -> void* {
     if (!cs) return alloc_direct(c, -1);
     Sheaf** spare = &cs->slots[cls].spare;
-    if (!(*spare && (*spare)->size) && !prepare_full_spare(c, cs->node, spare)) return nullptr;
+    if (!(*spare && (*spare)->size) && !prepare_full_spare(c, cs->node, spare, c.sheaf_capacity))
+      return nullptr;
     Sheaf* s = *spare;
     return s->objects()[--s->size];
   });
@@ -353,7 +359,7 @@ static void prof_free_spare(KmemCache& c, void* p) {
     if (!cs) return false;
     Sheaf** spare = &cs->slots[c.cls].spare;
     if ((!*spare || (*spare)->size == (*spare)->capacity) &&
-        !prepare_room_spare(c, cs->node, spare))
+        !prepare_room_spare(c, cs->node, spare, c.sheaf_capacity))
       return false;
     Sheaf* s = *spare;
     s->objects()[s->size++] = p;

@@ -35,15 +35,22 @@ void small_free_slow(Page* page, void* p);
 // null when there is no memory for one.
 void* prof_alloc_sampled(std::size_t size, std::size_t asked);
 // The barn and the main/spare hand-offs (barn.cpp).
-Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid);
+// An empty sheaf of capacity cap (the barn's, or a new one).
+Sheaf* sheaf_get_empty(KmemCache& c, unsigned nid, std::uint32_t cap);
 void sheaf_put_empty(KmemCache& c, unsigned nid, Sheaf* s);
 void sheaf_flush(KmemCache& c, Sheaf* s);
 Sheaf* barn_get_full(KmemCache& c, unsigned nid);
 bool barn_put_full(KmemCache& c, unsigned nid, Sheaf* s);
 std::size_t barn_flush(KmemCache& c, unsigned nid);
 Sheaf* main_take(void** top);
-bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare);
-bool prepare_room_spare(KmemCache& c, unsigned nid, Sheaf** spare);
+bool prepare_full_spare(KmemCache& c, unsigned nid, Sheaf** spare, std::uint32_t cap);
+bool prepare_room_spare(KmemCache& c, unsigned nid, Sheaf** spare, std::uint32_t cap);
+// Counts a slow path (refill: an allocation's, else a free's) of class c's
+// slot in set cs (its lock held, or the owning thread) at coarse time
+// now_ns, and returns the capacity the sheaves the slot prepares now get
+// (sheaf_tune.h); the slot's spare is given that capacity there (objects
+// beyond it go back to their slabs).
+std::uint32_t slot_capacity(KmemCache& c, PercpuSheaves* cs, bool refill, std::uint64_t now_ns);
 // How many of a stocked spare's objects an allocation that found main
 // empty leaves in the spare (slub.cpp, "splitting a stocked spare").
 inline std::uint32_t split_spare_count(const Sheaf* spare) {
