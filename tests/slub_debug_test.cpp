@@ -243,6 +243,12 @@ TEST_F(DebugCache, SlubDebugFSetsTheSizeCheckOfTheFreeFastPath) {
   // F turns debug on, and every sized free then goes through its check.
   EXPECT_TRUE(config().debug);
   EXPECT_NE(g_fastpath.free_checks & kFreeCheckSize, 0);
+  // The sized frees' byte of free_unchecked says a check is due; a plain
+  // free ignores the size bit.
+  EXPECT_EQ(g_fastpath.free_unchecked[1], 0);
+  if (!g_fastpath.multi_node) {
+    EXPECT_EQ(g_fastpath.free_unchecked[0], static_cast<std::uint8_t>(cache_mode()));
+  }
 }
 
 TEST_F(DebugCache, CorruptFreePointerIsRebuiltFromTheStates) {

@@ -42,6 +42,69 @@ TEST(SlubMode, FakeNumaNodes) {
   EXPECT_EQ(pa->nr_nodes(), want);
 }
 
+// ------------------------------------------------------------ the fast paths' state (kmalloc.h)
+
+TEST(SlubFastPath, DirectSlotTableServesEachSizeFromItsClass) {
+  // malloc's fast path looks sizes up to kSlotDirectMax in a table indexed
+  // by the size itself, filled by set-up (it is in .bss: zero before).
+  ASSERT_TRUE(slub_init());
+  for (std::size_t n = 0; n <= kSlotDirectMax; ++n)
+    ASSERT_EQ(g_fastpath.slot_by_size[n], class_slot_offset(size_to_class(n))) << n;
+  EXPECT_EQ(std::memcmp(&g_fastpath.obj_index, &kObjIndex, sizeof kObjIndex), 0);
+  // Through the table: an object freed on this CPU (thread) is the next one
+  // of its class, whatever size within the class asks for it.
+  AffinityGuard restore;
+  pin_here();
+  for (std::size_t n = 1; n <= kSlotDirectMax + 128; ++n) {
+    unsigned c = size_to_class(n);
+    void* p = kmalloc(kClassSize[c]);
+    ASSERT_NE(p, nullptr);
+    kfree(p);
+    void* q = kmalloc(n);
+    EXPECT_EQ(q, p) << n;
+    EXPECT_EQ(ksize(q), kClassSize[c]) << n;
+    kfree(q);
+  }
+}
+
+TEST(SlubFastPath, FreeUncheckedByteFollowsModeAndChecks) {
+  // The free fast path compares one byte per kind of free: the mode it
+  // pushes in without a check, or none when a check is due.
+  ASSERT_TRUE(slub_init());
+  auto mode = static_cast<std::uint8_t>(cache_mode());
+  std::uint8_t checks = g_fastpath.free_checks;
+  EXPECT_NE(mode, 0);
+  EXPECT_EQ(g_fastpath.free_unchecked[0], (checks & kFreeCheckNode) ? 0 : mode);
+  EXPECT_EQ(g_fastpath.free_unchecked[1], checks ? 0 : mode);
+  // Multi-node heaps (the fake_numa runs) check every free's node.
+  EXPECT_EQ(g_fastpath.free_unchecked[0] == 0, g_fastpath.multi_node);
+}
+
+TEST(SlubFastPath, RseqPushLandsInTheSetAtItsFixedDistance) {
+  // The rseq sections address CPU c's set at &g_fastpath + kCpuSetsDisp +
+  // c * kPercpuSheavesStride, from the register holding &g_fastpath.
+  kfree(kmalloc(64));
+  if (cache_mode() != CacheMode::kRseq) GTEST_SKIP() << "per-thread mode";
+  AffinityGuard restore;
+  pin_here();
+  int cpu = sched_getcpu();
+  ASSERT_GE(cpu, 0);
+  ASSERT_LT(static_cast<unsigned>(cpu), slub_nr_cpu_sheaves());
+  EXPECT_EQ(reinterpret_cast<char*>(&g_fastpath_block.state), reinterpret_cast<char*>(&g_fastpath));
+  auto* set = reinterpret_cast<PercpuSheaves*>(reinterpret_cast<char*>(&g_fastpath) + kCpuSetsDisp +
+                                               (std::size_t{unsigned(cpu)} << kPercpuSheavesShift));
+  EXPECT_EQ(set->cpu, static_cast<unsigned>(cpu));
+  unsigned c = size_to_class(64);
+  // Room on main for one more (a full main would send the free to its slow
+  // path, which installs another sheaf).
+  void* p = kmalloc(64);
+  ASSERT_NE(p, nullptr);
+  kfree(p);
+  EXPECT_EQ(set->slots[c].main[-1], p);
+  EXPECT_EQ(kmalloc(64), p);
+  kfree(p);
+}
+
 // ------------------------------------------------------------ size classes
 
 TEST(SlubClasses, TableIsSortedAndSixteenAligned) {

@@ -4,10 +4,11 @@
 // main sheaf in an rseq critical section (rseq_ops.h). free: address -> page
 // descriptor (subtract, shift) -> its slab's sheaf-slot offset -> the
 // always-on checks (below) -> push onto this CPU's main sheaf. No lock, no
-// atomic read-modify-write. One branch picks the per-CPU mode (g_fastpath.mode:
-// rseq, per-thread sheaves, or none yet): before set-up the mode is none and
-// the thread has no sheaves, so the first call takes the slow path, which
-// sets up. An rseq section compares the CPU id with the number of CPUs whose
+// atomic read-modify-write. One compare of a byte picks the per-CPU mode
+// (malloc: g_fastpath.mode; free: free_unchecked, which folds in whether a
+// check is due): rseq, per-thread sheaves, or none yet. Before set-up the
+// mode is none and the thread has no sheaves, so the first call takes the
+// slow path, which sets up. An rseq section compares the CPU id with the number of CPUs whose
 // sheaves are set up before it indexes them, so a CPU without sheaves takes
 // the slow path too. Anything else (empty/full sheaf, large and vmalloc sizes,
 // another node's object, foreign or invalid pointers) goes to the
@@ -16,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "lib/base/base.h"
 #include "lib/numa/numa.h"
@@ -28,8 +30,15 @@ namespace numaslub {
 
 enum class CacheMode : std::uint8_t { kNone = 0, kRseq, kThread };
 
+// Malloc's fast path looks a request of up to kSlotDirectMax bytes up in a
+// table indexed by the size itself (FastPathState::slot_by_size): one load,
+// where the 16-byte steps of size_class.h's tables need a rounding add and
+// a shift before it. Larger small requests use kSlotBySize128.
+inline constexpr std::size_t kSlotDirectMax = 1024;
+
 // What the fast paths read; written once at set-up (and never after, but
-// for nr_cpu_sheaves, which grows).
+// for nr_cpu_sheaves, which grows). Zero (mode none, heap_size 0, empty
+// tables) until then: every fast path misses.
 struct FastPathState {
   CacheMode mode;
   bool multi_node;
@@ -38,19 +47,41 @@ struct FastPathState {
   // costs nothing when it is off.
   std::uint8_t free_checks;
   std::uint8_t node_shift;  // log2(bytes per node range)
+  // Per kind of free (index: sized or not), the mode (a CacheMode) its fast
+  // path pushes in with no check, or kNone when free_checks asks a check of
+  // that kind (or before set-up). The free fast path compares this one byte
+  // where it would test mode and free_checks. Stored last, with release
+  // order; read with acquire order.
+  std::uint8_t free_unchecked[2];
   std::ptrdiff_t rseq_off;  // thread pointer -> rseq area
-  char* cpu_base;           // PercpuSheaves of CPU 0; CPU c at + (c << kPercpuSheavesShift)
-  // CPUs 0..nr_cpu_sheaves-1 have their slot set at cpu_base set up. Only
-  // grows (release store after the sets are written); the rseq sections
-  // compare each CPU id with it before indexing (rseq_ops.h).
+  // CPUs 0..nr_cpu_sheaves-1 have their set in FastPathBlock::cpu_sets set
+  // up. Only grows (release store after the sets are written); the rseq
+  // sections compare each CPU id with it before indexing (rseq_ops.h).
   std::uint32_t nr_cpu_sheaves;
   std::uintptr_t heap_base;
   std::uintptr_t heap_size;
   Page* mem_map;
-  const std::uint16_t* cpu_node;        // node of each CPU (multi-node only)
-  ObjIndexTable obj_index = kObjIndex;  // obj_index.h
+  const std::uint16_t* cpu_node;  // node of each CPU (multi-node only)
+  // Copies of obj_index.h's kObjIndex and of the sheaf-slot offset of each
+  // request size up to kSlotDirectMax, filled by set-up before it publishes
+  // heap_size and mode: addressed from the same base register as the fields
+  // above (and in .bss, with the CPU sets after them).
+  std::remove_const_t<ObjIndexTable> obj_index;
+  std::uint16_t slot_by_size[kSlotDirectMax + 1];
 };
-extern FastPathState g_fastpath;
+
+// The fast paths' state and, at a fixed distance after it, the per-CPU sheaf
+// sets (CPUs 0..kMaxCpus-1, kPercpuSheavesStride apart): the rseq sections
+// address a CPU's set from the register that holds &g_fastpath (rseq_ops.h,
+// kCpuSetsDisp), with no base pointer to load. In .bss: only the pages of
+// CPUs that are set up ever become resident.
+struct alignas(4096) FastPathBlock {
+  FastPathState state;
+  alignas(4096) char cpu_sets[kMaxCpus * kPercpuSheavesStride];
+};
+static_assert(offsetof(FastPathBlock, cpu_sets) == kCpuSetsDisp);
+extern FastPathBlock g_fastpath_block;
+inline constexpr FastPathState& g_fastpath = g_fastpath_block.state;
 // FastPathState::free_checks. Node: the object must be this CPU's (thread's)
 // node's (multi-node heaps). Size: a sized free checks the size it is given
 // (debug=1, which slub_debug's F turns on) in kfree_sized_slow; a plain free
@@ -72,6 +103,9 @@ extern "C" void __tsan_release(void* addr);
 #define NS_TSAN_RELEASE(p) ((void)0)
 #endif
 
+// The fast paths' lambdas are inlined whatever their number of uses.
+#define NS_LAMBDA_INLINE __attribute__((always_inline))
+
 // g_fastpath is written once by set-up, which stores `heap_size` and then
 // `mode` last with release order; the fast paths load those two with
 // acquire order (a plain load on x86-64) before the fields they guard.
@@ -80,6 +114,27 @@ NS_ALWAYS_INLINE CacheMode fast_mode() {
   CacheMode m;
   __atomic_load(&g_fastpath.mode, &m, __ATOMIC_ACQUIRE);
   return m;
+}
+
+// Whether the byte b equals v, read with acquire order: one compare with a
+// memory operand (x86-64 loads are acquire loads; the memory clobber keeps
+// the compiler from moving later loads above it). The compiler never folds
+// an atomic load into a compare: a load, a compare and a branch, one
+// instruction more on each fast path. (TSan builds keep the atomic load,
+// which TSan sees.)
+NS_ALWAYS_INLINE bool byte_is_acquire(const std::uint8_t& b, std::uint8_t v) {
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+  bool eq;
+  __asm__ volatile("cmpb %[v], %[b]" : "=@cce"(eq) : [b] "m"(b), [v] "i"(v) : "memory");
+  return eq;
+#else
+  return __atomic_load_n(&b, __ATOMIC_ACQUIRE) == v;
+#endif
+}
+// mode == kRseq (acquire, as fast_mode).
+NS_ALWAYS_INLINE bool fast_mode_rseq() {
+  return byte_is_acquire(reinterpret_cast<const std::uint8_t&>(g_fastpath.mode),
+                         static_cast<std::uint8_t>(CacheMode::kRseq));
 }
 
 // Hardening, always on: a free takes the fast path only for the start of an
@@ -138,41 +193,52 @@ NS_ALWAYS_INLINE RseqAbi* fast_rseq_area() {
                                     g_fastpath.rseq_off);
 }
 
-// kmalloc's fast path; `slow` is called on a miss (kmalloc_aligned's tells
-// the slow path the size asked for).
-template <class Slow>
-NS_ALWAYS_INLINE void* kmalloc_or(std::size_t size, Slow slow) {
-  if (NS_LIKELY(size <= kMaxSmallSize)) {
-    std::size_t off = size_to_slot_offset(size);
+// The pop of kmalloc's fast path, for the slot offset `slot_off()` (read
+// after the mode: the direct table is filled by set-up); `slow` on a miss.
+template <class SlotOff, class Slow>
+NS_ALWAYS_INLINE void* kmalloc_pop(SlotOff slot_off, Slow slow) {
 #if NS_HAVE_RSEQ_ASM
-    if (NS_LIKELY(fast_mode() == CacheMode::kRseq)) {
-      if (void* obj =
-              rseq_pop(fast_rseq_area(), g_fastpath.cpu_base, g_fastpath.nr_cpu_sheaves, off)) {
-        NS_TSAN_ACQUIRE(obj);
-        clear_free_tag(obj);
-        return obj;
-      }
-    } else
+  if (NS_LIKELY(fast_mode_rseq())) {
+    if (void* obj =
+            rseq_pop(g_fastpath.rseq_off, &g_fastpath, g_fastpath.nr_cpu_sheaves, slot_off())) {
+      NS_TSAN_ACQUIRE(obj);
+      clear_free_tag(obj);
+      return obj;
+    }
+  } else
 #endif
-        if (PercpuSheaves* t = t_sheaves; t && NS_LIKELY(!t_ctx.sheaf_busy)) {
-      // Per-thread sheaves: a signal handler's malloc must not pop between
-      // our read and our store, so the operation is marked busy (a nested
-      // call then takes the slow path, which defers to reentry.h).
-      t_ctx.sheaf_busy = 1;
-      signal_fence();
-      void*** top = &reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + off)->main;
-      void* obj = (*top)[-1];
-      bool got = !(reinterpret_cast<std::uintptr_t>(obj) & kSheafSentinel);
-      if (NS_LIKELY(got)) --*top;
-      signal_fence();
-      t_ctx.sheaf_busy = 0;
-      if (NS_LIKELY(got)) {
-        NS_TSAN_ACQUIRE(obj);
-        clear_free_tag(obj);
-        return obj;
-      }
+      if (PercpuSheaves* t = t_sheaves; t && NS_LIKELY(!t_ctx.sheaf_busy)) {
+    // Per-thread sheaves: a signal handler's malloc must not pop between
+    // our read and our store, so the operation is marked busy (a nested
+    // call then takes the slow path, which defers to reentry.h).
+    t_ctx.sheaf_busy = 1;
+    signal_fence();
+    void*** top = &reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + slot_off())->main;
+    void* obj = (*top)[-1];
+    bool got = !(reinterpret_cast<std::uintptr_t>(obj) & kSheafSentinel);
+    if (NS_LIKELY(got)) --*top;
+    signal_fence();
+    t_ctx.sheaf_busy = 0;
+    if (NS_LIKELY(got)) {
+      NS_TSAN_ACQUIRE(obj);
+      clear_free_tag(obj);
+      return obj;
     }
   }
+  return slow();
+}
+
+// kmalloc's fast path; `slow` is called on a miss (kmalloc_aligned's tells
+// the slow path the size asked for). The common sizes pass one compare
+// before their table (kSlotDirectMax), the others two.
+template <class Slow>
+NS_ALWAYS_INLINE void* kmalloc_or(std::size_t size, Slow slow) {
+  if (NS_LIKELY(size <= kSlotDirectMax))
+    return kmalloc_pop(
+        [size]() NS_LAMBDA_INLINE { return std::size_t{g_fastpath.slot_by_size[size]}; }, slow);
+  if (NS_LIKELY(size <= kMaxSmallSize))
+    return kmalloc_pop(
+        [size]() NS_LAMBDA_INLINE { return std::size_t{kSlotBySize128[(size + 127) >> 7]}; }, slow);
   return slow();
 }
 
@@ -181,8 +247,9 @@ NS_ALWAYS_INLINE void* kmalloc(std::size_t size) {
 }
 
 // The free fast path, for kfree (kSized false, `size` unused) and for
-// kfree_sized: the same instructions, but for the test of free_checks, where
-// a sized free leaves for kfree_sized_slow when it must check its size.
+// kfree_sized: the same instructions, each kind reading its own byte of
+// free_unchecked (a sized free leaves for kfree_sized_slow when it must
+// check its size).
 // (TSan: p is released after its descriptor is read, here and in the slow
 // path's check_small: whoever gets p next may free its slab and rewrite the
 // descriptor.)
@@ -210,43 +277,60 @@ NS_ALWAYS_INLINE void kfree_fast(void* p, std::size_t size) {
         word[1] = tag;       // before the push publishes p
         NS_TSAN_RELEASE(p);  // and the store with it
       }
-      // No check at all (the common case): one test of the byte, a memory
-      // operand; else the node check, unless a sized free must check its
-      // size first. (The second read is a relaxed atomic one, never merged
-      // with the first: the compiler would load the byte into a register
-      // for both, one instruction more on the common path.)
-      auto no_checks = [] {
-        return kSized ? g_fastpath.free_checks == 0 : !(g_fastpath.free_checks & kFreeCheckNode);
-      };
-      auto node_only = [] {
+      // Only the node check is due (free_unchecked says a check is): a
+      // sized free that must check its size goes to its slow path.
+      auto node_only = []() NS_LAMBDA_INLINE {
         return !kSized ||
                __atomic_load_n(&g_fastpath.free_checks, __ATOMIC_RELAXED) == kFreeCheckNode;
       };
-#if NS_HAVE_RSEQ_ASM
-      if (NS_LIKELY(fast_mode() == CacheMode::kRseq)) {
-        RseqAbi* rs = fast_rseq_area();
-        // cpu_node has an entry for each CPU below nr_cpu_sheaves only.
-        std::uint32_t cpu;
-        if (NS_LIKELY(no_checks() ||
-                      (node_only() && (cpu = rs->cpu_id_start) < g_fastpath.nr_cpu_sheaves &&
-                       g_fastpath.cpu_node[cpu] == (off >> g_fastpath.node_shift)))) {
-          int r =
-              rseq_push<!kHardened>(rs, g_fastpath.cpu_base, g_fastpath.nr_cpu_sheaves, soff, p);
-          if (NS_LIKELY(r == kPushed)) return;
-        }
-      } else
-#endif
-          if (PercpuSheaves* t = t_sheaves; t && NS_LIKELY(!t_ctx.sheaf_busy)) {
+      // p's node. Its heap offset is formed again: kept from above for
+      // these rare paths, it cost the common path a register copy.
+      auto node_of_p = [p]() NS_LAMBDA_INLINE {
+        return (reinterpret_cast<std::uintptr_t>(p) - g_fastpath.heap_base) >>
+               g_fastpath.node_shift;
+      };
+      auto unchecked_in = [](CacheMode m) NS_LAMBDA_INLINE {
+        return byte_is_acquire(g_fastpath.free_unchecked[kSized], static_cast<std::uint8_t>(m));
+      };
+      // Per-thread sheaves: pushes when `ok(t)` holds for the thread's set.
+      auto thread_push = [soff, p](auto ok) NS_LAMBDA_INLINE {
+        PercpuSheaves* t = t_sheaves;
+        if (!t || NS_UNLIKELY(t_ctx.sheaf_busy)) return false;
         t_ctx.sheaf_busy = 1;  // as in kmalloc
         signal_fence();
         void*** top = &reinterpret_cast<SheafSlot*>(reinterpret_cast<char*>(t) + soff)->main;
         bool pushed = (reinterpret_cast<std::uintptr_t>(*top) & (kSheafBytes - 1)) != 0 &&
-                      (kHardened || (*top)[-1] != p) &&
-                      (no_checks() || (node_only() && t->node == (off >> g_fastpath.node_shift)));
+                      (kHardened || (*top)[-1] != p) && ok(t);
         if (NS_LIKELY(pushed)) *(*top)++ = p;
         signal_fence();
         t_ctx.sheaf_busy = 0;
-        if (NS_LIKELY(pushed)) return;
+        return pushed;
+      };
+#if NS_HAVE_RSEQ_ASM
+      auto rseq_push_here = [soff, p]() NS_LAMBDA_INLINE {
+        return rseq_push<!kHardened>(g_fastpath.rseq_off, &g_fastpath, g_fastpath.nr_cpu_sheaves,
+                                     soff, p) == kPushed;
+      };
+      if (NS_LIKELY(unchecked_in(CacheMode::kRseq))) {
+        if (NS_LIKELY(rseq_push_here())) return;
+      } else
+#endif
+          if (unchecked_in(CacheMode::kThread)) {
+        if (NS_LIKELY(thread_push([](PercpuSheaves*) NS_LAMBDA_INLINE { return true; }))) return;
+      } else if (node_only()) {
+        // The node check, in either mode.
+#if NS_HAVE_RSEQ_ASM
+        if (fast_mode() == CacheMode::kRseq) {
+          RseqAbi* rs = fast_rseq_area();
+          std::uint32_t cpu;  // cpu_node has an entry for each CPU below nr_cpu_sheaves only
+          if ((cpu = rs->cpu_id_start) < g_fastpath.nr_cpu_sheaves &&
+              g_fastpath.cpu_node[cpu] == node_of_p() && rseq_push_here())
+            return;
+        } else
+#endif
+            if (thread_push([&](PercpuSheaves* t)
+                                NS_LAMBDA_INLINE { return t->node == node_of_p(); }))
+          return;
       }
       // Not published: the slow path checks again. The word's old value is
       // the program's, in an object it is freeing: lost without harm.

@@ -41,6 +41,19 @@
   "0:\n\t"                             \
   "leaq 3b(%%rip), %%rax\n\t"          \
   "movq %%rax, 8(%[rs])\n\t"
+// The same, for sections that address the area from the thread pointer:
+// [rs] is the area's offset from it (%fs), not its address, which saves the
+// fast paths the add that forms the address.
+#define NS_RSEQ_CS_DESC_FS             \
+  ".pushsection __rseq_cs, \"aw\"\n\t" \
+  ".balign 32\n\t"                     \
+  "3:\n\t"                             \
+  ".long 0x0, 0x0\n\t"                 \
+  ".quad 1f, 2f - 1f, 4f\n\t"          \
+  ".popsection\n\t"                    \
+  "0:\n\t"                             \
+  "leaq 3b(%%rip), %%rax\n\t"          \
+  "movq %%rax, %%fs:8(%[rs])\n\t"
 #define NS_RSEQ_ABORT                       \
   ".pushsection __rseq_failure, \"ax\"\n\t" \
   ".byte 0x0f, 0xb9, 0x3d\n\t"              \
@@ -51,31 +64,39 @@
 
 namespace numaslub {
 
+// The pop and push sections below find CPU c's slot set at
+// fp + kCpuSetsDisp + (c << kPercpuSheavesShift), where fp is the fast
+// paths' state (kmalloc.h, FastPathBlock), whose address the compiler holds
+// in a register already: no load of a table base, and the slot's offset is
+// added to the CPU's in one step. rs_off is the rseq area's offset from the
+// thread pointer.
+
 // Pops the last object of this CPU's main sheaf at slot offset `off` (see
 // sheaf.h for the stack-top encoding). Returns nullptr when it is empty or
 // the CPU is at or beyond `limit`. (asm goto: a miss jumps straight to the
 // caller's slow path, no result register to test.)
-NS_ALWAYS_INLINE void* rseq_pop(RseqAbi* rs, char* base, const std::uint32_t& limit,
+NS_ALWAYS_INLINE void* rseq_pop(std::ptrdiff_t rs_off, const void* fp, const std::uint32_t& limit,
                                 std::size_t off) {
   void* obj;
-  __asm__ goto(NS_RSEQ_CS_DESC
-               "1:\n\t"
-               "movl (%[rs]), %%r11d\n\t"
-               "cmpl %[limit], %%r11d\n\t"
-               "jae %l[miss]\n\t"
-               "shlq $10, %%r11\n\t"
-               "addq %[base], %%r11\n\t"
-               "movq (%%r11,%[off]), %%rcx\n\t"
-               "movq -8(%%rcx), %%rax\n\t"
-               "testb $1, %%al\n\t"
-               "jnz %l[miss]\n\t"
-               "subq $8, %%rcx\n\t"
-               "movq %%rcx, (%%r11,%[off])\n\t"
-               "2:\n\t" NS_RSEQ_ABORT
-               : "=&a"(obj)
-               : [rs] "r"(rs), [base] "r"(base), [limit] "m"(limit), [off] "r"(off)
-               : "rcx", "r11", "memory", "cc"
-               : miss);
+  __asm__ goto(
+      NS_RSEQ_CS_DESC_FS
+      "1:\n\t"
+      "movl %%fs:(%[rs]), %%r11d\n\t"
+      "cmpl %[limit], %%r11d\n\t"
+      "jae %l[miss]\n\t"
+      "shlq $10, %%r11\n\t"
+      "addq %[off], %%r11\n\t"
+      "movq %c[sets](%[fp],%%r11), %%rcx\n\t"
+      "movq -8(%%rcx), %%rax\n\t"
+      "testb $1, %%al\n\t"
+      "jnz %l[miss]\n\t"
+      "subq $8, %%rcx\n\t"
+      "movq %%rcx, %c[sets](%[fp],%%r11)\n\t"
+      "2:\n\t" NS_RSEQ_ABORT
+      : "=&a"(obj)
+      : [rs] "r"(rs_off), [fp] "r"(fp), [sets] "i"(kCpuSetsDisp), [limit] "m"(limit), [off] "r"(off)
+      : "rcx", "r11", "memory", "cc"
+      : miss);
   // Sheaf entries are objects or the odd sentinel, never null: tell the
   // compiler, so that its callers' null tests fold away.
   if (obj == nullptr) __builtin_unreachable();
@@ -94,29 +115,30 @@ enum PushResult : int { kPushed = 0, kPushFull = 1, kPushDoubleFree = 2 };
 // its object's free tag before the push, kmalloc.h, which catches this case
 // and more: they push without the test.) The misses leave the section by
 // asm goto, to the caller's code for each result.
-#define NS_RSEQ_PUSH_HEAD     \
-  NS_RSEQ_CS_DESC             \
-  "1:\n\t"                    \
-  "movl (%[rs]), %%r11d\n\t"  \
-  "cmpl %[limit], %%r11d\n\t" \
-  "jae %l[full]\n\t"          \
-  "shlq $10, %%r11\n\t"       \
-  "addq %[base], %%r11\n\t"   \
-  "movq (%%r11,%[off]), %%rcx\n\t"
-#define NS_RSEQ_PUSH_TAIL          \
-  "testl $511, %%ecx\n\t"          \
-  "jz %l[full]\n\t"                \
-  "movq %[obj], (%%rcx)\n\t"       \
-  "addq $8, %%rcx\n\t"             \
-  "movq %%rcx, (%%r11,%[off])\n\t" \
+#define NS_RSEQ_PUSH_HEAD         \
+  NS_RSEQ_CS_DESC_FS              \
+  "1:\n\t"                        \
+  "movl %%fs:(%[rs]), %%r11d\n\t" \
+  "cmpl %[limit], %%r11d\n\t"     \
+  "jae %l[full]\n\t"              \
+  "shlq $10, %%r11\n\t"           \
+  "addq %[off], %%r11\n\t"        \
+  "movq %c[sets](%[fp],%%r11), %%rcx\n\t"
+#define NS_RSEQ_PUSH_TAIL                 \
+  "testl $511, %%ecx\n\t"                 \
+  "jz %l[full]\n\t"                       \
+  "movq %[obj], (%%rcx)\n\t"              \
+  "addq $8, %%rcx\n\t"                    \
+  "movq %%rcx, %c[sets](%[fp],%%r11)\n\t" \
   "2:\n\t" NS_RSEQ_ABORT
-#define NS_RSEQ_PUSH_OPERANDS                                                          \
-  : /* no outputs */                                                                        \
-  : [rs] "r"(rs), [base] "r"(base), [limit] "m"(limit), [off] "r"(off), [obj] "r"(obj) \
-  : "rax", "rcx", "r11", "memory", "cc" /* rax: NS_RSEQ_CS_DESC's scratch */
+#define NS_RSEQ_PUSH_OPERANDS                                                     \
+  : /* no outputs */                                                                  \
+  : [rs] "r"(rs_off), [fp] "r"(fp), [sets] "i"(kCpuSetsDisp), [limit] "m"(limit),     \
+    [off] "r"(off), [obj] "r"(obj)                                                    \
+  : "rax", "rcx", "r11", "memory", "cc" /* rax: NS_RSEQ_CS_DESC_FS's scratch */
 template <bool kCheckTop>
-NS_ALWAYS_INLINE int rseq_push(RseqAbi* rs, char* base, const std::uint32_t& limit, std::size_t off,
-                               void* obj) {
+NS_ALWAYS_INLINE int rseq_push(std::ptrdiff_t rs_off, const void* fp, const std::uint32_t& limit,
+                               std::size_t off, void* obj) {
   if constexpr (kCheckTop) {
     __asm__ goto(NS_RSEQ_PUSH_HEAD
                  "cmpq %[obj], -8(%%rcx)\n\t"
@@ -167,6 +189,7 @@ static NS_NOINLINE inline void** rseq_replace_main(RseqAbi* rs, unsigned cpu, vo
 }  // namespace numaslub
 
 #undef NS_RSEQ_CS_DESC
+#undef NS_RSEQ_CS_DESC_FS
 #undef NS_RSEQ_ABORT
 #else
 #define NS_HAVE_RSEQ_ASM 0

@@ -118,6 +118,8 @@ inline constexpr unsigned kPercpuSheavesShift = 10;
 inline constexpr std::size_t kPercpuSheavesStride = std::size_t{1} << kPercpuSheavesShift;
 inline constexpr std::size_t kSlotsOffset = 64;
 static_assert(sizeof(PercpuSheaves) <= kPercpuSheavesStride);
+// Where CPU 0's set lies from the fast paths' state (kmalloc.h, FastPathBlock).
+inline constexpr std::size_t kCpuSetsDisp = 4096;
 static_assert(offsetof(PercpuSheaves, slots) == kSlotsOffset);
 static_assert(class_slot_offset(0) == kSlotsOffset &&
               class_slot_offset(1) - class_slot_offset(0) == sizeof(SheafSlot));

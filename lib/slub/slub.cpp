@@ -19,13 +19,12 @@
 
 namespace numaslub {
 
-constinit FastPathState g_fastpath = {};
+constinit FastPathBlock g_fastpath_block = {};
 constinit thread_local PercpuSheaves* t_sheaves NS_TLS_IE = nullptr;
 
 namespace {
 
-// Per-CPU sheaf sets, CPUs 0..kMaxCpus-1. In .bss: only the pages of CPUs
-// that are set up ever become resident.
+// Per-CPU sheaf sets: g_fastpath_block.cpu_sets (kmalloc.h).
 //
 // Invariant: the sets of CPUs below g_fastpath.nr_cpu_sheaves (and their
 // g_cpu_node entries) are set up; it starts at the topology's count of CPUs
@@ -33,7 +32,6 @@ namespace {
 // count is a lower bound where sysfs is hidden, and a thread may widen its
 // affinity). A CPU at or beyond g_kmem.max_cpu_sheaves (kMaxCpus; less in
 // tests) has no set: its threads use per-thread sheaves, as in thread mode.
-alignas(4096) char g_cpu_region[kMaxCpus * kPercpuSheavesStride];
 std::uint16_t g_cpu_node[kMaxCpus];
 
 constinit Mutex g_init_lock;
@@ -54,7 +52,7 @@ constinit PercpuSheaves* g_pool = nullptr;  // thread mode: sets of exited threa
 // after the TSD destructors go straight to the slabs.
 constinit thread_local bool t_exiting NS_TLS_IE = false;
 
-// CPUs whose sets are set up (see g_cpu_region).
+// CPUs whose sets are set up (see g_fastpath_block.cpu_sets).
 unsigned nr_cpu_sheaves() {
   return __atomic_load_n(&g_fastpath.nr_cpu_sheaves, __ATOMIC_ACQUIRE);
 }
@@ -81,7 +79,8 @@ std::uint64_t random_secret() {
 }
 
 PercpuSheaves* cpu_sheaves(unsigned cpu) {
-  return reinterpret_cast<PercpuSheaves*>(g_cpu_region + (std::size_t{cpu} << kPercpuSheavesShift));
+  return reinterpret_cast<PercpuSheaves*>(g_fastpath_block.cpu_sets +
+                                          (std::size_t{cpu} << kPercpuSheavesShift));
 }
 constinit Sheaf g_no_sheaf = {};
 
@@ -174,7 +173,8 @@ static void* alloc_slow_rseq(unsigned cls) {
       ++g_kmem.stats[cls].refills;
       cs->last_used_ns = now;
     }
-    if (void* obj = rseq_pop(rs, g_fastpath.cpu_base, g_fastpath.nr_cpu_sheaves, off)) return obj;
+    if (void* obj = rseq_pop(g_fastpath.rseq_off, &g_fastpath, g_fastpath.nr_cpu_sheaves, off))
+      return obj;
   }
   return alloc_direct(c, -1);
 }
@@ -184,7 +184,8 @@ static void free_slow_rseq(KmemCache& c, void* p) {
   for (int attempt = 0; attempt < 16; ++attempt) {
     RseqAbi* rs = rseq_area();
     if (!rs) break;
-    int r = rseq_push<!kHardened>(rs, g_fastpath.cpu_base, g_fastpath.nr_cpu_sheaves, off, p);
+    int r =
+        rseq_push<!kHardened>(g_fastpath.rseq_off, &g_fastpath, g_fastpath.nr_cpu_sheaves, off, p);
     if (r == kPushed) return;
     if (r == kPushDoubleFree) fatal("double free of %p (cache %s)", p, c.name);
     unsigned cpu = __atomic_load_n(&rs->cpu_id_start, __ATOMIC_RELAXED);
@@ -456,12 +457,22 @@ static bool slub_init_locked() {
   g_fastpath.free_checks = static_cast<std::uint8_t>((g_fastpath.multi_node ? kFreeCheckNode : 0) |
                                                      (cfg.debug ? kFreeCheckSize : 0));
   g_fastpath.cpu_node = g_cpu_node;
-  g_fastpath.cpu_base = g_cpu_region;
   g_fastpath.rseq_off = mode == CacheMode::kRseq ? rseq_offset() : 0;
+  // The fast paths' tables; read only after heap_size or mode is published.
+  g_fastpath.obj_index = kObjIndex;
+  for (std::size_t n = 0; n <= kSlotDirectMax; ++n)
+    g_fastpath.slot_by_size[n] = static_cast<std::uint16_t>(size_to_slot_offset(n));
   // The heap's reservation may grow (arena.h): the fast paths' bound follows.
   pa->arena().set_grow_hook(publish_heap_size);
   publish_heap_size(a.size());
   __atomic_store(&g_fastpath.mode, &mode, __ATOMIC_RELEASE);  // generic form: mode is an enum
+  // Last: a free that reads a mode here (with acquire) goes straight to
+  // its push, so everything above must be visible to it.
+  for (int sized = 0; sized < 2; ++sized) {
+    std::uint8_t checks = sized ? g_fastpath.free_checks : g_fastpath.free_checks & kFreeCheckNode;
+    __atomic_store_n(&g_fastpath.free_unchecked[sized],
+                     static_cast<std::uint8_t>(checks ? CacheMode::kNone : mode), __ATOMIC_RELEASE);
+  }
   if (cfg.verbose)
     log_msg("slub: %u caches, %s mode, %u cpus, %u nodes", kNrClasses,
             mode == CacheMode::kRseq ? "rseq" : "thread", nr_cpus, a.nr_nodes());
