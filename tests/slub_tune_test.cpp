@@ -159,23 +159,39 @@ TEST(SheafTune, ChurnGrowsABigClassSheaves) {
       kfree(a[0]);
       kfree(a[1]);
     };
-    std::uint64_t before = exchanges(cls);
-    for (int i = 0; i < 1000; ++i) step();
-    std::uint64_t cold = exchanges(cls) - before;
-    EXPECT_GE(cold, 1000u) << "a cold sheaf of one 64 KiB object";
-    // Up to 2 s for the verdict (a few intervals of 4 ms on an idle machine).
-    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    PercpuSheaves* cs = nullptr;
-    bool grown = false;
-    while (!grown && std::chrono::steady_clock::now() < end) {
-      for (int i = 0; i < 64; ++i) step();
-      cs = my_set();
-      grown = cs && cs->tune[cls].hot && main_capacity(cs->slots[cls]) == c.sheaf_capacity_hot;
-    }
-    ASSERT_TRUE(grown) << "the slot did not become hot";
-    before = exchanges(cls);
-    for (int i = 0; i < 1000; ++i) step();
-    EXPECT_LT(exchanges(cls) - before, cold / 4);
+    auto hot = [&] {
+      PercpuSheaves* cs = my_set();
+      return cs && cs->tune[cls].hot && main_capacity(cs->slots[cls]) == c.sheaf_capacity_hot;
+    };
+    // Exchanges in 250 steps taken wholly cold, or wholly hot: a round the
+    // slot changed state in (an interval boundary passed, or the thread
+    // waited for the CPU long enough to cool) is taken again, for up to
+    // 5 s (a few intervals of 4 ms on an idle machine).
+    constexpr int kSteps = 250;
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    auto measure = [&](bool want_hot, std::uint64_t* out) {
+      while (std::chrono::steady_clock::now() < end) {
+        if (want_hot) {
+          while (!hot() && std::chrono::steady_clock::now() < end)
+            for (int i = 0; i < 64; ++i) step();
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));  // cools
+          step();  // the verdict on the idle interval: cold
+        }
+        if (hot() != want_hot) continue;
+        std::uint64_t before = exchanges(cls);
+        for (int i = 0; i < kSteps; ++i) step();
+        if (hot() != want_hot) continue;
+        *out = exchanges(cls) - before;
+        return true;
+      }
+      return false;
+    };
+    std::uint64_t cold = 0, warm = 0;
+    ASSERT_TRUE(measure(false, &cold)) << "no round stayed cold";
+    EXPECT_GE(cold, std::uint64_t{kSteps}) << "a cold sheaf holds one 64 KiB object";
+    ASSERT_TRUE(measure(true, &warm)) << "the slot did not become hot, or did not stay";
+    EXPECT_LT(warm, cold / 4);
   });
   t.join();
 }
