@@ -163,11 +163,14 @@ TEST(SheafTune, ChurnGrowsABigClassSheaves) {
       PercpuSheaves* cs = my_set();
       return cs && cs->tune[cls].hot && main_capacity(cs->slots[cls]) == c.sheaf_capacity_hot;
     };
-    // Exchanges in 250 steps taken wholly cold, or wholly hot: a round the
+    // Exchanges in 12 steps taken wholly cold, or wholly hot: a round the
     // slot changed state in (an interval boundary passed, or the thread
     // waited for the CPU long enough to cool) is taken again, for up to
-    // 5 s (a few intervals of 4 ms on an idle machine).
-    constexpr int kSteps = 250;
+    // 5 s (a few intervals of 4 ms on an idle machine). 12 steps make 24
+    // refills and 24 flushes at most, fewer than kGetHot: a cold round
+    // cannot heat the slot itself, however slowly it runs (ASan: a round
+    // of 250 steps spanned intervals and turned the slot hot every time).
+    constexpr int kSteps = 12;
     auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     auto measure = [&](bool want_hot, std::uint64_t* out) {
       while (std::chrono::steady_clock::now() < end) {
