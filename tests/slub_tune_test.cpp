@@ -17,6 +17,7 @@
 #include "lib/slub/sheaf_tune.h"
 #include "lib/slub/size_class.h"
 #include "lib/slub/slub_internal.h"
+#include "tests/slub_test_util.h"
 
 namespace numaslub {
 namespace {
@@ -107,14 +108,7 @@ TEST(SheafTune, Capacities) {
   EXPECT_EQ(g_kmem.caches[size_to_class(65536)].sheaf_capacity, 1u);
 }
 
-void pin_here() {
-  int cpu = sched_getcpu();
-  if (cpu < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  sched_setaffinity(0, sizeof set, &set);
-}
+using slubtest::pin_here;
 
 // The sheaf set the calling (pinned) thread's fast paths use.
 PercpuSheaves* my_set() {

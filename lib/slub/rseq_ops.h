@@ -31,7 +31,7 @@
 // The descriptor; the signature matches kRseqSignal (0x53053053). Step (0)
 // uses rax as scratch: every section must name rax as an early-clobber
 // output or a clobber, or the compiler may hand it an operand in rax.
-#define NS_RSEQ_CS_DESC                \
+#define NS_RSEQ_CS_TABLE               \
   ".pushsection __rseq_cs, \"aw\"\n\t" \
   ".balign 32\n\t"                     \
   "3:\n\t"                             \
@@ -39,21 +39,12 @@
   ".quad 1f, 2f - 1f, 4f\n\t"          \
   ".popsection\n\t"                    \
   "0:\n\t"                             \
-  "leaq 3b(%%rip), %%rax\n\t"          \
-  "movq %%rax, 8(%[rs])\n\t"
+  "leaq 3b(%%rip), %%rax\n\t"
+#define NS_RSEQ_CS_DESC NS_RSEQ_CS_TABLE "movq %%rax, 8(%[rs])\n\t"
 // The same, for sections that address the area from the thread pointer:
 // [rs] is the area's offset from it (%fs), not its address, which saves the
 // fast paths the add that forms the address.
-#define NS_RSEQ_CS_DESC_FS             \
-  ".pushsection __rseq_cs, \"aw\"\n\t" \
-  ".balign 32\n\t"                     \
-  "3:\n\t"                             \
-  ".long 0x0, 0x0\n\t"                 \
-  ".quad 1f, 2f - 1f, 4f\n\t"          \
-  ".popsection\n\t"                    \
-  "0:\n\t"                             \
-  "leaq 3b(%%rip), %%rax\n\t"          \
-  "movq %%rax, %%fs:8(%[rs])\n\t"
+#define NS_RSEQ_CS_DESC_FS NS_RSEQ_CS_TABLE "movq %%rax, %%fs:8(%[rs])\n\t"
 #define NS_RSEQ_ABORT                       \
   ".pushsection __rseq_failure, \"ax\"\n\t" \
   ".byte 0x0f, 0xb9, 0x3d\n\t"              \
