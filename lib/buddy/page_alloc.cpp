@@ -219,35 +219,29 @@ int PageAllocator::this_cpu() const {
 Page* PageAllocator::alloc_pages_exact(int nid, std::size_t pages, unsigned min_order,
                                        unsigned gfp) {
   if (pages == 0 || pages > kMaxBlockPages) return nullptr;
-  if (pcp_ && min_order == 0 && !(gfp & kGfpZero) && pages >= kRunMinPages &&
-      pages <= kRunMaxPages && run_round_pages(pages) == pages) {
-    // The run lists of the zone this request would be served from first.
-    int cpu = this_cpu();
-    unsigned want = nid < 0 ? topo_->node_of_cpu(cpu) : static_cast<unsigned>(nid);
-    if (want < arena_.nr_nodes()) {
-      unsigned first = zonelists_[want * arena_.nr_nodes()];
-      if (Page* p = pcp(static_cast<unsigned>(cpu), first)->alloc_run(run_class(pages))) {
-        ++(first == want ? node_stats_[want].alloc_local : node_stats_[want].alloc_fallback);
-        return p;
-      }
-    }
-  }
+  // Two ways to serve it without a split, both from the zone the request
+  // would be served from first: the calling CPU's run list (a run class's
+  // page count), then resident pieces fitted together
+  // (Zone::fit_run_locked). kFitMinPages is kRunMinPages: every run
+  // request may also be fitted.
   if (min_order == 0 && !(gfp & kGfpZero) && pages >= kFitMinPages) {
-    // Resident pieces first (Zone::fit_run_locked), from the zone the
-    // request would be served from first.
     int cpu = this_cpu();
     unsigned want = nid < 0 ? topo_->node_of_cpu(cpu) : static_cast<unsigned>(nid);
     if (want < arena_.nr_nodes()) {
       unsigned first = zonelists_[want * arena_.nr_nodes()];
-      Zone& z = zones_[first];
-      Page* p;
-      {
-        LockGuard<Mutex> g(z.lock);
-        p = z.fit_run_locked(pages, gfp & kGfpSparse);
+      Page* p = nullptr;
+      if (pcp_ && pages <= kRunMaxPages && run_round_pages(pages) == pages)
+        p = pcp(static_cast<unsigned>(cpu), first)->alloc_run(run_class(pages));
+      if (!p) {
+        Zone& z = zones_[first];
+        {
+          LockGuard<Mutex> g(z.lock);
+          p = z.fit_run_locked(pages, gfp & kGfpSparse);
+        }
+        if (p) pay_release_debt(z);
       }
       if (p) {
         ++(first == want ? node_stats_[want].alloc_local : node_stats_[want].alloc_fallback);
-        pay_release_debt(z);
         return p;
       }
     }

@@ -101,6 +101,7 @@ class PageAllocator {
   // Below it, alloc_pages_exact rounds up to a block: the pieces are pages
   // the per-CPU lists keep anyway.
   static constexpr std::size_t kFitMinPages = kRunMinPages;
+  static_assert(kFitMinPages <= kRunMinPages, "a run request is also fitted (alloc_pages_exact)");
   // Frees a run from alloc_pages_exact (or what is left of one: realloc
   // trims and grows them): onto the calling CPU's run list when its page
   // count is a class's, else to the zone as aligned blocks, under one zone

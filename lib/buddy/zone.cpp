@@ -149,9 +149,7 @@ Page* Zone::alloc_locked(unsigned order, bool want_clean, bool grow, Placement w
     return nullptr;
   }
   bool clean = p->flags & PG_clean;
-  if (clean && !want_clean && dirty_pages() > dirty_reserve())
-    release_debt.store(release_debt.load(std::memory_order_relaxed) + (std::size_t{1} << order),
-                       std::memory_order_relaxed);
+  if (clean && !want_clean) owe_for_clean_locked(std::size_t{1} << order);
   std::uint32_t state = p->flags & (PG_clean | PG_lazy);
   std::uint64_t stamp = p->priv[1];
   // Split: keep the lower half, give the upper half back at each step.
@@ -456,6 +454,12 @@ bool Zone::claim_range_locked(std::size_t s, std::size_t e) {
   return true;
 }
 
+void Zone::owe_for_clean_locked(std::size_t pages) {
+  if (pages && dirty_pages() > dirty_reserve())
+    release_debt.store(release_debt.load(std::memory_order_relaxed) + pages,
+                       std::memory_order_relaxed);
+}
+
 Page* Zone::fit_run_locked(std::size_t pages, bool sparse) {
   if (pages < 2 || pages > (std::size_t{1} << kMaxOrder)) return nullptr;
   unsigned order = ilog2_ceil(pages);
@@ -533,10 +537,7 @@ Page* Zone::fit_run_locked(std::size_t pages, bool sparse) {
   bool claimed = claim_range_locked(best_s, best_s + pages);
   NS_CHECK(claimed, "fit_run_locked: run at pfn %zu is not free", best_s);
   ++stats.fit_runs;
-  std::size_t clean = pages - best_dirty;
-  if (clean && dirty_pages() > dirty_reserve())
-    release_debt.store(release_debt.load(std::memory_order_relaxed) + clean,
-                       std::memory_order_relaxed);
+  owe_for_clean_locked(pages - best_dirty);
   Page* head = map_ + best_s;
   head->flags = 0;
   return head;

@@ -301,6 +301,10 @@ class Zone {
   // The block of `list` (free_area[order]'s dirty or clean list, not
   // empty) to take, or null for a sparse request that finds none.
   Page* pick_block(ListNode* list, unsigned order, bool sparse) const;
+  // `pages` clean pages were handed out to a request that did not ask for
+  // zeroed memory: while more than dirty_reserve() resident pages are
+  // free, as many of those are owed back (release_debt).
+  void owe_for_clean_locked(std::size_t pages);
   // state: 0 (dirty), PG_clean or PG_lazy.
   void add_block(Page* p, unsigned order, std::uint32_t state, std::uint64_t stamp);
   void del_block(Page* p, unsigned order);
