@@ -126,19 +126,16 @@ bool KmemCache::init(unsigned c, PageAllocator* alloc, std::uint64_t s, bool ran
   sheaf_capacity = cap < 1 ? 1 : cap > kSheafMaxCapacity ? kSheafMaxCapacity : cap;
   sheaf_capacity_hot = sheaf_capacity < kSheafHotObjects ? kSheafHotObjects : sheaf_capacity;
   min_partial = 2;
-  if (sheaf_capacity_hot > sheaf_capacity) {
-    // A tunable class's barn holds one full sheaf (its objects are big, and
-    // while the class is cold all they do is keep memory from the other
-    // classes: mstress's peak held 1.7 MiB in these barns), and grows for a
-    // flow between CPUs up to kBarnMaxBytesBig.
-    barn_max_full = 1;
-    std::size_t cap_full = kBarnMaxBytesBig / (std::size_t{sheaf_capacity} * size);
-    barn_cap_full = cap_full > 1 ? static_cast<std::uint32_t>(cap_full) : 1;
-  } else {
-    barn_max_full = 8;
-    std::size_t cap_full = kBarnMaxBytes / (std::size_t{sheaf_capacity} * size);
-    barn_cap_full = cap_full > barn_max_full ? static_cast<std::uint32_t>(cap_full) : barn_max_full;
-  }
+  // A tunable class's barn holds one full sheaf (its objects are big, and
+  // while the class is cold all they do is keep memory from the other
+  // classes: mstress's peak held 1.7 MiB in these barns), and grows for a
+  // flow between CPUs up to kBarnMaxBytesBig; the others' start at 8 and
+  // grow up to kBarnMaxBytes.
+  bool tunable = sheaf_capacity_hot > sheaf_capacity;
+  barn_max_full = tunable ? 1 : 8;
+  std::size_t cap_full =
+      (tunable ? kBarnMaxBytesBig : kBarnMaxBytes) / (std::size_t{sheaf_capacity} * size);
+  barn_cap_full = cap_full > barn_max_full ? static_cast<std::uint32_t>(cap_full) : barn_max_full;
   secret_gen = 0;
   secrets[0] = s;
   format(name, sizeof name, "kmalloc-%u", size);
