@@ -456,8 +456,8 @@ void* vrealloc(void* p, std::size_t new_size) {
   bool huge = e->huge;  // mremap keeps the advice
   std::uint64_t origin = r == reinterpret_cast<long>(p) ? e->origin : new_origin();
   erase(e);
-  insert(static_cast<std::uintptr_t>(r), len, origin, nid,
-         huge);  // cannot fail: room was made above
+  // Cannot fail: room was made above.
+  insert(static_cast<std::uintptr_t>(r), len, origin, nid, huge);
   return reinterpret_cast<void*>(r);
 }
 
