@@ -9,7 +9,6 @@
 // ctest runs this binary in the four configurations of slub_test (rseq,
 // percpu=thread, fake_numa=2, both): see tests/CMakeLists.txt.
 #include <gtest/gtest.h>
-#include <sched.h>
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -24,6 +23,7 @@
 #include "lib/slub/size_class.h"
 #include "lib/slub/slub_internal.h"
 #include "lib/slub/vmalloc.h"
+#include "tests/slub_test_util.h"
 #include "tests/test_mincore.h"
 
 namespace numaslub {
@@ -52,16 +52,8 @@ void no_wake(bool) {}
 // Keeps the thread on its CPU while it lives: cached mappings serve their
 // node only, and under fake_numa=2 a migration may change the node.
 struct PinHere {
-  PinHere() {
-    sched_getaffinity(0, sizeof old, &old);
-    int cpu = sched_getcpu();
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    if (cpu >= 0) CPU_SET(cpu, &one);
-    if (cpu >= 0) sched_setaffinity(0, sizeof one, &one);
-  }
-  ~PinHere() { sched_setaffinity(0, sizeof old, &old); }
-  cpu_set_t old;
+  PinHere() { slubtest::pin_here(); }
+  slubtest::AffinityGuard restore;  // constructed first: the affinity before the pin
 };
 
 // A freed mapping keeps its pages while the cache's resident entries stay
