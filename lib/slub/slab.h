@@ -158,8 +158,9 @@ struct KmemCache {
   KmemCacheNode* list_new_slab(Slab* s);
   void discard_slab(KmemCacheNode& n, Slab* s);
   unsigned collect_remote(Slab* s);
-  // Frees k objects, all of slab s, onto its freelist (list_lock of n held).
-  void free_run_locked(KmemCacheNode& n, Slab* s, void* const* objs, unsigned k);
+  // Puts k objects of slab s, objs[1..k) already linked each to the one
+  // before it, onto its freelist (list_lock of n held).
+  void splice_run_locked(KmemCacheNode& n, Slab* s, void* const* objs, unsigned k);
   void* decode(const Slab* s, void* stored, void** where) const;
   // The next pointer stored in free object obj of slab s, checked before
   // anyone follows it: null or the start of an object of s; anything else
@@ -170,6 +171,11 @@ struct KmemCache {
   // Pops up to n objects off s's freelist into out (list_lock held), each
   // next pointer checked as next_free does; counts them in s->inuse.
   unsigned take_free(Slab* s, void** out, unsigned n);
+  struct Chain;
+  // Walks a freelist fill detached into its output, checking each link
+  // and the count (slab.cpp).
+  void walk_chain(const Chain& c) const;
+  [[noreturn]] NS_COLD void bad_count(const Slab* s, void** obj, void* next) const;
   void* encode(const Slab* s, void* ptr, void** where) const;
 };
 
