@@ -165,8 +165,9 @@ void PageAllocator::pay_release_debt(Zone& z) {
       std::size_t dirty = z.dirty_pages(), reserve = z.dirty_reserve();
       if (dirty <= reserve) return;
       if (want > dirty - reserve) want = dirty - reserve;
-      n = z.isolate_cold_locked(want, ~std::uint64_t{0}, blocks, kMaxBlocks, &pages,
-                                HugeSplit::kNone);
+      std::uint64_t now = now_coarse_ns();
+      n = z.isolate_cold_locked(want, now > kYoungBlockNs ? now - kYoungBlockNs : 0, blocks,
+                                kMaxBlocks, &pages, HugeSplit::kNone);
     }
     if (n == 0) return;
     unsigned ok = 0, failed = 0;

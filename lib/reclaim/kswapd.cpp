@@ -168,7 +168,6 @@ std::uint64_t next_decay_ns(const Zone& z, std::uint64_t now, std::uint32_t deca
 }
 
 constexpr std::uint64_t kBurstRecheckNs = 50000000ULL;  // 50 ms
-constexpr std::uint64_t kBurstMinAgeNs = 5000000ULL;    // 5 ms
 
 // One pass; returns the futex timeout for the next sleep in ns (0: none).
 std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
@@ -212,22 +211,19 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
     // they are below the low mark (Reclaim.BurstKeepsAtMostReclaimStart
     // kept 36 MiB for a reserve of 8 MiB when the thread's pass began in
     // the middle of the frees).
-    // A burst releases only blocks free for kBurstMinAgeNs (5 ms, one or
-    // two ticks of the coarse clock): a program that churns big blocks
-    // (`large`: 64 KiB..16 MiB, reused within milliseconds) keeps more than
-    // the high mark free at instants, and a burst that took those too had
-    // them faulted in and zeroed again at once (17.5k pages released in a
-    // 40 ms run, 10k of them by bursts). At 50 ms mstress, whose rounds of
-    // threads last 18 ms, kept its freed memory past the next round: peak
-    // RSS 66 -> 70 MB; at 5 ms 66 MB, and large gains as much.
+    // A burst releases no block younger than kYoungBlockNs (zone.h): at
+    // instants a program that churns big blocks keeps more than the high
+    // mark free, and takes it back within milliseconds. At 50 ms mstress,
+    // whose rounds of threads last 18 ms, kept its freed memory past the
+    // next round (peak RSS 66 -> 70 MB); at 5 ms 66 MB, and large gains as
+    // much.
     std::size_t keep =
         cfg.reclaim_start >> kPageShift < min ? cfg.reclaim_start >> kPageShift : min;
     bool burst = dirty > high || (k.bursting && dirty > keep);
     std::size_t burst_released = 0;
     if (burst)
-      burst_released =
-          release_cold_pages(g_pa, nid, dirty - keep,
-                             now > kBurstMinAgeNs ? now - kBurstMinAgeNs : 0, HugeSplit::kNone);
+      burst_released = release_cold_pages(
+          g_pa, nid, dirty - keep, now > kYoungBlockNs ? now - kYoungBlockNs : 0, HugeSplit::kNone);
     released += burst_released;
     // With huge ranges a burst pass may find only blocks to keep: no
     // reason to look again soon, unless blocks too young to go are left.
