@@ -395,6 +395,19 @@ std::size_t resident_pages(PageAllocator* pa, const Page* p, std::size_t pages) 
   return testutil::resident_pages(pa->page_address(p), pages << kPageShift);
 }
 
+// 2048 touched pages of pa's node 0, in allocation order: the caller frees
+// every other one to leave 1024 resident order-0 pieces that cannot merge.
+std::vector<Page*> touched_pages(PageAllocator* pa) {
+  std::vector<Page*> pages;
+  for (int i = 0; i < 2048; ++i) {
+    Page* p = pa->alloc_pages(0, 0);
+    if (!p) break;
+    std::memset(pa->page_address(p), 1, kPageSize);
+    pages.push_back(p);
+  }
+  return pages;
+}
+
 // Pieces freed just now (younger than kYoungBlockNs) are not traded for
 // clean pages taken: a program churning big blocks takes them back within
 // milliseconds, and `large` had 7k of its pieces released and faulted in
@@ -403,13 +416,8 @@ TEST(BuddyAlloc, YoungPiecesAreNotTraded) {
   PageAllocator* pa = make_heap(1, false);
   ASSERT_NE(pa, nullptr);
   Zone& z = pa->zone(0);
-  std::vector<Page*> pages;
-  for (int i = 0; i < 2048; ++i) {
-    Page* p = pa->alloc_pages(0, 0);
-    ASSERT_NE(p, nullptr);
-    std::memset(pa->page_address(p), 1, kPageSize);
-    pages.push_back(p);
-  }
+  std::vector<Page*> pages = touched_pages(pa);
+  ASSERT_EQ(pages.size(), 2048u);
   auto t0 = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < pages.size(); i += 2) pa->free_pages(pages[i], 0);
   ASSERT_GT(z.dirty_pages(), z.dirty_reserve() + 64);
@@ -444,13 +452,8 @@ TEST(BuddyAlloc, CleanPagesTakenWhileResidentPiecesWaitAreTraded) {
   Zone& z = pa->zone(0);
   // 2048 touched pages, every other one freed: 1024 resident order-0
   // pieces that cannot merge.
-  std::vector<Page*> pages;
-  for (int i = 0; i < 2048; ++i) {
-    Page* p = pa->alloc_pages(0, 0);
-    ASSERT_NE(p, nullptr);
-    std::memset(pa->page_address(p), 1, kPageSize);
-    pages.push_back(p);
-  }
+  std::vector<Page*> pages = touched_pages(pa);
+  ASSERT_EQ(pages.size(), 2048u);
   for (std::size_t i = 0; i < pages.size(); i += 2) pa->free_pages(pages[i], 0);
   std::size_t reserve = z.dirty_reserve();
   ASSERT_EQ(z.dirty_pages(), 1024u);

@@ -15,24 +15,13 @@
 #include "lib/slub/freeptr.h"
 #include "lib/slub/size_class.h"
 #include "lib/slub/slab.h"
+#include "tests/slab_heap.h"
 
 namespace numaslub {
 namespace {
 
-constexpr std::size_t MiB = 1024 * 1024;
-
 PageAllocator* heap() {
-  static Topology real, topo;
-  static PageAllocator pa;
-  static bool ready = [] {
-    real.load_sysfs();
-    topo.make_fake(real, 1);
-    Config cfg;
-    cfg.arena_size = 256 * MiB;
-    cfg.section_size = 16 * MiB;
-    return pa.init(cfg, topo, os_mem_linux()) == 0;
-  }();
-  return ready ? &pa : nullptr;
+  return testutil::slab_heap();
 }
 
 Slab* slab_of(const KmemCache& c, const void* p) {
@@ -108,6 +97,23 @@ TEST(SlabFill, WholeSlabsAndPartsComeBackOnceEach) {
   for (auto& [s, objs] : by_slab) EXPECT_EQ(s->inuse, 0u);
 }
 
+// Frees objs[0..9] of one slab of a fresh 64-byte cache (its freelist then
+// runs objs[9], objs[8], ..., objs[0]), rewrites objs[at]'s link to the
+// encoding of `to` (a write after free that knows the secret), and fills
+// 10: the fill takes the slab whole and walks it after the lock.
+void corrupt_link_and_fill(unsigned at, int to) {
+  static KmemCache c;
+  if (!c.init(kClassBySize16[64 / 16], heap(), 0x5eed5eed, true)) _exit(2);
+  auto by_slab = take_slabs(c, 2);
+  std::vector<void*>& objs = by_slab.begin()->second;
+  c.free_batch(objs.data(), 10);
+  Slab* s = slab_of(c, objs[0]);
+  auto** link = static_cast<void**>(objs[at]);
+  *link = freeptr_encode(to < 0 ? nullptr : objs[to], c.secrets[s->secret_gen], link);
+  void* buf[10];
+  c.fill(0, buf, 10);
+}
+
 // A free object's link rewritten to the encoded null (a write after free
 // that ends the list early) used to cut the freelist short silently: the
 // rest of the slab's free objects were lost for good. A fill that takes the
@@ -115,21 +121,8 @@ TEST(SlabFill, WholeSlabsAndPartsComeBackOnceEach) {
 TEST(SlabFillDeathTest, AFreelistShorterThanItsCountAborts) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   ASSERT_NE(heap(), nullptr);
-  EXPECT_DEATH(
-      {
-        static KmemCache c;
-        if (!c.init(kClassBySize16[64 / 16], heap(), 0x5eed5eed, true)) _exit(2);
-        auto by_slab = take_slabs(c, 2);
-        std::vector<void*>& objs = by_slab.begin()->second;
-        // Free 10 of one slab: its freelist runs objs[9], objs[8], ...
-        c.free_batch(objs.data(), 10);
-        Slab* s = slab_of(c, objs[0]);
-        auto** mid = static_cast<void**>(objs[5]);
-        *mid = freeptr_encode(nullptr, c.secrets[s->secret_gen], mid);
-        void* buf[10];
-        c.fill(0, buf, 10);
-      },
-      "kmalloc-64: freelist corrupted: the freelist of slab .* ends before its count");
+  EXPECT_DEATH(corrupt_link_and_fill(5, -1),
+               "kmalloc-64: freelist corrupted: the freelist of slab .* ends before its count");
 }
 
 // A link rewritten to point back into the list (a loop) would have a walk
@@ -138,20 +131,8 @@ TEST(SlabFillDeathTest, AFreelistShorterThanItsCountAborts) {
 TEST(SlabFillDeathTest, AFreelistLongerThanItsCountAborts) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   ASSERT_NE(heap(), nullptr);
-  EXPECT_DEATH(
-      {
-        static KmemCache c;
-        if (!c.init(kClassBySize16[64 / 16], heap(), 0x5eed5eed, true)) _exit(2);
-        auto by_slab = take_slabs(c, 2);
-        std::vector<void*>& objs = by_slab.begin()->second;
-        c.free_batch(objs.data(), 10);  // objs[9] -> objs[8] -> ... -> objs[0] -> null
-        Slab* s = slab_of(c, objs[0]);
-        auto** last = static_cast<void**>(objs[0]);
-        *last = freeptr_encode(objs[9], c.secrets[s->secret_gen], last);
-        void* buf[10];
-        c.fill(0, buf, 10);
-      },
-      "kmalloc-64: freelist corrupted: the freelist of slab .* runs past its count");
+  EXPECT_DEATH(corrupt_link_and_fill(0, 9),  // objs[0], the last, back to the head
+               "kmalloc-64: freelist corrupted: the freelist of slab .* runs past its count");
 }
 
 // free_batch checks each object of a run against the one before it (a

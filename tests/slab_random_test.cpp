@@ -16,24 +16,13 @@
 #include "lib/buddy/page_alloc.h"
 #include "lib/slub/size_class.h"
 #include "lib/slub/slab.h"
+#include "tests/slab_heap.h"
 
 namespace numaslub {
 namespace {
 
-constexpr std::size_t MiB = 1024 * 1024;
-
 PageAllocator* heap() {
-  static Topology real, topo;
-  static PageAllocator pa;
-  static bool ready = [] {
-    real.load_sysfs();
-    topo.make_fake(real, 1);
-    Config cfg;
-    cfg.arena_size = 256 * MiB;
-    cfg.section_size = 16 * MiB;
-    return pa.init(cfg, topo, os_mem_linux()) == 0;
-  }();
-  return ready ? &pa : nullptr;
+  return testutil::slab_heap();
 }
 
 // The objects of `slabs` new slabs of the `size`-byte class, in the order

@@ -273,27 +273,33 @@ bool no_pressure() {
   return false;
 }
 
-TEST_F(Reclaim, BurstKeepsAtMostReclaimStart) {
+// The set-up of the burst tests: only the burst rule releases (decay far
+// off, no pressure), a reserve of 8 MiB, 64 written 2 MiB blocks in *v
+// (above the slab classes and the CPUs' run lists), and node 0's marks of
+// a larger heap (set after the allocations: onlining a section recomputes
+// them): min 32 MiB, four times the reserve (a release may pass its mark
+// by a 4 MiB block or two).
+void burst_setup(std::vector<void*>* v) {
   Config c = config();
-  c.decay_ms = 600000;  // only the burst rule releases here
+  c.decay_ms = 600000;
   c.reclaim_start = 8 << 20;
   config_set_for_test(c);
   reclaim_set_pressure_source(no_pressure);
-  std::vector<void*> v;
-  for (int i = 0; i < 64; ++i) {  // 2 MiB blocks: above the slab classes and the CPUs' run lists
-    v.push_back(kmalloc(2 << 20));
-    std::memset(v.back(), 4, 2 << 20);
+  for (int i = 0; i < 64; ++i) {
+    v->push_back(kmalloc(2 << 20));
+    std::memset(v->back(), 4, 2 << 20);
   }
   Zone& z = page_allocator()->zone(0);
-  {
-    // Marks of a larger heap (set after the allocations: onlining a section
-    // recomputes them): min 32 MiB, four times the cap (a release may pass
-    // its mark by a 4 MiB block or two).
-    LockGuard<Mutex> g(z.lock);
-    z.wmark_min = 8192;
-    z.wmark_low = 16384;
-    z.wmark_high = 24576;
-  }
+  LockGuard<Mutex> g(z.lock);
+  z.wmark_min = 8192;
+  z.wmark_low = 16384;
+  z.wmark_high = 24576;
+}
+
+TEST_F(Reclaim, BurstKeepsAtMostReclaimStart) {
+  std::vector<void*> v;
+  burst_setup(&v);
+  Zone& z = page_allocator()->zone(0);
   free_all(v);
   reclaim_pass(0);
   // kswapd (started by the burst) may hold blocks mid-release: wait.
@@ -314,27 +320,13 @@ TEST_F(Reclaim, BurstKeepsAtMostReclaimStart) {
 // blocks at once, and they were faulted in and zeroed again. Those the
 // program does not take back go at a later look.
 TEST_F(Reclaim, BurstLeavesBlocksFreedJustNow) {
-  Config c = config();
-  c.decay_ms = 600000;  // only the burst rule releases here
-  c.reclaim_start = 8 << 20;
-  config_set_for_test(c);
-  reclaim_set_pressure_source(no_pressure);
   std::vector<void*> v;
-  for (int i = 0; i < 64; ++i) {
-    v.push_back(kmalloc(2 << 20));
-    std::memset(v.back(), 4, 2 << 20);
-  }
+  burst_setup(&v);
   Zone& z = page_allocator()->zone(0);
   auto dirty_now = [&] {
     LockGuard<Mutex> g(z.lock);
     return z.dirty_pages() - std::min(z.thp_kept_pages, z.dirty_pages());
   };
-  {
-    LockGuard<Mutex> g(z.lock);
-    z.wmark_min = 8192;
-    z.wmark_low = 16384;
-    z.wmark_high = 24576;
-  }
   auto t0 = std::chrono::steady_clock::now();
   free_all(v);
   std::size_t freed = dirty_now();
