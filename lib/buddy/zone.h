@@ -296,8 +296,8 @@ class Zone {
   // (PageAllocator::pay_release_debt), so a heap cut into pieces too small
   // for its requests does not grow its RSS by what it cannot use. What
   // only young pieces could pay is forgiven: the program is about to take
-  // them back (or decay releases them). Written under the lock; read without it (relaxed) to see
-  // whether there is anything to pay.
+  // them back (or decay releases them). Written under the lock; read
+  // without it (relaxed) to see whether there is anything to pay.
   std::atomic<std::size_t> release_debt{0};
   // Resident free pages the last full reclaim walk kept whole inside dense
   // huge ranges (a hint, 0 without thp): the wake-up and burst marks count

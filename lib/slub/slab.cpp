@@ -385,7 +385,9 @@ unsigned KmemCache::fill(unsigned nid, void** out, unsigned n) {
       Slab* s = list_entry<Slab>(nd->partial.next, offsetof(Slab, slab_list));
       unsigned free_objs = objects - s->inuse;
       unsigned took;
-      if (free_objs && free_objs <= n - got && nr < kMaxChains) {
+      // (A slab whose count says free objects but whose freelist is empty
+      // is taken as before, by take_free, which finds nothing there.)
+      if (free_objs && s->freelist && free_objs <= n - got && nr < kMaxChains) {
         ch[nr++] = {static_cast<void**>(s->freelist),
                     out + got,
                     free_objs,
