@@ -226,13 +226,13 @@ std::uint64_t do_pass(unsigned nid, std::size_t* released_out) {
           g_pa, nid, dirty - keep, now > kYoungBlockNs ? now - kYoungBlockNs : 0, HugeSplit::kNone);
     released += burst_released;
     // With huge ranges a burst pass may find only blocks to keep: no
-    // reason to look again soon, unless blocks too young to go are left.
-    bool young;
-    {
+    // reason to look again soon, unless blocks too young to go are left
+    // (asked only then: it takes the zone lock).
+    auto young_left = [&z] {
       LockGuard<Mutex> g(z.lock);
-      young = z.oldest_dirty_stamp_locked() != ~0ULL;
-    }
-    k.bursting = burst && (!thp || burst_released > 0 || young);
+      return z.oldest_dirty_stamp_locked() != ~0ULL;
+    };
+    k.bursting = burst && (!thp || burst_released > 0 || young_left());
     std::uint64_t decay = ms_to_ns(cfg.decay_ms);
     if (now > decay) {
       released += release_cold_pages(g_pa, nid, ~std::size_t{0}, now - decay);

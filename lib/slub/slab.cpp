@@ -65,32 +65,48 @@ void KmemCache::bad_next(const Slab* s, void** obj, void* next) const {
       name, static_cast<void*>(obj), slab_base(s), next, static_cast<void*>(obj));
 }
 
-void* KmemCache::next_free(const Slab* s, void** obj) const {
-  void* next = decode(s, *obj, obj);
-  if (next) {
-    std::uintptr_t off =
-        reinterpret_cast<std::uintptr_t>(next) - reinterpret_cast<std::uintptr_t>(slab_base(s));
-    if (NS_UNLIKELY(off >= (kPageSize << order) ||
-                    !obj_start(obj_index_entry(kObjIndex, class_slot_offset(cls)), off)))
-      bad_next(s, obj, next);
+// What checking a slab's next pointers needs, computed once for a walk
+// (the stores a walk makes would otherwise have the compiler reload it per
+// object): next() decodes the pointer stored in free object obj and checks
+// it is null or the start of an object of s; anything else (a write after
+// free, an overflow from the object before) aborts naming the cache, the
+// slab and the object.
+struct KmemCache::Links {
+  const KmemCache* c;
+  const Slab* s;
+  std::uintptr_t base;
+  std::uintptr_t span;
+  std::uint64_t key;
+  const ObjIndex* oi;
+
+  Links() = default;  // fill's array of chains, assigned before use
+  Links(const KmemCache* cache, const Slab* slab)
+      : c(cache),
+        s(slab),
+        base(reinterpret_cast<std::uintptr_t>(cache->slab_base(slab))),
+        span(kPageSize << cache->order),
+        key(cache->secrets[slab->secret_gen]),
+        oi(&obj_index_entry(kObjIndex, class_slot_offset(cache->cls))) {}
+
+  NS_ALWAYS_INLINE void* next(void** obj) const {
+    void* n = freeptr_decode(*obj, key, obj);
+    std::uintptr_t off = reinterpret_cast<std::uintptr_t>(n) - base;
+    if (NS_UNLIKELY(n && (off >= span || !obj_start(*oi, off)))) c->bad_next(s, obj, n);
+    return n;
   }
-  return next;
+};
+
+void* KmemCache::next_free(const Slab* s, void** obj) const {
+  return Links(this, s).next(obj);
 }
 
 unsigned KmemCache::take_free(Slab* s, void** out, unsigned n) {
-  // next_free's check, with what it recomputes per object hoisted out of the
-  // loop (the stores to out[] would otherwise make the compiler reload it).
-  const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(slab_base(s));
-  const std::uintptr_t span = kPageSize << order;
-  const ObjIndex& oi = obj_index_entry(kObjIndex, class_slot_offset(cls));
+  const Links links(this, s);
   auto** obj = static_cast<void**>(s->freelist);
   unsigned got = 0;
   while (got < n && obj) {
-    void* next = decode(s, *obj, obj);
-    std::uintptr_t off = reinterpret_cast<std::uintptr_t>(next) - base;
-    if (NS_UNLIKELY(next && (off >= span || !obj_start(oi, off)))) bad_next(s, obj, next);
     out[got++] = obj;
-    obj = static_cast<void**>(next);
+    obj = static_cast<void**>(links.next(obj));
   }
   s->freelist = obj;
   s->inuse += got;
@@ -327,9 +343,7 @@ struct KmemCache::Chain {
   void** obj;
   void** out;
   unsigned count;
-  std::uintptr_t base;  // the slab's first byte
-  std::uint64_t key;    // its freelist secret
-  const Slab* s;
+  Links links;
 };
 
 // Walking a freelist is a chain of dependent loads, each a cache miss when
@@ -342,21 +356,15 @@ struct KmemCache::Chain {
 // slabs are counted without being read, and a walk that ends early or runs
 // on is a corrupted list.
 void KmemCache::walk_chain(const Chain& c) const {
-  const ObjIndex& oi = obj_index_entry(kObjIndex, class_slot_offset(cls));
-  const std::uintptr_t span = kPageSize << order;
   auto** obj = c.obj;
   for (unsigned i = 0; i + 1 < c.count; ++i) {
-    void* next = freeptr_decode(*obj, c.key, obj);
-    std::uintptr_t off = reinterpret_cast<std::uintptr_t>(next) - c.base;
-    if (NS_UNLIKELY(!next || off >= span || !obj_start(oi, off))) {
-      if (next) bad_next(c.s, obj, next);
-      bad_count(c.s, obj, next);
-    }
     c.out[i] = obj;
+    void* next = c.links.next(obj);
+    if (NS_UNLIKELY(!next)) bad_count(c.links.s, obj, next);
     obj = static_cast<void**>(next);
   }
   c.out[c.count - 1] = obj;
-  if (void* next = freeptr_decode(*obj, c.key, obj); NS_UNLIKELY(next)) bad_count(c.s, obj, next);
+  if (void* next = c.links.next(obj); NS_UNLIKELY(next)) bad_count(c.links.s, obj, next);
 }
 
 void KmemCache::bad_count(const Slab* s, void** obj, void* next) const {
@@ -388,12 +396,7 @@ unsigned KmemCache::fill(unsigned nid, void** out, unsigned n) {
       // (A slab whose count says free objects but whose freelist is empty
       // is taken as before, by take_free, which finds nothing there.)
       if (free_objs && s->freelist && free_objs <= n - got && nr < kMaxChains) {
-        ch[nr++] = {static_cast<void**>(s->freelist),
-                    out + got,
-                    free_objs,
-                    reinterpret_cast<std::uintptr_t>(slab_base(s)),
-                    secrets[s->secret_gen],
-                    s};
+        ch[nr++] = {static_cast<void**>(s->freelist), out + got, free_objs, Links(this, s)};
         s->freelist = nullptr;
         s->inuse = objects;
         took = free_objs;

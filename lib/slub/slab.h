@@ -171,6 +171,7 @@ struct KmemCache {
   // Pops up to n objects off s's freelist into out (list_lock held), each
   // next pointer checked as next_free does; counts them in s->inuse.
   unsigned take_free(Slab* s, void** out, unsigned n);
+  struct Links;
   struct Chain;
   // Walks a freelist fill detached into its output, checking each link
   // and the count (slab.cpp).
